@@ -1,0 +1,1 @@
+"""Kubernetes API access for the operator: guarded (compare-and-swap) status writes and events."""

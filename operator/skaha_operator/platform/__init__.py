@@ -1,0 +1,1 @@
+"""Clients for Skaha, Cavern and Rucio (the only code importing httpx), and the simulator."""

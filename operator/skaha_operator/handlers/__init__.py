@@ -1,1 +1,1 @@
-"""kopf handlers: the only package that imports kopf. Thin: parse, observe, decide, act once, write."""
+"""kopf handlers, the only package that imports kopf: parse, observe, decide, act once, write."""

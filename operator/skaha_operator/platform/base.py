@@ -1,0 +1,263 @@
+"""The shared HTTP plumbing of the Skaha, Cavern and Rucio clients.
+
+Owns: building one pooled `httpx.AsyncClient` per service with explicit timeouts, sending a
+request with the retry policy, mapping failures to `errors.py` (httpx error chained as cause),
+the per-attempt call counter hook, and keeping secrets out of every message and log line.
+Logs name the route template, never the headers or a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from skaha_operator.platform.errors import (
+    AuthError,
+    BadReply,
+    Conflict,
+    NotFound,
+    RateLimited,
+    Rejected,
+    SkahaError,
+    Unavailable,
+    scrub,
+)
+from skaha_operator.platform.retry import RetryPolicy, call_with_retry
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+#: Server text kept in an error message; OpenCADC messages are one line (§5).
+MAX_MESSAGE_CHARS = 500
+
+# Connection never established: the request certainly did not reach the server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One HTTP attempt, for `skaha_requests_total{service,method,route,code}`."""
+
+    service: str
+    method: str
+    route: str
+    code: str
+
+
+CallRecorder = Callable[[CallRecord], None]
+
+
+class BearerAuth(httpx.Auth):
+    """Adds `Authorization: Bearer <token>` per request; the token stays a SecretStr."""
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Attach the bearer header."""
+        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(token=SecretStr('**********'))"
+
+
+def make_http_client(
+    base_url: str,
+    *,
+    auth: httpx.Auth | None = None,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    limits: httpx.Limits = DEFAULT_LIMITS,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """One pooled client for one service, with explicit timeouts."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        auth=auth,
+        timeout=timeout,
+        limits=limits,
+        transport=transport,
+        headers={"User-Agent": "skaha-operator", "Accept": "application/json"},
+    )
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse `Retry-After` (delta-seconds or an HTTP date) into seconds from now."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(tz=UTC))).total_seconds())
+
+
+class ServiceClient:
+    """Base of the three clients: sends requests and turns failures into typed errors."""
+
+    service: ClassVar[str] = "platform"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        secrets: tuple[SecretStr, ...] = (),
+        retry: RetryPolicy | None = None,
+        on_call: CallRecorder | None = None,
+    ) -> None:
+        self._http = http
+        self._secrets = set(secrets)
+        self._retry = retry or RetryPolicy()
+        self._on_call = on_call
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={str(self._http.base_url)!r})"
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    def _add_secret(self, secret: SecretStr) -> None:
+        self._secrets.add(secret)
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, tuple(s.get_secret_value() for s in self._secrets))
+
+    async def _request(
+        self,
+        method: str,
+        route: str,
+        *,
+        path: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        base: str = "",
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one call (retrying if idempotent) and return a 2xx response or raise.
+
+        `route` is the template (it labels logs and counters); `base` overrides the client's
+        base URL for services split over two hosts (Rucio auth).
+        """
+        url = base + _fill_route(route, path or {})
+        safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+
+        async def attempt() -> httpx.Response:
+            return await self._attempt(method, route, url, safe, kwargs)
+
+        return await call_with_retry(self._retry, safe, attempt)
+
+    async def _attempt(
+        self, method: str, route: str, url: str, idempotent: bool, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            self._record(method, route, type(exc).__name__)
+            raise self._transport_error(method, route, exc, idempotent) from exc
+        self._record(method, route, str(response.status_code))
+        log.debug("%s %s %s -> %d", self.service, method, route, response.status_code)
+        if response.is_success:
+            return response
+        error = self._status_error(method, route, response, idempotent)
+        try:
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            raise error from exc
+        raise error
+
+    def _record(self, method: str, route: str, code: str) -> None:
+        if self._on_call is not None:
+            self._on_call(CallRecord(self.service, method, route, code))
+
+    def _transport_error(
+        self, method: str, route: str, exc: httpx.HTTPError, idempotent: bool
+    ) -> Unavailable:
+        detail = self._scrub(str(exc)) or "no detail"
+        return Unavailable(
+            f"{type(exc).__name__}: {detail}",
+            maybe_committed=not idempotent and not isinstance(exc, _NOT_SENT),
+            service=self.service,
+            method=method,
+            route=route,
+        )
+
+    def _server_message(self, response: httpx.Response) -> str:
+        """The server's error text; OpenCADC sends `text/plain` `<message>\\n` (§5)."""
+        return response.text.strip()
+
+    def _status_error(
+        self, method: str, route: str, response: httpx.Response, idempotent: bool
+    ) -> SkahaError:
+        code = response.status_code
+        message = self._scrub(self._server_message(response))[:MAX_MESSAGE_CHARS] or (
+            response.reason_phrase or f"HTTP {code}"
+        )
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        kind = _error_kind(code)
+        if issubclass(kind, Unavailable):
+            return kind(
+                message,
+                retry_after=retry_after,
+                maybe_committed=code >= 500 and not idempotent,
+                status=code,
+                service=self.service,
+                method=method,
+                route=route,
+            )
+        return kind(message, status=code, service=self.service, method=method, route=route)
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise self._bad_reply(response, "reply is not JSON") from exc
+
+    def _model(self, model: type[M], data: Any, response: httpx.Response) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise self._bad_reply(response, f"unexpected {model.__name__}: {exc}") from exc
+
+    def _bad_reply(self, response: httpx.Response, why: str) -> BadReply:
+        request = response.request
+        return BadReply(
+            self._scrub(why)[:MAX_MESSAGE_CHARS],
+            status=response.status_code,
+            service=self.service,
+            method=request.method,
+            route=request.url.path,
+        )
+
+
+def _error_kind(code: int) -> type[SkahaError]:
+    """The error class for an HTTP status (kopf's mapping: 4xx permanent except 429)."""
+    if code == 429:
+        return RateLimited
+    if code >= 500:
+        return Unavailable
+    return {401: AuthError, 403: AuthError, 404: NotFound, 409: Conflict}.get(code, Rejected)
+
+
+def _fill_route(route: str, values: Mapping[str, str]) -> str:
+    """Format a route template; `{path}` keeps its slashes, every other value is one segment."""
+    quoted = {key: quote(value, safe="/" if key == "path" else "") for key, value in values.items()}
+    return route.format(**quoted)

@@ -1,0 +1,118 @@
+"""`PlatformClients`: the Skaha, Cavern and (optional) Rucio clients of one platform.
+
+Each service gets its own pooled `httpx.AsyncClient` with explicit timeouts; `aclose()` closes
+all of them. The bearer token arrives as a `SecretStr` (read from a Kubernetes Secret by the
+caller) and is only ever unwrapped inside a request header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from pydantic import SecretStr
+
+from skaha_operator.platform.base import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUT,
+    BearerAuth,
+    CallRecorder,
+    make_http_client,
+)
+from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, CavernClient
+from skaha_operator.platform.retry import RetryPolicy
+from skaha_operator.platform.rucio import RucioClient
+from skaha_operator.platform.skaha import SkahaClient
+from skaha_operator.platform.wire import ApiVersion
+
+
+@dataclass(frozen=True)
+class RucioSettings:
+    """Where Rucio is and whose account to use."""
+
+    url: str
+    account: str
+    username: str
+    password: SecretStr
+    auth_url: str | None = None
+    vo: str | None = None
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """Everything needed to talk to one platform (a `SkahaPlatform` resource)."""
+
+    skaha_url: str
+    cavern_url: str
+    token: SecretStr
+    cavern_authority: str = DEFAULT_AUTHORITY
+    api_version: ApiVersion = ApiVersion.V1
+    rucio: RucioSettings | None = None
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    limits: httpx.Limits = DEFAULT_LIMITS
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class PlatformClients:
+    """The clients of one platform; close them with `aclose()`."""
+
+    skaha: SkahaClient
+    cavern: CavernClient
+    rucio: RucioClient | None = None
+
+    @classmethod
+    def create(
+        cls,
+        settings: PlatformSettings,
+        *,
+        on_call: CallRecorder | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> PlatformClients:
+        """Build one pooled client per service; `transport` is for tests only."""
+
+        def http(url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
+            return make_http_client(
+                url,
+                auth=auth,
+                timeout=settings.timeout,
+                limits=settings.limits,
+                transport=transport,
+            )
+
+        bearer = BearerAuth(settings.token)
+        skaha = SkahaClient(
+            http(settings.skaha_url, bearer),
+            token=settings.token,
+            api_version=settings.api_version,
+            retry=settings.retry,
+            on_call=on_call,
+        )
+        cavern = CavernClient(
+            http(settings.cavern_url, bearer),
+            token=settings.token,
+            authority=settings.cavern_authority,
+            retry=settings.retry,
+            on_call=on_call,
+        )
+        rucio = None
+        if settings.rucio is not None:
+            r = settings.rucio
+            rucio = RucioClient(
+                http(r.url, None),
+                account=r.account,
+                username=r.username,
+                password=r.password,
+                auth_url=r.auth_url,
+                vo=r.vo,
+                retry=settings.retry,
+                on_call=on_call,
+            )
+        return cls(skaha=skaha, cavern=cavern, rucio=rucio)
+
+    async def aclose(self) -> None:
+        """Close every service's connection pool."""
+        await self.skaha.aclose()
+        await self.cavern.aclose()
+        if self.rucio is not None:
+            await self.rucio.aclose()

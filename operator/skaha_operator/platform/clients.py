@@ -20,6 +20,7 @@ from skaha_operator.platform.base import (
     make_http_client,
 )
 from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, CavernClient
+from skaha_operator.platform.ports import CavernPort, RucioPort, SkahaPort
 from skaha_operator.platform.retry import RetryPolicy
 from skaha_operator.platform.rucio import RucioClient
 from skaha_operator.platform.skaha import SkahaClient
@@ -109,6 +110,10 @@ class PlatformClients:
                 on_call=on_call,
             )
         return cls(skaha=skaha, cavern=cavern, rucio=rucio)
+
+    def ports(self) -> tuple[SkahaPort, CavernPort, RucioPort | None]:
+        """The clients as the ports the operator codes against (mypy checks they conform)."""
+        return self.skaha, self.cavern, self.rucio
 
     async def aclose(self) -> None:
         """Close every service's connection pool."""

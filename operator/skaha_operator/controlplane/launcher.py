@@ -9,6 +9,7 @@ is no garbage collection and no namespace finalization; start it when a test nee
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import ssl
@@ -20,6 +21,20 @@ from types import TracebackType
 
 from skaha_operator.controlplane.binaries import binary
 from skaha_operator.controlplane.processes import Child, free_port, wait_http_ok
+
+_PREFIX = "skaha-cp-"
+
+
+def _sweep_orphans(base: Path) -> None:
+    # A SIGKILLed owner cannot clean up; its children died with it (PR_SET_PDEATHSIG) but its data
+    # dir stays. The next launcher removes data dirs whose owner process is gone.
+    for stale in base.glob(f"{_PREFIX}*"):
+        try:
+            os.kill(int((stale / "owner.pid").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
 
 
 class ControlPlane:
@@ -33,8 +48,12 @@ class ControlPlane:
         start_timeout: float = 90.0,
     ) -> None:
         self._own_workdir = workdir is None
-        base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="skaha-cp-", dir=base))
+        if workdir is None:
+            base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+            _sweep_orphans(base)
+            workdir = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=base))
+            (workdir / "owner.pid").write_text(str(os.getpid()))
+        self.workdir = workdir
         self.with_controller_manager = controller_manager
         self.start_timeout = start_timeout
         self.token = secrets.token_hex(16)

@@ -31,10 +31,10 @@ Sleep = Callable[[float], Awaitable[None]]
 class RetryPolicy:
     """How many attempts an idempotent call gets and how long it waits between them."""
 
-    max_attempts: int = 6
+    max_attempts: int = 8
     base_delay: float = 0.2
     max_delay: float = 5.0
-    retry_after_cap: float = 10.0
+    retry_after_cap: float = 5.0
     jitter: float = 0.1
     sleep: Sleep = field(default=asyncio.sleep, compare=False)
 

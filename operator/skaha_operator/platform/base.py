@@ -172,6 +172,7 @@ class ServiceClient:
             response = await self._http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             self._record(method, route, type(exc).__name__)
+            self._scrub_exception(exc)
             raise self._transport_error(method, route, exc, idempotent) from exc
         self._record(method, route, str(response.status_code))
         log.debug("%s %s %s -> %d", self.service, method, route, response.status_code)
@@ -181,12 +182,17 @@ class ServiceClient:
         try:
             response.raise_for_status()
         except httpx.HTTPStatusError as exc:
+            self._scrub_exception(exc)
             raise error from exc
         raise error
 
     def _record(self, method: str, route: str, code: str) -> None:
         if self._on_call is not None:
             self._on_call(CallRecord(self.service, method, route, code))
+
+    def _scrub_exception(self, exc: Exception) -> None:
+        """Scrub secrets from a chained httpx error too: tracebacks print the whole chain."""
+        exc.args = tuple(self._scrub(a) if isinstance(a, str) else a for a in exc.args)
 
     def _transport_error(
         self, method: str, route: str, exc: httpx.HTTPError, idempotent: bool

@@ -49,8 +49,8 @@ class PlatformSettings:
     cavern_authority: str = DEFAULT_AUTHORITY
     api_version: ApiVersion = ApiVersion.V1
     rucio: RucioSettings | None = None
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT
-    limits: httpx.Limits = DEFAULT_LIMITS
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    limits: httpx.Limits = field(default_factory=lambda: DEFAULT_LIMITS)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 

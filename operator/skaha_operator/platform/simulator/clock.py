@@ -1,0 +1,55 @@
+"""The simulator's clock: wall time plus an offset, or a frozen instant moved only by `advance`.
+
+All session and rule state is computed lazily from this clock (reference `skaha-api.md` §9 item 5),
+so advancing it is O(1) whatever the number of sessions.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+class SimClock:
+    """Seconds since the epoch, frozen or running, advanced by `advance`."""
+
+    def __init__(self, *, frozen: bool, start: datetime | None = None) -> None:
+        self.frozen = frozen
+        origin = start.timestamp() if start is not None else float(int(time.time()))
+        self._frozen_at = origin
+        # A running clock keeps the same origin as a frozen one would have.
+        self._offset = origin - time.time()
+
+    def now(self) -> float:
+        """Current simulated time in epoch seconds."""
+        if self.frozen:
+            return self._frozen_at
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward (never backward) and return the new time."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        if self.frozen:
+            self._frozen_at += seconds
+        else:
+            self._offset += seconds
+        return self.now()
+
+
+def iso_utc(epoch: float) -> str:
+    """Format as Skaha does, e.g. `2024-08-05T18:33:40Z` (§3)."""
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc1123_utc(epoch: float) -> str:
+    """Format as Rucio does, e.g. `Wed, 06 Aug 2026 12:00:00 UTC` (§8)."""
+    moment = datetime.fromtimestamp(int(epoch), UTC)
+    # Names spelled out so the format does not depend on the process locale.
+    day = _DAYS[moment.weekday()]
+    month = _MONTHS[moment.month - 1]
+    return f"{day}, {moment.day:02d} {month} {moment.year} {moment:%H:%M:%S} UTC"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

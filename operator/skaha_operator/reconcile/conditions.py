@@ -1,0 +1,80 @@
+"""Conditions as the API for tools: Ready, Reconciling, Stalled (kstatus) plus per-dependency ones.
+
+Pure helpers over lists of `Condition`: setting a condition keeps its lastTransitionTime when its
+status did not change (metav1.Condition semantics, kubernetes-tooling.md §D.4).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from skaha_operator.domain.common import Condition, ConditionStatus, Phase, SessionPhase
+
+READY = "Ready"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+
+_USABLE = {Phase.AVAILABLE, Phase.RUNNING, SessionPhase.AVAILABLE, SessionPhase.RUNNING}
+_SETTLED = _USABLE | {
+    Phase.COMPLETED,
+    Phase.FAILED,
+    Phase.CANCELLED,
+    SessionPhase.EXPIRED,
+}
+_BROKEN = {Phase.FAILED, SessionPhase.EXPIRED}
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str | None,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """A copy of `conditions` with `type_` set; lastTransitionTime moves only on a status change."""
+    value = {
+        True: ConditionStatus.TRUE,
+        False: ConditionStatus.FALSE,
+        None: ConditionStatus.UNKNOWN,
+    }[status]
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == value else now
+    new = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return [new if c.type == type_ else c for c in conditions] + ([] if old else [new])
+
+
+def summary_conditions(
+    conditions: list[Condition],
+    phase: str,
+    reason: str,
+    message: str | None,
+    now: datetime,
+    generation: int | None,
+    *,
+    stalled: bool = False,
+) -> list[Condition]:
+    """Ready / Reconciling / Stalled derived from the phase (kstatus: Stalled=True is Failed)."""
+    ready = phase in _USABLE
+    broken = stalled or phase in _BROKEN
+    out = set_condition(conditions, READY, ready, reason, message, now, generation)
+    out = set_condition(
+        out, RECONCILING, phase not in _SETTLED and not broken, reason, message, now, generation
+    )
+    return set_condition(out, STALLED, broken, reason, message, now, generation)
+
+
+def condition_status(conditions: list[Condition] | None, type_: str) -> bool | None:
+    """True/False/None (Unknown or absent) for one condition type."""
+    for c in conditions or []:
+        if c.type == type_:
+            return {ConditionStatus.TRUE: True, ConditionStatus.FALSE: False}.get(c.status)
+    return None

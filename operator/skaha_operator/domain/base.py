@@ -159,17 +159,14 @@ class KindModel(WireModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_kind(cls, data: Any) -> Any:
-        """Fill `kind` from the class when a caller builds an object in Python."""
-        if isinstance(data, dict) and "kind" not in data:
-            return {**data, "kind": cls.crd.kind}
-        return data
-
-    @model_validator(mode="after")
-    def _check_identity(self) -> KindModel:
-        """Refuse a dict of another group, version or kind."""
-        if self.api_version != API_VERSION:
-            raise ValueError(f"apiVersion must be {API_VERSION}, got {self.api_version}")
-        if self.kind != self.crd.kind:
-            raise ValueError(f"kind must be {self.crd.kind}, got {self.kind}")
-        return self
+    def _check_identity(cls, data: Any) -> Any:
+        """Refuse another group, version or kind; fill `kind` when built in Python."""
+        if not isinstance(data, dict):
+            return data
+        api_version = data.get("apiVersion", data.get("api_version", API_VERSION))
+        if api_version != API_VERSION:
+            raise ValueError(f"apiVersion must be {API_VERSION}, got {api_version}")
+        kind = data.get("kind", cls.crd.kind)
+        if kind != cls.crd.kind:
+            raise ValueError(f"kind must be {cls.crd.kind}, got {kind}")
+        return {**data, "kind": kind}

@@ -101,7 +101,7 @@ class StorageStatus(ComponentStatus):
         description="Path of the directory inside sessions, e.g. /arc/home/u/x.",
         max_length=4096,
     )
-    created_paths: list[str] | None = Field(
+    created_paths: list[Annotated[str, Field(max_length=4096)]] | None = Field(
         None,
         description="Directories preparation created (deepest last); release removes only these.",
         max_length=64,

@@ -219,7 +219,10 @@ async def test_logs_events_and_renew_use_views_and_actions() -> None:
     seen: list[tuple[str, str, str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.url.path, str(request.url.params)))
+        params = request.content.decode() if request.method == "POST" else str(request.url.params)
+        seen.append((request.method, request.url.path, params))
+        if request.method == "POST":
+            assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
         if request.method == "POST":
             return text(200)
         return text(200, "<none>\n" if "events" in str(request.url) else "hello\n")

@@ -278,19 +278,19 @@ class FakeSkaha:
         kind = p.type or SessionType.HEADLESS  # §2: absent type means headless
         now = self.clock.now()
         headless = kind is SessionType.HEADLESS
+        # The simulator's per-session knobs, honoured here too so both targets agree.
+        pending_s = _env_float(p.env, "SIM_PENDING_SECONDS", self.config.pending_s)
+        run_s = _env_float(p.env, "SIM_RUN_SECONDS", self.config.run_s)
+        failed = p.env.get("SIM_EXIT_CODE", "0") != "0"
         session = _Session(
             id=self._new_id(),
             name=_label_name(p.name),
             image=p.image,
             type=kind,
             created=now,
-            start_at=now + timedelta(seconds=self.config.pending_s),
-            end_at=(
-                now + timedelta(seconds=self.config.pending_s + self.config.run_s)
-                if headless
-                else None
-            ),
-            end_status=SkahaSessionStatus.COMPLETED,
+            start_at=now + timedelta(seconds=pending_s),
+            end_at=now + timedelta(seconds=pending_s + run_s) if headless else None,
+            end_status=SkahaSessionStatus.FAILED if failed else SkahaSessionStatus.COMPLETED,
             deadline_s=HEADLESS_DEADLINE_S if headless else SESSION_EXPIRY_S,
             ttl_s=TTL_HEADLESS_S if headless else TTL_INTERACTIVE_S,
             fixed=p.cores is not None or p.ram is not None,
@@ -354,6 +354,14 @@ class FakeSkaha:
             doc["requestedRAM"] = f"{(s.ram or 0) * GIB_IN_GB:.2f}"
             doc["requestedCPUCores"] = str(s.cores or 0)
         return SkahaSession.model_validate(doc)
+
+
+def _env_float(env: dict[str, str], key: str, default: float) -> float:
+    """A float from the session env (`SIM_RUN_SECONDS=...`), else the default."""
+    try:
+        return float(env[key])
+    except (KeyError, ValueError):
+        return default
 
 
 def _label_name(name: str) -> str:

@@ -152,8 +152,9 @@ class SkahaClient(ServiceClient):
             "POST",
             self._route("/session/{id}"),
             path={"id": session_id},
-            params={"action": "renew"},
-            data={},
+            # In the form body: Skaha ignores POST parameters unless the request is
+            # form-urlencoded (§2, CORE SyncInput), and an empty POST is "Cannot modify".
+            data={"action": "renew"},
             idempotent=False,
         )
 

@@ -19,14 +19,14 @@ from skaha_operator.platform.simulator.sessions import SessionType, SimSession
 from skaha_operator.platform.simulator.state import SimState, state_of, user_of
 from skaha_operator.platform.simulator.store import LaunchFaults
 
-PLAN_KEY = "sim_fault_plan"
+PLAN_KEY: web.RequestKey[FaultPlan] = web.RequestKey("sim_fault_plan", FaultPlan)
 VIEW_ALL_FIELDS = ("userid", "type", "status", "startTime")
 
 
 def plan_of(request: web.Request) -> FaultPlan:
     """The fault plan drawn for this request (an empty one outside the fault middleware)."""
-    plan = request.get(PLAN_KEY)
-    return plan if isinstance(plan, FaultPlan) else FaultPlan()
+    plan: FaultPlan | None = request.get(PLAN_KEY)
+    return plan if plan is not None else FaultPlan()
 
 
 def _check_era(request: web.Request) -> bool:

@@ -33,7 +33,7 @@ class SimState:
 
 
 STATE_KEY: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
-USER_KEY = "sim_user"
+USER_KEY: web.RequestKey[str] = web.RequestKey("sim_user", str)
 
 
 def state_of(request: web.Request) -> SimState:
@@ -43,7 +43,7 @@ def state_of(request: web.Request) -> SimState:
 
 def user_of(request: web.Request) -> str:
     """The authenticated caller (set by the auth step before the handler runs)."""
-    user = request.get(USER_KEY)
-    if not isinstance(user, str):
+    user: str | None = request.get(USER_KEY)
+    if user is None:
         raise RuntimeError("route needs authentication but none ran")
     return user

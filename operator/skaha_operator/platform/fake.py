@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -107,9 +108,16 @@ class FakeSkahaConfig:
 class FakeSkaha:
     """An in-memory Skaha for one user, following the §3 state machine on a `FakeClock`."""
 
-    def __init__(self, clock: FakeClock, config: FakeSkahaConfig | None = None) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        config: FakeSkahaConfig | None = None,
+        ensure_home: Callable[[], None] | None = None,
+    ) -> None:
         self.clock = clock
         self.config = config or FakeSkahaConfig()
+        # Skaha allocates the user's Cavern home on every launch (§2 check order, §7).
+        self._ensure_home = ensure_home
         self.faults = Faults()
         self._rng = random.Random(self.config.seed)
         self._sessions: dict[str, _Session] = {}
@@ -236,35 +244,49 @@ class FakeSkaha:
     # -- internals
 
     def _validate(self, p: SessionParams, auth: RegistryCredentials | None) -> None:
+        """The §2 check order: the first failing check decides the message."""
+        message = self._first_problem(p)
+        if message is None:
+            if self._ensure_home is not None:
+                self._ensure_home()
+            if auth is None and p.image not in {i.id for i in self.config.images}:
+                message = PRIVATE_IMAGE_MESSAGE
+        if message is not None:
+            raise Rejected(message, status=400, service="skaha", method="POST", route="/session")
+
+    def _first_problem(self, p: SessionParams) -> str | None:
         c = self.config
-
-        def reject(message: str) -> Rejected:
-            return Rejected(message, status=400, service="skaha", method="POST", route="/session")
-
-        if not p.image:
-            raise reject("Missing parameter 'image'")
-        if not any(p.image.startswith(host) for host in c.registry_hosts):
-            hosts = ", ".join(c.registry_hosts)
-            raise reject(f"session image '{p.image}' must come from one of [{hosts}]")
-        if p.type is SessionType.DESKTOP_APP:
-            raise reject(f"Invalid session type: {p.type.value}")
-        if p.cores is not None and p.cores not in c.cores_options:
-            raise reject(f"Invalid value for 'cores': {p.cores}")
-        if p.ram is not None and p.ram not in c.memory_options:
-            raise reject(f"Invalid value for 'ram': {p.ram}")
-        if not p.name.strip():
-            raise reject("Missing parameter 'name'")
-        if not NAME_PATTERN.fullmatch(p.name):
-            raise reject("name can only contain alpha-numeric chars and '-'")
         kind = p.type or SessionType.HEADLESS
-        if kind is not SessionType.HEADLESS and self._active_interactive() >= c.max_sessions:
-            raise reject(
-                f"User {c.user} has reached the maximum of {c.max_sessions} active sessions."
-            )
-        if p.gpus is not None and p.gpus not in c.gpu_options:
-            raise reject(f"Invalid value for 'gpus': {p.gpus}")
-        if auth is None and p.image not in {i.id for i in c.images}:
-            raise reject(PRIVATE_IMAGE_MESSAGE)
+        checks: list[tuple[bool, str]] = [
+            (not p.image, "Missing parameter 'image'"),
+            (
+                not any(p.image.startswith(host) for host in c.registry_hosts),
+                f"session image '{p.image}' must come from one of [{', '.join(c.registry_hosts)}]",
+            ),
+            (kind is SessionType.DESKTOP_APP, f"Invalid session type: {kind.value}"),
+            (
+                p.cores is not None and p.cores not in c.cores_options,
+                f"Invalid value for 'cores': {p.cores}",
+            ),
+            (
+                p.ram is not None and p.ram not in c.memory_options,
+                f"Invalid value for 'ram': {p.ram}",
+            ),
+            (not p.name.strip(), "Missing parameter 'name'"),
+            (
+                not NAME_PATTERN.fullmatch(p.name),
+                "name can only contain alpha-numeric chars and '-'",
+            ),
+            (
+                kind is not SessionType.HEADLESS and self._active_interactive() >= c.max_sessions,
+                f"User {c.user} has reached the maximum of {c.max_sessions} active sessions.",
+            ),
+            (
+                p.gpus is not None and p.gpus not in c.gpu_options,
+                f"Invalid value for 'gpus': {p.gpus}",
+            ),
+        ]
+        return next((message for failed, message in checks if failed), None)
 
     def _active_interactive(self) -> int:
         active = (SkahaSessionStatus.PENDING, SkahaSessionStatus.RUNNING)
@@ -397,8 +419,9 @@ class FakePlatform:
         self, config: FakeSkahaConfig | None = None, clock: FakeClock | None = None
     ) -> None:
         self.clock = clock or FakeClock()
-        self.skaha = FakeSkaha(self.clock, config)
-        self.cavern = FakeCavern(home=f"home/{self.skaha.config.user}")
+        user = (config or FakeSkahaConfig()).user
+        self.cavern = FakeCavern(user=user)
+        self.skaha = FakeSkaha(self.clock, config, ensure_home=self.cavern.ensure_home)
         self.rucio = FakeRucio(self.clock)
 
     def ports(self) -> tuple[SkahaPort, CavernPort, RucioPort]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, clean_path, parent_path
-from skaha_operator.platform.errors import Conflict, NotFound, Rejected
+from skaha_operator.platform.errors import AuthError, Conflict, NotFound, Rejected
 from skaha_operator.platform.fake_support import FakeClock, Faults
 from skaha_operator.platform.wire import CavernNode, NodeKind, RucioRule, RuleSpec, RuleState
 
@@ -29,17 +29,36 @@ class _Node:
 
 
 class FakeCavern:
-    """An in-memory Cavern tree; `home` and `projects` (and the user's home) exist."""
+    """An in-memory Cavern tree seen by one user: `home/` and `projects/` exist.
 
-    def __init__(self, home: str = "home/alice", authority: str = DEFAULT_AUTHORITY) -> None:
+    Like the simulator, the user may write only under `home/<user>` and `projects/` (403
+    `PermissionDenied` elsewhere), and `home/<user>` appears when a Skaha launch allocates it
+    (`ensure_home`, §7) or when the user creates it.
+    """
+
+    def __init__(self, user: str = "alice", authority: str = DEFAULT_AUTHORITY) -> None:
+        self.user = user
         self.authority = authority
         self.faults = Faults()
-        self._nodes: dict[str, _Node] = {}
-        for path in ("home", "projects", clean_path(home)):
-            self._nodes[path] = _Node(NodeKind.CONTAINER)
+        self._nodes: dict[str, _Node] = {p: _Node(NodeKind.CONTAINER) for p in ("home", "projects")}
+
+    def ensure_home(self) -> None:
+        """Allocate `home/<user>` if missing (what Skaha does on every launch, §7)."""
+        self._nodes.setdefault(f"home/{self.user}", _Node(NodeKind.CONTAINER))
 
     def _uri(self, path: str) -> str:
         return f"vos://{self.authority}/{path}"
+
+    def _check_write(self, path: str) -> None:
+        parts = path.split("/")
+        own_home = len(parts) >= 2 and parts[:2] == ["home", self.user]
+        if not (own_home or (len(parts) >= 2 and parts[0] == "projects")):
+            raise AuthError(f"PermissionDenied: {self._uri(path)}", status=403, service="cavern")
+
+    def _check_read(self, path: str) -> None:
+        parts = path.split("/")
+        if len(parts) >= 2 and parts[0] == "home" and parts[1] != self.user:
+            raise AuthError(f"PermissionDenied: {self._uri(path)}", status=403, service="cavern")
 
     def _container(self, path: str, error: str) -> None:
         """Raise unless `path` is an existing container."""
@@ -53,6 +72,7 @@ class FakeCavern:
         """Create one container; the parent must exist (§7)."""
         self.faults.enter("make_dir")
         path = clean_path(path)
+        self._check_write(path)
         if path in self._nodes:
             return False
         self._container(parent_path(path), "ContainerNotFound")
@@ -60,10 +80,16 @@ class FakeCavern:
         return True
 
     async def make_dirs(self, path: str) -> None:
-        """Create each missing level, top-down, one container at a time."""
-        parts = clean_path(path).split("/")
-        for depth in range(1, len(parts) + 1):
-            await self.make_dir("/".join(parts[:depth]))
+        """Like `CavernClient.make_dirs`: leaf first, walking up only on ContainerNotFound."""
+        path = clean_path(path)
+        try:
+            await self.make_dir(path)
+        except NotFound:
+            parent = parent_path(path)
+            if not parent:
+                raise
+            await self.make_dirs(parent)
+            await self.make_dir(path)
 
     async def put_file(
         self,
@@ -75,6 +101,7 @@ class FakeCavern:
         """Create or overwrite a data node; the parent must be a container (§7)."""
         self.faults.enter("put_file")
         path = clean_path(path)
+        self._check_write(path)
         parent = parent_path(path)
         if parent not in self._nodes:
             raise NotFound(
@@ -83,7 +110,7 @@ class FakeCavern:
         self._container(parent, "ContainerNotFound")
         existing = self._nodes.get(path)
         if existing is not None and existing.kind is NodeKind.CONTAINER:
-            raise Rejected("cannot overwrite a container node", status=400, service="cavern")
+            raise Rejected(f"not a data node: {self._uri(path)}", status=400, service="cavern")
         self._nodes[path] = _Node(NodeKind.DATA, bytes(data), content_type)
 
     async def get_file(self, path: str) -> bytes:
@@ -100,6 +127,7 @@ class FakeCavern:
         """The node with its immediate children."""
         self.faults.enter("get_node")
         path = clean_path(path)
+        self._check_read(path)
         node = self._nodes.get(path)
         if node is None:
             raise NotFound(f"NodeNotFound: {self._uri(path)}", status=404, service="cavern")
@@ -114,6 +142,7 @@ class FakeCavern:
         """Delete one node; a non-empty container is refused (§7)."""
         self.faults.enter("delete")
         path = clean_path(path)
+        self._check_write(path)
         if path not in self._nodes:
             return False
         if self._children(path):

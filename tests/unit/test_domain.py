@@ -86,7 +86,7 @@ def test_parse_duration_refuses_malformed_text(text: str) -> None:
 def test_phases_and_terminal_sets() -> None:
     assert [p.value for p in SessionPhase] == [p.value for p in Phase] + ["Expired"]
     assert {"Completed", "Failed", "Cancelled"} == TERMINAL_PHASES
-    assert TERMINAL_SESSION_PHASES == TERMINAL_PHASES | {"Expired"}
+    assert TERMINAL_PHASES | {"Expired"} == TERMINAL_SESSION_PHASES
     assert SessionPhase.FAILED in TERMINAL_PHASES
     assert Phase.RUNNING not in TERMINAL_PHASES
 
@@ -186,7 +186,7 @@ def test_wire_dict_round_trips_unchanged() -> None:
 
 def test_identity_is_checked() -> None:
     body = {"apiVersion": "v1", "kind": "Storage", "metadata": {}, "spec": {}}
-    with pytest.raises(ValidationError, match="apiVersion must be skaha.broker.dev/v1alpha1"):
+    with pytest.raises(ValidationError, match=r"apiVersion must be skaha\.broker\.dev/v1alpha1"):
         Data.model_validate({**body, "kind": "Data"})
     with pytest.raises(ValidationError, match="kind must be Data"):
         Data.model_validate(

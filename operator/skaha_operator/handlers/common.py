@@ -1,0 +1,60 @@
+"""Handler plumbing shared by every kind: requeue, events, metrics, error mapping.
+
+Maps our typed errors to kopf's outer loop at the boundary (style.md §6): a conflict or an
+unavailable platform is a TemporaryError with a delay; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import kopf
+
+from skaha_operator import metrics
+from skaha_operator.k8s.api import ConflictError
+from skaha_operator.platform.errors import Unavailable
+
+CONFLICT_DELAY = 0.5
+
+
+def requeue(delay: float | None, why: str) -> None:
+    """Ask kopf to run the handler again after `delay` seconds (None: nothing to wait for)."""
+    if delay is not None:
+        raise kopf.TemporaryError(why, delay=max(0.0, delay))
+
+
+def post_events(body: Any, kind: str, events: tuple[str, ...], phase: str, reason: str) -> None:
+    """One Kubernetes Event per transition, carrying the reason (design §3)."""
+    for text in events:
+        metrics.TRANSITIONS.labels(kind, phase).inc()
+        kopf.info(body, reason=reason, message=text)
+
+
+@asynccontextmanager
+async def reconciling(controller: str) -> AsyncIterator[None]:
+    """Time one reconciliation and map conflicts and outages to requeues."""
+    started = time.perf_counter()
+    result = "success"
+    try:
+        yield
+    except kopf.TemporaryError:
+        result = "requeue_after"
+        raise
+    except ConflictError as exc:
+        # Someone moved first: re-read (kopf hands us a fresh body) and decide again.
+        result = "requeue"
+        raise kopf.TemporaryError(str(exc), delay=CONFLICT_DELAY) from None
+    except Unavailable as exc:
+        result = "requeue_after"
+        delay = exc.retry_after if exc.retry_after is not None else 5.0
+        raise kopf.TemporaryError(f"platform unavailable: {exc}", delay=delay) from None
+    except Exception:
+        result = "error"
+        metrics.RECONCILE_ERRORS.labels(controller).inc()
+        raise
+    finally:
+        metrics.RECONCILE_TOTAL.labels(controller, result).inc()
+        metrics.RECONCILE_TIME.labels(controller).observe(time.perf_counter() - started)

@@ -1,0 +1,78 @@
+"""Clients per SkahaPlatform: built from the platform's spec and its token Secret, then cached.
+
+The token is read only from a Secret in the platform's own namespace (design §4.7) and handed to
+the clients as a SecretStr. Entries expire so that a rotated token is picked up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from skaha_operator.domain.skaha_platform import SkahaPlatform
+from skaha_operator.k8s.api import Kube
+from skaha_operator.platform.base import CallRecorder
+from skaha_operator.platform.clients import PlatformClients, PlatformSettings
+from skaha_operator.platform.wire import ApiVersion
+
+PLATFORMS = "skahaplatforms"
+
+
+@dataclass
+class _Entry:
+    key: tuple[Any, ...]
+    clients: PlatformClients
+    made: float
+
+
+class PlatformCache:
+    """PlatformClients per (namespace, platform name), rebuilt when the spec changes."""
+
+    def __init__(self, kube: Kube, on_call: CallRecorder | None = None, ttl: float = 300.0):
+        self.kube = kube
+        self.on_call = on_call
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str], _Entry] = {}
+
+    async def get(self, namespace: str, name: str) -> tuple[SkahaPlatform, PlatformClients] | None:
+        """The platform object and its clients; None when the SkahaPlatform does not exist."""
+        body = await self.kube.get(PLATFORMS, namespace, name)
+        if body is None:
+            return None
+        platform = SkahaPlatform.model_validate(body)
+        return platform, await self.clients(platform)
+
+    async def clients(self, platform: SkahaPlatform) -> PlatformClients:
+        """Clients for a platform object already read (SecretError if its token is missing)."""
+        meta = platform.metadata
+        slot = (str(meta["namespace"]), str(meta["name"]))
+        key = (meta.get("uid"), meta.get("generation"))
+        entry = self._entries.get(slot)
+        if entry and entry.key == key and time.monotonic() - entry.made < self.ttl:
+            return entry.clients
+        clients = PlatformClients.create(await self._settings(platform), on_call=self.on_call)
+        self._entries[slot] = _Entry(key, clients, time.monotonic())
+        if entry is not None:
+            await entry.clients.aclose()
+        return clients
+
+    async def _settings(self, platform: SkahaPlatform) -> PlatformSettings:
+        ns = str(platform.metadata["namespace"])
+        spec = platform.spec
+        ref = spec.token_secret_ref
+        token = SecretStr(await self.kube.read_secret(ns, ref.name, ref.key))
+        # A forced version wins; otherwise what the platform probe read from /capabilities.
+        probed = platform.status.api_version if platform.status else None
+        version = ApiVersion(spec.skaha.api_version or probed or "v1")
+        return PlatformSettings(
+            skaha_url=spec.skaha.url, cavern_url=spec.cavern.url, token=token, api_version=version
+        )
+
+    async def aclose(self) -> None:
+        """Close every cached client."""
+        for entry in self._entries.values():
+            await entry.clients.aclose()
+        self._entries.clear()

@@ -1,0 +1,200 @@
+"""The operator's own Kubernetes access: reads, creates, deletes and guarded status writes.
+
+kopf's `patch` is last-writer-wins (kubernetes-tooling.md §0.1, §A.1), so every phase change goes
+through `write_status`: a JSON patch to `/status` that first `test`s the phase the decision was
+made from (or the resourceVersion, for the first write and for create-pending markers). A failed
+test is a 422 and a stale resourceVersion a 409 (both shown in tests/integration/
+test_concurrency_primitives.py); either raises `ConflictError`: re-read and requeue, never
+overwrite. The official client is synchronous, so calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+
+from skaha_operator import GROUP, VERSION
+
+
+class ConflictError(Exception):
+    """Someone else changed the object first (HTTP 409 or a failed JSON-patch test, 422)."""
+
+
+class SecretError(Exception):
+    """A Secret or key is missing; the message names them, never the value."""
+
+
+def status_patch(
+    observed: dict[str, Any], new_status: dict[str, Any], *, strict: bool
+) -> list[dict[str, Any]]:
+    """JSON-patch ops moving `observed.status` to `new_status`, guarded; [] when nothing changes.
+
+    Only changed top-level status fields are written, so a writer with an older view never
+    clobbers fields it did not decide about. `strict` guards on resourceVersion (nothing at all
+    changed since we looked), otherwise on the phase the decision was made from.
+    """
+    old = observed.get("status") or {}
+    changed = {k: v for k, v in new_status.items() if old.get(k) != v}
+    if not changed:
+        return []
+    rv = observed["metadata"]["resourceVersion"]
+    if strict or "phase" not in old or "status" not in observed:
+        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}]
+    else:
+        ops = [{"op": "test", "path": "/status/phase", "value": old["phase"]}]
+    if "status" not in observed:
+        return [*ops, {"op": "add", "path": "/status", "value": new_status}]
+    return ops + [
+        {"op": "add", "path": f"/status/{_escape(k)}", "value": v} for k, v in changed.items()
+    ]
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+class Kube:
+    """Async facade over the official client for our custom resources, Secrets and Events."""
+
+    def __init__(
+        self, api: client.ApiClient, on_conflict: Callable[[str], None] | None = None
+    ) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self._on_conflict = on_conflict or (lambda kind: None)
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        try:
+            obj: dict[str, Any] = await _run(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    async def list(
+        self, plural: str, namespace: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of one kind in a namespace, optionally filtered by labels."""
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        result = await _run(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
+        )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
+        """Create an object; False when one of that name exists already (idempotent)."""
+        try:
+            await _run(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+            )
+        except client.ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete(self, plural: str, namespace: str, name: str) -> bool:
+        """Ask for deletion (finalizers still run); False when it is already gone."""
+        try:
+            await _run(
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                propagation_policy="Background",
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def write_status(
+        self,
+        plural: str,
+        observed: dict[str, Any],
+        new_status: dict[str, Any],
+        *,
+        strict: bool = False,
+    ) -> dict[str, Any] | None:
+        """Guarded status write; returns the stored object, or None when nothing changed."""
+        ops = status_patch(observed, new_status, strict=strict)
+        if not ops:
+            return None
+        meta = observed["metadata"]
+        try:
+            stored: dict[str, Any] = await _run(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                plural,
+                meta["name"],
+                ops,
+                _content_type="application/json-patch+json",
+            )
+        except client.ApiException as exc:
+            if exc.status in (409, 422) and _is_conflict(exc):
+                self._on_conflict(str(observed.get("kind", plural)))
+                raise ConflictError(f"{plural}/{meta['name']} changed while we decided") from None
+            raise
+        return stored
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> str:
+        """One key of a Secret in `namespace` (the object's own namespace, design §4.7)."""
+        try:
+            secret = await _run(self.core.read_namespaced_secret, name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                raise SecretError(f"Secret {namespace}/{name} not found") from None
+            raise SecretError(f"Secret {namespace}/{name} unreadable: HTTP {exc.status}") from None
+        data = secret.data or {}
+        if key not in data:
+            raise SecretError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+
+async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    # The official client blocks; keep the event loop free (style.md §7).
+    return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+
+def _is_conflict(exc: client.ApiException) -> bool:
+    # 409 is always a conflict. A 422 is also how the API server rejects an invalid status (CEL,
+    # schema), with `details.causes` naming the field; a failed JSON-patch `test` comes back as a
+    # bare "the server rejected our request due to an error in our request" with no causes
+    # (observed on kube-apiserver v1.36.3).
+    if exc.status == 409:
+        return True
+    try:
+        doc = json.loads(exc.body or "{}")
+    except ValueError:
+        return False
+    return not (doc.get("details") or {}).get("causes") and "rejected our request" in str(
+        doc.get("message", "")
+    )
+
+
+def make_api_client() -> client.ApiClient:
+    """A client for the cluster we run in, or the one KUBECONFIG names."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()

@@ -1,0 +1,37 @@
+"""Prometheus metrics, named as controller-runtime names them so Go-operator dashboards carry over.
+
+(kubernetes-tooling.md §G.) Only prometheus-client is imported here; the handlers record, the
+CLI serves them on the metrics port.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECONCILE_TOTAL = Counter(
+    "controller_runtime_reconcile_total",
+    "Reconciliations per controller and result (success, error, requeue, requeue_after).",
+    ["controller", "result"],
+)
+RECONCILE_ERRORS = Counter(
+    "controller_runtime_reconcile_errors_total", "Reconciliations that raised.", ["controller"]
+)
+RECONCILE_TIME = Histogram(
+    "controller_runtime_reconcile_time_seconds",
+    "Time per reconciliation.",
+    ["controller"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SKAHA_REQUESTS = Counter(
+    "skaha_requests_total",
+    "HTTP requests to the platform (Skaha, Cavern, Rucio) by method, route template and code.",
+    ["service", "method", "route", "code"],
+)
+CAS_CONFLICTS = Counter(
+    "cas_conflicts_total", "Guarded status writes refused because the object moved.", ["kind"]
+)
+TRANSITIONS = Counter(
+    "skaha_phase_transitions_total",
+    "Phase transitions written, by kind and new phase.",
+    ["kind", "phase"],
+)

@@ -47,7 +47,7 @@ class Api:
         headers: dict[str, str] | None = None,
         data: Any = None,
         json_body: Any = None,
-        timeout: float | None = None,
+        deadline_s: float | None = None,
     ) -> Reply:
         """One request; returns the whole reply."""
         merged = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
@@ -57,8 +57,8 @@ class Api:
             kwargs["data"] = data
         if json_body is not None:
             kwargs["json"] = json_body
-        if timeout is not None:
-            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        if deadline_s is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=deadline_s)
         async with self.http.request(method, self.base + path, **kwargs) as resp:
             body = await resp.text()
             return Reply(resp.status, dict(resp.headers), body)

@@ -23,9 +23,9 @@ def config() -> SimulatorConfig:
 async def rucio_token(api: Api) -> str:
     """Log in with userpass and return the token."""
     reply = await api.call(
-        "GET", "/rucio/auth/userpass",
-        headers={"X-Rucio-Account": "alice", "X-Rucio-Username": "alice",
-                 "X-Rucio-Password": "pw"},
+        "GET",
+        "/rucio/auth/userpass",
+        headers={"X-Rucio-Account": "alice", "X-Rucio-Username": "alice", "X-Rucio-Password": "pw"},
     )
     assert reply.status == 200
     assert RFC1123.match(reply.headers["X-Rucio-Auth-Token-Expires"])
@@ -34,8 +34,13 @@ async def rucio_token(api: Api) -> str:
 
 def rule_body(name: str = "file1", rse: str = "SRC_RSE") -> dict[str, object]:
     """A create-rule body (§8)."""
-    return {"dids": [{"scope": "user.alice", "name": name}], "copies": 1,
-            "rse_expression": rse, "lifetime": 3600, "grouping": "DATASET"}
+    return {
+        "dids": [{"scope": "user.alice", "name": name}],
+        "copies": 1,
+        "rse_expression": rse,
+        "lifetime": 3600,
+        "grouping": "DATASET",
+    }
 
 
 async def test_create_rule_returns_a_list_and_progresses(sim: Simulator, alice: Api) -> None:
@@ -48,7 +53,10 @@ async def test_create_rule_returns_a_list_and_progresses(sim: Simulator, alice: 
     assert re.fullmatch(r"[0-9a-f]{32}", ids[0])
     rule = (await alice.call("GET", f"/rucio/rules/{ids[0]}", headers=headers)).json()
     assert (rule["state"], rule["locks_replicating_cnt"], rule["locks_ok_cnt"]) == (
-        "REPLICATING", 1, 0)
+        "REPLICATING",
+        1,
+        0,
+    )
     assert RFC1123.match(rule["created_at"])
     parsedate_to_datetime(rule["expires_at"].replace("UTC", "GMT"))
     sim.clock.advance(30)
@@ -60,8 +68,9 @@ async def test_stuck_then_recovers(sim: Simulator, alice: Api) -> None:
     """p_stuck: REPLICATING → STUCK (locks_stuck_cnt) → REPLICATING → OK with stuck_recover_s."""
     sim.configure(p_stuck=1.0)
     headers = {"X-Rucio-Auth-Token": await rucio_token(alice)}
-    rid = (await alice.call("POST", "/rucio/rules/", json_body=rule_body(),
-                            headers=headers)).json()[0]
+    rid = (
+        await alice.call("POST", "/rucio/rules/", json_body=rule_body(), headers=headers)
+    ).json()[0]
     states = []
     for step in (0, 30, 60, 30):
         sim.clock.advance(step)
@@ -99,13 +108,16 @@ async def test_lists_are_ndjson(alice: Api) -> None:
 async def test_update_delete_and_not_found(alice: Api) -> None:
     """§8: PUT options → 200; DELETE → 200; then 404 RuleNotFound."""
     headers = {"X-Rucio-Auth-Token": await rucio_token(alice)}
-    rid = (await alice.call("POST", "/rucio/rules/", json_body=rule_body(),
-                            headers=headers)).json()[0]
-    put = await alice.call("PUT", f"/rucio/rules/{rid}", json_body={"options": {"lifetime": 10}},
-                           headers=headers)
+    rid = (
+        await alice.call("POST", "/rucio/rules/", json_body=rule_body(), headers=headers)
+    ).json()[0]
+    put = await alice.call(
+        "PUT", f"/rucio/rules/{rid}", json_body={"options": {"lifetime": 10}}, headers=headers
+    )
     assert put.status == 200
-    deleted = await alice.call("DELETE", f"/rucio/rules/{rid}",
-                               json_body={"purge_replicas": False}, headers=headers)
+    deleted = await alice.call(
+        "DELETE", f"/rucio/rules/{rid}", json_body={"purge_replicas": False}, headers=headers
+    )
     assert deleted.status == 200
     missing = await alice.call("GET", f"/rucio/rules/{rid}", headers=headers)
     assert (missing.status, missing.headers["ExceptionClass"]) == (404, "RuleNotFound")
@@ -126,9 +138,13 @@ async def test_auth_failures_are_401_cannot_authenticate(sim: Simulator, alice: 
     """§8: bad credentials or a missing token → 401 CannotAuthenticate."""
     sim.configure(rucio_userpass={"alice": "right"})
     bad = await alice.call(
-        "GET", "/rucio/auth/userpass",
-        headers={"X-Rucio-Account": "alice", "X-Rucio-Username": "alice",
-                 "X-Rucio-Password": "wrong"},
+        "GET",
+        "/rucio/auth/userpass",
+        headers={
+            "X-Rucio-Account": "alice",
+            "X-Rucio-Username": "alice",
+            "X-Rucio-Password": "wrong",
+        },
     )
     assert (bad.status, bad.headers["ExceptionClass"]) == (401, "CannotAuthenticate")
     no_token = await alice.call("GET", "/rucio/rules/")
@@ -139,9 +155,11 @@ async def test_unknown_did_and_rse(sim: Simulator, alice: Api) -> None:
     """§8: 404 DataIdentifierNotFound; 409 InvalidRSEExpression."""
     sim.configure(rucio_known_dids=["user.alice:file1"], rucio_rses=["SRC_RSE"])
     headers = {"X-Rucio-Auth-Token": await rucio_token(alice)}
-    missing = await alice.call("POST", "/rucio/rules/", json_body=rule_body("nope"),
-                               headers=headers)
+    missing = await alice.call(
+        "POST", "/rucio/rules/", json_body=rule_body("nope"), headers=headers
+    )
     assert (missing.status, missing.headers["ExceptionClass"]) == (404, "DataIdentifierNotFound")
-    bad_rse = await alice.call("POST", "/rucio/rules/", json_body=rule_body(rse="X"),
-                               headers=headers)
+    bad_rse = await alice.call(
+        "POST", "/rucio/rules/", json_body=rule_body(rse="X"), headers=headers
+    )
     assert (bad_rse.status, bad_rse.headers["ExceptionClass"]) == (409, "InvalidRSEExpression")

@@ -1,4 +1,4 @@
-"""Launch semantics at the HTTP level: skaha-api.md §2 and §9 items 1–3, behaviours a, b, c, f, g, o."""
+"""Launch semantics over HTTP: skaha-api.md §2, §9 items 1–3, behaviours a, b, c, f, g, o."""
 
 from __future__ import annotations
 

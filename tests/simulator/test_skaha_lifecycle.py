@@ -1,4 +1,4 @@
-"""Session JSON and the clock-driven lifecycle: skaha-api.md §3, §9 items 4–6, behaviours d, e, h–k."""
+"""Session JSON and lifecycle: skaha-api.md §3, §9 items 4–6, behaviours d, e, h–k."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Auth, images, context, repository, stats, view=all and VOSI: skaha-api.md §1, §4, §5, §9 item 7."""
+"""Auth, images, context, repository, stats, view=all, VOSI: skaha-api.md §1, §4, §5, §9 item 7."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ async def test_view_all_lists_every_user_with_four_fields(alice: Api, bob: Api) 
     assert all(set(r) == {"userid", "type", "status"} for r in rows)
 
 
-async def test_vosi_capabilities_and_availability(http: aiohttp.ClientSession, base_url: str) -> None:
+async def test_vosi_capabilities_and_availability(
+    http: aiohttp.ClientSession, base_url: str
+) -> None:
     """§1: anonymous VOSI XML; capabilities carry the v1 session standardID."""
     anonymous = Api(http, base_url, None)
     caps = await anonymous.call("GET", "/skaha/capabilities")

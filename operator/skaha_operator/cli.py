@@ -30,6 +30,26 @@ def _controlplane(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from skaha_operator.handlers.run import run_operator
+    from skaha_operator.handlers.state import OperatorConfig
+    from skaha_operator.reconcile.timing import Timing
+
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+    timing = Timing(poll_base=args.poll_base, poll_cap=args.poll_cap, resync=args.resync)
+    run_operator(
+        OperatorConfig(timing=timing, resync_interval=args.resync),
+        namespaces=args.namespace,
+        liveness=args.liveness,
+        json_logs=args.log_format == "json",
+        verbose=args.verbose,
+    )
+    return 0
+
+
 def _simulator(argv: list[str]) -> int:
     from skaha_operator.platform.simulator import main as simulator_main
 
@@ -46,11 +66,31 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument(
         "--controller-manager", action="store_true", help="also run kube-controller-manager"
     )
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig/cluster")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+    run.add_argument("--metrics-address", default="0.0.0.0", help="Prometheus bind address")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--verbose", action="store_true")
+    run.add_argument("--poll-base", type=float, default=1.0, help="first poll delay (s)")
+    run.add_argument("--poll-cap", type=float, default=30.0, help="longest poll delay (s)")
+    run.add_argument("--resync", type=float, default=60.0, help="resync interval (s)")
     sub.add_parser("simulator", help="run the Skaha/Cavern/Rucio simulator", add_help=False)
     if argv[:1] == ["simulator"]:
         return _simulator(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "controlplane":
         return _controlplane(args)
+    if args.command == "run":
+        return _run(args)
     parser.error(f"unknown command {args.command}")
     return 2

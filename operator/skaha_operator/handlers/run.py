@@ -1,0 +1,41 @@
+"""Run the operator: register every handler module, then kopf's operator loop with our settings."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import kopf
+
+# Importing the modules registers their handlers with kopf's default registry.
+from skaha_operator.handlers import compute, operator  # noqa: F401
+from skaha_operator.handlers.state import OperatorConfig
+
+
+def run_operator(
+    config: OperatorConfig,
+    *,
+    namespaces: Sequence[str] = (),
+    liveness: str | None = None,
+    json_logs: bool = False,
+    verbose: bool = False,
+    stop_flag: threading.Event | None = None,
+    standalone: bool = True,
+) -> None:
+    """Run until stopped (SIGINT/SIGTERM, or `stop_flag`)."""
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
+        log_refkey="object" if json_logs else None,
+    )
+    asyncio.run(
+        kopf.operator(
+            memo=kopf.Memo(config=config),
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness,
+            standalone=standalone,
+            stop_flag=stop_flag,
+        )
+    )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -472,7 +472,7 @@ def rejection(call: Callable[[], object]) -> str:
     with pytest.raises(client.ApiException) as caught:
         call()
     assert caught.value.status == 422, caught.value.body
-    message: str = yaml.safe_load(caught.value.body)["message"]
+    message: str = yaml.safe_load(str(caught.value.body))["message"]
     return message
 
 
@@ -490,10 +490,9 @@ def test_invalid_input_is_rejected(
     kind_plural = plural(case.body)
 
     def create(body: Obj) -> Obj:
-        created: Obj = api.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, kind_plural, body
+        return cast(
+            Obj, api.create_namespaced_custom_object(GROUP, VERSION, namespace, kind_plural, body)
         )
-        return created
 
     match case.action:
         case "create":
@@ -512,13 +511,16 @@ def test_invalid_input_is_rejected(
             current = create(case.base)
             name = current["metadata"]["name"]
             if case.first_status:
-                current = api.replace_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    kind_plural,
-                    name,
-                    {**current, "status": case.first_status},
+                current = cast(
+                    Obj,
+                    api.replace_namespaced_custom_object_status(
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        kind_plural,
+                        name,
+                        {**current, "status": case.first_status},
+                    ),
                 )
             body = {**current, "status": case.body["status"]}
             message = rejection(
@@ -549,8 +551,11 @@ def test_examples_are_accepted_and_round_trip(
     skaha_docs = [d for d in example_docs() if d["apiVersion"] == API_VERSION]
     assert len(skaha_docs) == 10
     for doc in skaha_docs:
-        stored: Obj = api.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural(doc), doc["metadata"]["name"]
+        stored = cast(
+            Obj,
+            api.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural(doc), doc["metadata"]["name"]
+            ),
         )
         # The API server's object goes through the model and comes back unchanged ...
         assert parse_object(stored).to_wire() == stored

@@ -8,7 +8,7 @@ derived from the UID so a launch is never duplicated (design.md §4.3).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -185,5 +185,6 @@ class Compute(KindModel):
         ),
     )
 
+    kind: Literal["Compute"] = Field("Compute", description="The kind's name.")
     spec: ComputeSpec = Field(description="Desired Skaha session.")
     status: ComputeStatus | None = Field(None, description="Observed state.")

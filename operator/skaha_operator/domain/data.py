@@ -9,7 +9,7 @@ kubectl accepts for `endpoints`); short name `dat`.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -194,5 +194,6 @@ class Data(KindModel):
         ),
     )
 
+    kind: Literal["Data"] = Field("Data", description="The kind's name.")
     spec: DataSpec = Field(description="Desired data.")
     status: DataStatus | None = Field(None, description="Observed state.")

@@ -7,7 +7,7 @@ types they support and a digest (skaha-api.md §2, §4). Private images need the
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -117,5 +117,6 @@ class DockerContainer(KindModel):
         ),
     )
 
+    kind: Literal["DockerContainer"] = Field("DockerContainer", description="The kind's name.")
     spec: DockerContainerSpec = Field(description="Desired image.")
     status: DockerContainerStatus | None = Field(None, description="Observed state.")

@@ -6,7 +6,7 @@ a short headless Skaha job that installs the requirements into the storage (desi
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -139,5 +139,6 @@ class JupyterNotebook(KindModel):
         ),
     )
 
+    kind: Literal["JupyterNotebook"] = Field("JupyterNotebook", description="The kind's name.")
     spec: JupyterNotebookSpec = Field(description="Desired notebook.")
     status: JupyterNotebookStatus | None = Field(None, description="Observed state.")

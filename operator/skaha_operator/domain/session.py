@@ -10,7 +10,7 @@ derived from the parts (design.md §3); Expired joins the terminal phases.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -212,5 +212,6 @@ class Session(KindModel):
         ),
     )
 
+    kind: Literal["Session"] = Field("Session", description="The kind's name.")
     spec: SessionSpec = Field(description="Desired session.")
     status: SessionStatus | None = Field(None, description="Observed state.")

@@ -9,6 +9,7 @@ result of the last probe and may move back from Failed to Available.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -167,5 +168,6 @@ class SkahaPlatform(KindModel):
         ),
     )
 
+    kind: Literal["SkahaPlatform"] = Field("SkahaPlatform", description="The kind's name.")
     spec: SkahaPlatformSpec = Field(description="Desired platform connection.")
     status: SkahaPlatformStatus | None = Field(None, description="Observed platform state.")

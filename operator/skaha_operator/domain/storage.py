@@ -7,7 +7,7 @@ non-empty container cannot be deleted directly (skaha-api.md §7). Release honou
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -125,5 +125,6 @@ class Storage(KindModel):
         ),
     )
 
+    kind: Literal["Storage"] = Field("Storage", description="The kind's name.")
     spec: StorageSpec = Field(description="Desired directory.")
     status: StorageStatus | None = Field(None, description="Observed state.")

@@ -26,7 +26,10 @@ from skaha_operator.platform.wire import (
 class RegistryCredentials(Protocol):
     """Private-registry credentials (see `skaha.RegistryAuth`)."""
 
-    username: str
+    @property
+    def username(self) -> str:
+        """The registry user name."""
+        ...
 
     def header_value(self) -> str:
         """The `x-skaha-registry-auth` header value."""

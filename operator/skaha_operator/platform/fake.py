@@ -7,8 +7,11 @@ They keep the behaviours the reference calls out as easy to get wrong (`skaha-ap
 ids `[a-z][a-z0-9]{7}`, a missing type means headless, the §2 validation chain and its exact
 messages, lower-cased names, no startTime while Pending, headless sessions vanishing after their
 TTL, the §3 renew formula, no mkdir -p and no recursive delete in Cavern, Rucio DuplicateRule.
-Time comes from a `FakeClock` the test advances; nothing sleeps. `tests/contract/` runs the same
-suite against these fakes and the simulator so they cannot drift. No I/O, no httpx.
+Time comes from a `FakeClock` the test advances; nothing sleeps. The simulator's per-session env
+knobs (`SIM_PENDING_SECONDS`, `SIM_RUN_SECONDS`, `SIM_EXIT_CODE`) are honoured, and
+`faults.fail_next(op, error, commit=True)` gives the "created, then 500" case without a network.
+`tests/contract/` runs one suite against these fakes and the simulator so they cannot drift.
+No I/O, no httpx.
 """
 
 from __future__ import annotations

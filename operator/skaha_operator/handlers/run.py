@@ -9,7 +9,13 @@ from collections.abc import Sequence
 import kopf
 
 # Importing the modules registers their handlers with kopf's default registry.
-from skaha_operator.handlers import compute, operator  # noqa: F401
+from skaha_operator.handlers import (  # noqa: F401
+    compute,
+    docker_container,
+    operator,
+    session,
+    skaha_platform,
+)
 from skaha_operator.handlers.state import OperatorConfig
 
 

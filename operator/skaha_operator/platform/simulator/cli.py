@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 from pathlib import Path
 
 from skaha_operator.platform.simulator.config import SimulatorConfig, load_config
@@ -31,7 +33,14 @@ async def serve_forever(config: SimulatorConfig, host: str, port: int) -> None:
                 running.base_url,
                 running.base_url,
             )
-            await asyncio.Event().wait()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            # SIGTERM (kill, process managers) stops cleanly so the Cavern temp dir is removed;
+            # outside the main thread signal handlers cannot be installed, and cancel still works.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
     finally:
         sim.close()
 

@@ -532,6 +532,9 @@ def test_invalid_input_is_rejected(
             raise AssertionError(f"unknown action {other}")
     for words in case.expect:
         assert words in message, message
+    # A rule must never fail by erroring (a CEL conversion error is not a message for humans).
+    assert "error evaluating" not in message
+    assert "conversion error" not in message
 
 
 def example_docs() -> list[Obj]:

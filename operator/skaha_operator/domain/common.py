@@ -128,10 +128,12 @@ def parse_duration(text: str) -> timedelta:
 
 def duration_field(description: str, minimum: str = "0s", **kwargs: Any) -> Any:
     """A Go-style duration field, positive (or at least `minimum`) by CEL and by pattern."""
+    # A malformed value fails the pattern; the guard keeps CEL from also failing to convert it.
+    guard = f"!self.matches(r'{GO_DURATION_PATTERN}') || "
     rule = (
-        Rule("duration(self) > duration('0s')", "must be a positive duration such as 2h30m")
+        Rule(guard + "duration(self) > duration('0s')", "must be a positive duration such as 2h30m")
         if minimum == "0s"
-        else Rule(f"duration(self) >= duration('{minimum}')", f"must be at least {minimum}")
+        else Rule(guard + f"duration(self) >= duration('{minimum}')", f"must be at least {minimum}")
     )
     return Field(
         None,
@@ -224,7 +226,11 @@ class Schedule(WireModel):
 
     cel_rules = (
         Rule(
+            # Malformed durations are reported by their own pattern; skip them here so the
+            # user does not also see a CEL conversion error.
             "!has(self.duration) || !has(self.prepareDeadline) || "
+            f"!self.duration.matches(r'{GO_DURATION_PATTERN}') || "
+            f"!self.prepareDeadline.matches(r'{GO_DURATION_PATTERN}') || "
             "duration(self.prepareDeadline) <= duration(self.duration)",
             "prepareDeadline must not be later than the end of the booking (duration)",
             field_path=".prepareDeadline",

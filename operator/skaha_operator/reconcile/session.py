@@ -1,0 +1,448 @@
+"""The Session decision: (spec, status, the parts' states, now) -> next status, creates, deletes.
+
+A Session creates its owned parts from templates, reads the state of every part (owned or
+shared) and never writes theirs (design §4.1). Its phase follows the design's fixed precedence
+(design §3), plus Waiting before the start and Expired when the prepare deadline passes before it
+was ever usable. Ending (cancel, Failed, Expired, Completed) deletes the OWNED parts in dependency
+order and shows Releasing until they are gone; shared parts are never deleted (design §2).
+Pure: imports neither kopf, kubernetes nor httpx.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from skaha_operator.domain.common import (
+    REASON_PATTERN,
+    TERMINAL_SESSION_PHASES,
+    Condition,
+    Connector,
+    Phase,
+    SessionPhase,
+)
+from skaha_operator.domain.session import PartKind, PartSummary, Session, SessionStatus
+from skaha_operator.reconcile.builders import PartRef, make_children, part_refs
+from skaha_operator.reconcile.conditions import set_condition, summary_conditions
+from skaha_operator.reconcile.timing import Timing, schedule_bounds
+from skaha_operator.reconcile.transitions import SESSION_TRANSITIONS, check_transition
+
+_USABLE = frozenset({Phase.AVAILABLE, Phase.RUNNING})
+_SETTLED = _USABLE | {Phase.RELEASING, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
+_REASON = re.compile(REASON_PATTERN)
+
+# Release order: the Skaha session first, then what was placed into storage, then the storage.
+_RELEASE_STAGES: tuple[frozenset[str], ...] = (
+    frozenset({PartKind.COMPUTE}),
+    frozenset({PartKind.DOCKER_CONTAINER, PartKind.JUPYTER_NOTEBOOK, PartKind.DATA}),
+    frozenset({PartKind.STORAGE}),
+)
+
+# Reasons a Session is ending with, and the terminal phase each one ends in. A Session in
+# Releasing with one of these reasons is ending; another reason means a part is releasing.
+CANCELLED = "Cancelled"
+PART_CANCELLED = "PartCancelled"
+DEADLINE = "PrepareDeadlineExceeded"
+SHARED_MISSING = "SharedPartMissing"
+PART_ENDED = "PartEnded"
+COMPLETED = "SessionCompleted"
+DELETING = "Deleting"
+_FAILED_REASONS = frozenset({f"{k}Failed" for k in PartKind} | {SHARED_MISSING, PART_ENDED})
+ENDING_REASONS = _FAILED_REASONS | {CANCELLED, PART_CANCELLED, DEADLINE, COMPLETED}
+
+
+def final_phase(reason: str) -> SessionPhase:
+    """The terminal phase a Session ending with `reason` reaches once its parts are released."""
+    if reason in {CANCELLED, PART_CANCELLED}:
+        return SessionPhase.CANCELLED
+    if reason == DEADLINE:
+        return SessionPhase.EXPIRED
+    if reason == COMPLETED:
+        return SessionPhase.COMPLETED
+    return SessionPhase.FAILED
+
+
+@dataclass(frozen=True)
+class PartState:
+    """The observed state of one part (read from its status; None in a map: it does not exist)."""
+
+    phase: str | None
+    ready: bool
+    reason: str | None
+    message: str | None
+    connectors: tuple[Connector, ...] = ()
+    stalled: bool = False  # the part's Stalled condition is True (it needs a human)
+
+
+@dataclass(frozen=True)
+class SessionObservation:
+    """Everything observed for one decision: the parts keyed by (kind, name)."""
+
+    now: datetime
+    parts: dict[tuple[str, str], PartState | None]
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class SessionDecision:
+    """The next status, the children to create or delete, and when to look again."""
+
+    status: SessionStatus
+    create: tuple[dict[str, Any], ...] = ()
+    delete: tuple[PartRef, ...] = ()
+    requeue_after: float | None = None
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A derived phase with the reason and message that explain it."""
+
+    phase: SessionPhase
+    reason: str
+    message: str
+
+
+Parts = Sequence[tuple[PartRef, PartState | None]]
+
+
+def derive_session_phase(parts: Parts) -> SessionPhase:
+    """The phase of a Session from its parts, by the design's fixed precedence (design §3)."""
+    return derive_session_verdict(parts).phase
+
+
+def derive_session_verdict(parts: Parts) -> Verdict:
+    """The derived phase with its reason; missing or unsettled parts count as Preparing."""
+    by_phase: dict[str, list[tuple[PartRef, PartState | None]]] = {}
+    for ref, st in parts:
+        phase = st.phase if st is not None and st.phase in _SETTLED else Phase.PREPARING
+        by_phase.setdefault(phase, []).append((ref, st))
+    if failed := by_phase.get(Phase.FAILED):
+        ref, st = failed[0]
+        return Verdict(SessionPhase.FAILED, f"{ref.kind}Failed", _failure(ref, st, failed))
+    if cancelled := by_phase.get(Phase.CANCELLED):
+        return Verdict(SessionPhase.CANCELLED, PART_CANCELLED, f"{_list(cancelled)} cancelled")
+    if preparing := by_phase.get(Phase.PREPARING):
+        return _preparing(preparing)
+    if releasing := by_phase.get(Phase.RELEASING):
+        return Verdict(SessionPhase.RELEASING, "PartReleasing", f"{_list(releasing)} releasing")
+    compute = next((st for ref, st in parts if ref.kind == PartKind.COMPUTE), None)
+    compute_phase = compute.phase if compute is not None else None
+    completed = by_phase.get(Phase.COMPLETED, [])
+    if not completed:
+        if compute_phase == Phase.RUNNING:
+            return Verdict(SessionPhase.RUNNING, "SessionRunning", "the session is running")
+        return Verdict(SessionPhase.AVAILABLE, "SessionAvailable", "the session is usable")
+    if compute_phase == Phase.COMPLETED:
+        # All Completed, or the Compute finished while the other parts (often shared, never
+        # released by us) stay Available: the work is done either way.
+        why = compute.message if compute is not None and compute.message else "completed"
+        return Verdict(SessionPhase.COMPLETED, COMPLETED, f"the Skaha session {why}")
+    # A part ended (was released under us) while the session still needed it.
+    return Verdict(
+        SessionPhase.FAILED, PART_ENDED, f"{_list(completed)} ended while the session used it"
+    )
+
+
+def _failure(
+    ref: PartRef, st: PartState | None, failed: list[tuple[PartRef, PartState | None]]
+) -> str:
+    text = f"{ref.kind} {ref.name} failed"
+    if st is not None and st.reason:
+        text += f": {st.reason}"
+    if st is not None and st.message:
+        text += f": {st.message}"
+    if len(failed) > 1:
+        text += f" (and {_list(failed[1:])})"
+    return text
+
+
+def _preparing(parts: list[tuple[PartRef, PartState | None]]) -> Verdict:
+    missing_shared = [(r, s) for r, s in parts if s is None and r.shared]
+    if missing_shared:
+        return Verdict(
+            SessionPhase.PREPARING,
+            "WaitingForSharedPart",
+            f"waiting for shared {_list(missing_shared)}: not found",
+        )
+    creating = [(r, s) for r, s in parts if s is None]
+    if creating:
+        return Verdict(SessionPhase.PREPARING, "CreatingParts", f"creating {_list(creating)}")
+    detail = ", ".join(
+        f"{r.kind} {r.name} ({(s.phase if s else None) or 'new'}"
+        + (f": {s.reason}" if s and s.reason else "")
+        + ")"
+        for r, s in parts
+    )
+    return Verdict(SessionPhase.PREPARING, "PreparingParts", f"waiting for {detail}")
+
+
+def _list(parts: Sequence[tuple[PartRef, PartState | None]]) -> str:
+    return ", ".join(f"{r.kind} {r.name}" for r, _ in parts)
+
+
+def release_step(
+    refs: Sequence[PartRef], parts: dict[tuple[str, str], PartState | None]
+) -> tuple[PartRef, ...]:
+    """The OWNED parts to delete now: the earliest release stage that still has any."""
+    for stage in _RELEASE_STAGES:
+        present = tuple(
+            r
+            for r in refs
+            if not r.shared and r.kind in stage and parts.get((r.kind, r.name)) is not None
+        )
+        if present:
+            return present
+    return ()
+
+
+def decide_session(session: Session, obs: SessionObservation, timing: Timing) -> SessionDecision:
+    """The next step for one Session."""
+    if obs.deleting:
+        return decide_session_deletion(session, obs, timing)
+    return _Step(session, obs, timing).decide()
+
+
+def decide_session_deletion(
+    session: Session, obs: SessionObservation, timing: Timing | None = None
+) -> SessionDecision:
+    """Delete the owned parts (in release order); requeue_after None once all of them are gone."""
+    return _Step(session, obs, timing or Timing()).deletion()
+
+
+@dataclass
+class _Step:
+    """One decision's working state."""
+
+    session: Session
+    obs: SessionObservation
+    timing: Timing
+
+    def __post_init__(self) -> None:
+        self.status = self.session.status or SessionStatus()
+        self.old = self.status.phase or SessionPhase.INITIALIZING
+        self.refs = part_refs(self.session)
+        self.states = [(r, self.obs.parts.get((r.kind, r.name))) for r in self.refs]
+        self.now = self.obs.now
+
+    def decide(self) -> SessionDecision:
+        if self.old in TERMINAL_SESSION_PHASES:
+            return SessionDecision(self.status)  # terminal phases never change
+        reason = self.status.reason
+        if self.old == SessionPhase.RELEASING and reason in ENDING_REASONS:
+            return self._end(reason, self.status.message or reason)
+        verdict = derive_session_verdict(self.states)
+        ending = self._ending(verdict)
+        if ending is not None:
+            return self._end(*ending)
+        return self._live(verdict)
+
+    def deletion(self) -> SessionDecision:
+        delete = release_step(self.refs, self.obs.parts)
+        requeue = self.timing.poll_base if delete else None
+        if self.old in TERMINAL_SESSION_PHASES:
+            return SessionDecision(self.status, delete=delete, requeue_after=requeue)
+        message = (
+            f"deleting: releasing {', '.join(f'{r.kind} {r.name}' for r in delete)}"
+            if delete
+            else "deleting: every part the session owned is released"
+        )
+        return self._result(
+            SessionPhase.RELEASING, DELETING, message, delete=delete, requeue=requeue, ending=True
+        )
+
+    # -- ending -------------------------------------------------------------------------------
+
+    def _ending(self, verdict: Verdict) -> tuple[str, str] | None:
+        """Why the Session ends now (reason, message), or None while it lives on."""
+        if self.session.spec.cancel:
+            return CANCELLED, "cancelled: releasing every part the session owns"
+        _, _, deadline = schedule_bounds(self.session.spec.schedule, self._created())
+        times = self.status.phase_times or {}
+        was_usable = SessionPhase.AVAILABLE in times or SessionPhase.RUNNING in times
+        if (
+            deadline is not None
+            and self.now >= deadline
+            and not was_usable
+            # A job that completed between two looks was usable, only briefly.
+            and verdict.phase
+            not in {SessionPhase.AVAILABLE, SessionPhase.RUNNING, SessionPhase.COMPLETED}
+        ):
+            missing = [r for r, s in self.states if s is None and r.shared]
+            if missing:
+                names = ", ".join(f"{r.kind} {r.name}" for r in missing)
+                return SHARED_MISSING, f"shared {names} not found by the prepare deadline"
+            # The Compute fails at the same deadline; that failure is this expiry, not another.
+            if verdict.phase != SessionPhase.FAILED or self._compute_reason() == DEADLINE:
+                return DEADLINE, f"not usable by the prepare deadline {deadline.isoformat()}"
+        if verdict.phase in {SessionPhase.FAILED, SessionPhase.CANCELLED, SessionPhase.COMPLETED}:
+            return verdict.reason, verdict.message
+        return None
+
+    def _end(self, reason: str, message: str) -> SessionDecision:
+        delete = release_step(self.refs, self.obs.parts)
+        if delete:
+            # Ask again soon: the deleted parts' finalizers release what they hold.
+            return self._result(
+                SessionPhase.RELEASING,
+                reason,
+                message,
+                delete=delete,
+                requeue=self.timing.poll_base,
+                ending=True,
+            )
+        return self._result(final_phase(reason), reason, message, ending=True)
+
+    # -- living -------------------------------------------------------------------------------
+
+    def _live(self, verdict: Verdict) -> SessionDecision:
+        create = tuple(
+            body
+            for body in make_children(self.session)
+            if self.obs.parts.get((body["kind"], body["metadata"]["name"])) is None
+        )
+        start, _, deadline = schedule_bounds(self.session.spec.schedule, self._created())
+        phase, reason, message = verdict.phase, verdict.reason, verdict.message
+        if phase == SessionPhase.PREPARING and self.now < start:
+            # Parts prepare ahead of the start, so the session is usable when it comes.
+            phase, reason = SessionPhase.WAITING, "WaitingForStart"
+            message = f"starts at {start.isoformat()}; {verdict.message}"
+        until_start = (start - self.now).total_seconds()
+        match phase:
+            case SessionPhase.WAITING:
+                requeue = until_start  # parts wake us by their events before that
+            case SessionPhase.PREPARING:
+                requeue = self.timing.dependency_recheck
+                if deadline is not None:
+                    requeue = max(0.0, min(requeue, (deadline - self.now).total_seconds()))
+            case SessionPhase.RELEASING:
+                requeue = self.timing.poll_base
+            case _:
+                requeue = self.timing.resync
+        if create:
+            requeue = min(requeue, self.timing.poll_base)
+        stalled = any(s is not None and s.stalled for _, s in self.states)
+        return self._result(phase, reason, message, create=create, requeue=requeue, stalled=stalled)
+
+    # -- the status ---------------------------------------------------------------------------
+
+    def _result(
+        self,
+        phase: SessionPhase,
+        reason: str,
+        message: str,
+        *,
+        create: tuple[dict[str, Any], ...] = (),
+        delete: tuple[PartRef, ...] = (),
+        requeue: float | None = None,
+        stalled: bool = False,
+        ending: bool = False,
+    ) -> SessionDecision:
+        check_transition(SESSION_TRANSITIONS, self.old, phase)
+        gen = self.session.metadata.get("generation")
+        conditions = summary_conditions(
+            list(self.status.conditions or []),
+            phase,
+            reason,
+            message,
+            self.now,
+            gen,
+            stalled=stalled,
+        )
+        conditions = self._part_conditions(conditions, gen, ending)
+        times = dict(self.status.phase_times or {})
+        if phase != self.old or not times:
+            times.setdefault(phase, self.now)
+        compute = next((s for r, s in self.states if r.kind == PartKind.COMPUTE), None)
+        usable = phase in {SessionPhase.AVAILABLE, SessionPhase.RUNNING}
+        connectors = list(compute.connectors) if compute is not None and usable else None
+        new = self.status.model_copy(
+            update={
+                "phase": phase,
+                "reason": reason,
+                "message": message,
+                "conditions": conditions,
+                "observed_generation": gen,
+                "phase_times": times,
+                "parts": [_summary(r, s) for r, s in self.states],
+                "connectors": connectors or None,
+            }
+        )
+        events = (f"{self.old}->{phase}: {reason}",) if phase != self.old else ()
+        return SessionDecision(new, create, delete, requeue, events)
+
+    def _part_conditions(
+        self, conditions: list[Condition], gen: int | None, ending: bool
+    ) -> list[Condition]:
+        wanted = {part_condition_type(r) for r in self.refs}
+        # Drop per-part conditions of parts no longer in the spec (the lists are editable).
+        out = [c for c in conditions if "." not in c.type or c.type in wanted]
+        for ref, st in self.states:
+            if st is None:
+                why = "Released" if ending and not ref.shared else None
+                why = why or ("NotFound" if ref.shared else "Creating")
+                text = f"{ref.kind} {ref.name}: " + ("not found" if ref.shared else why.lower())
+            else:
+                why = _reason_word(st.reason) or _reason_word(st.phase) or "Pending"
+                text = f"{ref.kind} {ref.name}: {st.phase or 'new'}"
+                if st.message:
+                    text += f": {st.message}"
+            ready = st is not None and st.ready
+            out = set_condition(out, part_condition_type(ref), ready, why, text, self.now, gen)
+        return out
+
+    def _compute_reason(self) -> str | None:
+        compute = next((s for r, s in self.states if r.kind == PartKind.COMPUTE), None)
+        return compute.reason if compute is not None else None
+
+    def _created(self) -> datetime:
+        created = self.session.metadata.get("creationTimestamp")
+        if isinstance(created, str):
+            return datetime.fromisoformat(created.replace("Z", "+00:00"))
+        return self.now
+
+
+def part_condition_type(ref: PartRef) -> str:
+    """The per-part condition type: ExecutableReady, ComputeReady, StorageReady.<name>, ..."""
+    if ref.part.startswith("storage-"):
+        return f"StorageReady.{ref.part.removeprefix('storage-')}"
+    if ref.part.startswith("data-"):
+        return f"DataReady.{ref.part.removeprefix('data-')}"
+    if ref.kind == PartKind.COMPUTE:
+        return "ComputeReady"
+    return "ExecutableReady"
+
+
+def _reason_word(text: str | None) -> str | None:
+    return text if text and _REASON.match(text) else None
+
+
+def _summary(ref: PartRef, st: PartState | None) -> PartSummary:
+    phase = Phase(st.phase) if st is not None and st.phase in set(Phase) else None
+    return PartSummary(
+        kind=PartKind(ref.kind),
+        name=ref.name,
+        phase=phase,
+        ready=st is not None and st.ready,
+        reason=st.reason if st is not None else None,
+        shared=ref.shared,
+    )
+
+
+__all__ = [
+    "ENDING_REASONS",
+    "PartState",
+    "SessionDecision",
+    "SessionObservation",
+    "Verdict",
+    "decide_session",
+    "decide_session_deletion",
+    "derive_session_phase",
+    "derive_session_verdict",
+    "final_phase",
+    "part_condition_type",
+    "release_step",
+]

@@ -183,15 +183,21 @@ class _Step:
             gen,
             stalled=stalled,
         )
+        # One condition per kind (StorageReady, DataReady, ...): True only when every
+        # dependency of that kind is usable, otherwise explained by the first one that is not.
+        by_kind: dict[str, list[DependencyView]] = {}
         for dep in self.obs.dependencies:
-            ok = dep.phase in {Phase.AVAILABLE, Phase.RUNNING}
-            why = "Available" if ok else (dep.reason or f"{dep.phase or 'Missing'}")
+            by_kind.setdefault(dep.kind, []).append(dep)
+        for kind, deps in by_kind.items():
+            blocking = [d for d in deps if d.phase not in {Phase.AVAILABLE, Phase.RUNNING}]
+            first = blocking[0] if blocking else None
+            why = (first.reason or first.phase or "Missing") if first else "Available"
             conditions = set_condition(
                 conditions,
-                f"{dep.kind}Ready",
-                ok,
+                f"{kind}Ready",
+                not blocking,
                 _camel(why),
-                f"{dep.kind} {dep.name}: {dep.phase or 'not found'}",
+                "; ".join(f"{d.kind} {d.name}: {d.phase or 'not found'}" for d in deps),
                 self.now,
                 gen,
             )

@@ -392,11 +392,12 @@ class _Step:
             return self._result(
                 Phase.COMPLETED, "SessionCompleted", "Skaha session completed", changes=observed
             )
+        _, end, _ = schedule_bounds(self.compute.spec.schedule, self._created())
         return self._result(
             target,
             "SessionRunning",
             f"Skaha session {self.status.session_id} is running",
-            requeue=self._in_use_requeue(seen),
+            requeue=self._in_use_requeue(seen, end),
             changes=observed,
         )
 

@@ -319,7 +319,8 @@ class _Step:
                 requeue=self.timing.resync,
             )
         waited = (self.now - pending_since).total_seconds()
-        if waited < self.timing.adopt_grace:
+        # Not listed (Skaha or the platform unavailable): no evidence the launch was lost.
+        if found is None or waited < self.timing.adopt_grace:
             return self._result(
                 Phase.PREPARING,
                 "LaunchPending",

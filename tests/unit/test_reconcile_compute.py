@@ -1,4 +1,4 @@
-"""decide_compute, table-driven: one row per Skaha status (both eras), deadline and schedule case."""
+"""decide_compute, table-driven: one row per Skaha status (both eras), deadline and schedule."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A Compute against the simulator, driven by the real operator process: launch once, use, release."""
+"""A Compute driven by the real operator against the simulator: launch once, use, release."""
 
 from __future__ import annotations
 

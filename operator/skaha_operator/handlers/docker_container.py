@@ -47,7 +47,9 @@ async def release_docker_container(body: kopf.Body, memo: kopf.Memo, **_: Any) -
             raise kopf.TemporaryError(f"still used by Compute {', '.join(users)}", delay=10)
 
 
-async def step_docker_container(body: dict[str, Any], st: OperatorState) -> CheckDecision[DockerContainerStatus]:
+async def step_docker_container(
+    body: dict[str, Any], st: OperatorState
+) -> CheckDecision[DockerContainerStatus]:
     """Observe the platform and its image list, decide, write."""
     dc = DockerContainer.model_validate(body)
     ns = str(dc.metadata["namespace"])

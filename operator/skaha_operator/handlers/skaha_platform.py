@@ -40,7 +40,9 @@ async def resync_platform(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await step_platform(dict(body), state(memo))
 
 
-async def step_platform(body: dict[str, Any], st: OperatorState) -> CheckDecision[SkahaPlatformStatus]:
+async def step_platform(
+    body: dict[str, Any], st: OperatorState
+) -> CheckDecision[SkahaPlatformStatus]:
     """Probe once, decide, write."""
     platform = SkahaPlatform.model_validate(body)
     probe = await probe_platform(platform, st)

@@ -487,3 +487,12 @@ def test_session_transition_table(old: SessionPhase, new: SessionPhase, legal: b
     else:
         with pytest.raises(IllegalTransition):
             check_transition(SESSION_TRANSITIONS, old, new)
+
+
+def test_a_deleting_session_never_recreates_parts() -> None:
+    # Once deletion began, a decision without the deleting flag still only releases.
+    s = session({"phase": "Releasing", "reason": "Deleting"})
+    d = decide_session(s, obs(None, storage_shared=A, storage_work=A), T)
+    assert d.create == ()
+    assert [r.name for r in d.delete] == ["s1-storage-work"]
+    assert (d.status.phase, d.status.reason) == (SessionPhase.RELEASING, "Deleting")

@@ -232,6 +232,8 @@ class _Step:
         if self.old in TERMINAL_SESSION_PHASES:
             return SessionDecision(self.status)  # terminal phases never change
         reason = self.status.reason
+        if self.old == SessionPhase.RELEASING and reason == DELETING:
+            return self.deletion()  # deletion is irreversible: never recreate parts after it
         if self.old == SessionPhase.RELEASING and reason in ENDING_REASONS:
             return self._end(reason, self.status.message or reason)
         verdict = derive_session_verdict(self.states)

@@ -274,6 +274,7 @@ def test_probe_ok_is_available_with_options() -> None:
             "SecretNotFound",
             True,
         ),
+        (ProbeResult(ok=False, reason="TokenSecretMissing"), "TokenSecretMissing", True),
         (ProbeResult(ok=False), "PlatformUnreachable", False),
         (ProbeResult(ok=True, api_version="v9"), "UnsupportedApiVersion", True),
     ],

@@ -29,7 +29,9 @@ from skaha_operator.reconcile.transitions import CHECK_TRANSITIONS, check_transi
 S = TypeVar("S", bound=PhasedStatus)
 
 # Probe failures only a human can fix (a wrong token, a missing Secret): also Stalled (kstatus).
-NEEDS_HUMAN = frozenset({"Unauthorized", "Forbidden", "SecretNotFound", "UnsupportedApiVersion"})
+NEEDS_HUMAN = frozenset(
+    {"Unauthorized", "Forbidden", "SecretNotFound", "TokenSecretMissing", "UnsupportedApiVersion"}
+)
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,8 @@ def test_child_names_stay_distinct_when_cut() -> None:
 
 def test_session_label_value() -> None:
     assert session_label_value("s1") == "s1"
+    assert session_label_value("a.b") == "a.b"  # label values may hold dots
+    assert session_label_value("v" * 63) == "v" * 63
     long = session_label_value("v" * 100)
     assert len(long) == 63
     assert DNS_LABEL.match(long)

@@ -44,8 +44,12 @@ def child_name(session_name: str, part: str) -> str:
 
 
 def session_label_value(session_name: str) -> str:
-    """The value of SESSION_LABEL for a Session (a label value is at most 63 characters)."""
-    return safe_label(session_name)
+    """The value of SESSION_LABEL: the Session's name, cut with a hash only beyond 63 characters.
+
+    Label values may hold dots (unlike DNS labels), so any Session name up to 63 characters is
+    kept as it is and a parent can be found from its children's label.
+    """
+    return session_name if len(session_name) <= MAX_NAME else safe_label(session_name)
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
-    timing = Timing(poll_base=args.poll_base, poll_cap=args.poll_cap, resync=args.resync)
+    timing = Timing(
+        poll_base=args.poll_base,
+        poll_cap=args.poll_cap,
+        resync=args.resync,
+        adopt_grace=args.adopt_grace,
+    )
     run_operator(
-        OperatorConfig(timing=timing, resync_interval=args.resync),
+        OperatorConfig(timing=timing, resync_interval=args.resync, http_timeout=args.http_timeout),
         namespaces=args.namespace,
         liveness=args.liveness,
         json_logs=args.log_format == "json",
@@ -84,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--poll-base", type=float, default=1.0, help="first poll delay (s)")
     run.add_argument("--poll-cap", type=float, default=30.0, help="longest poll delay (s)")
     run.add_argument("--resync", type=float, default=60.0, help="resync interval (s)")
+    run.add_argument(
+        "--http-timeout", type=float, default=30.0, help="read timeout of platform calls (s)"
+    )
+    run.add_argument(
+        "--adopt-grace",
+        type=float,
+        default=90.0,
+        help="how long a launch with an unknown outcome is looked for by name (s)",
+    )
     sub.add_parser("simulator", help="run the Skaha/Cavern/Rucio simulator", add_help=False)
     if argv[:1] == ["simulator"]:
         return _simulator(argv[1:])

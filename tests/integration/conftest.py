@@ -18,6 +18,8 @@ import yaml
 from kubernetes import client
 
 from skaha_operator.controlplane import ControlPlane, binary
+from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from tests.integration.operator_harness import operator_process
 
 ROOT = Path(__file__).resolve().parents[2]
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -112,3 +114,31 @@ def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> I
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    """The Skaha simulator in this process (deterministic, short timings); one per test module."""
+    simulator = Simulator(
+        SimulatorConfig(
+            tokens={"tok-alice": "alice"}, seed=7, pending_s=1.0, run_s=2.0, terminate_s=0.5
+        )
+    )
+    handle = simulator.start_in_thread()
+    simulator.base_url = handle.base_url  # type: ignore[attr-defined]
+    try:
+        yield simulator
+    finally:
+        handle.stop()
+        simulator.close()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    controlplane: ControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The operator as a subprocess for one test module; fails the test if it died."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with operator_process(controlplane, log) as proc:
+        yield log
+        assert proc.poll() is None, f"the operator died:\n{log.read_text()[-3000:]}"

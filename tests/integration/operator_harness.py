@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
+from skaha_operator.platform.simulator import Simulator
 
 TOKEN = "tok-alice"
 
@@ -121,3 +123,26 @@ def phase(api: client.ApiClient, namespace: str, kind: str, name: str) -> str | 
     """status.phase of one object."""
     obj = get(api, namespace, kind, name)
     return ((obj or {}).get("status") or {}).get("phase")
+
+
+class Watcher:
+    """Records every session the simulator ever shows, to count launches per name."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.seen: dict[str, set[str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for s in self.sim.sessions():
+                self.seen.setdefault(s["name"], set()).add(s["id"])
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,67 +10,17 @@ import pytest
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
-from skaha_operator.controlplane import ControlPlane
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.platform.simulator import Simulator
 from tests.integration.operator_harness import (
+    Watcher,
     create,
     get,
-    operator_process,
     phase,
     platform_objects,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    simulator = Simulator(
-        SimulatorConfig(
-            tokens={"tok-alice": "alice"}, seed=7, pending_s=1.0, run_s=2.0, terminate_s=0.5
-        )
-    )
-    handle = simulator.start_in_thread()
-    simulator.base_url = handle.base_url  # type: ignore[attr-defined]
-    try:
-        yield simulator
-    finally:
-        handle.stop()
-        simulator.close()
-
-
-@pytest.fixture(scope="module")
-def operator(
-    controlplane: ControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with operator_process(controlplane, log) as proc:
-        yield log
-        assert proc.poll() is None, f"the operator died:\n{log.read_text()[-3000:]}"
-
-
-class Watcher:
-    """Records every session the simulator ever shows, to count launches per name."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.seen: dict[str, set[str]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            for s in self.sim.sessions():
-                self.seen.setdefault(s["name"], set()).add(s["id"])
-
-    def __enter__(self) -> Watcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def _setup(api: client.ApiClient, ns: str, sim: Simulator, image: str, **compute: Any) -> None:

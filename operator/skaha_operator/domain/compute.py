@@ -147,6 +147,12 @@ class ComputeStatus(ComponentStatus):
     launch_pending_since: Timestamp | None = Field(
         None, description="Create-pending marker: set before the launch request is sent."
     )
+    launch_attempts: int | None = Field(
+        None,
+        description="Launches sent. Another is sent only when a lost one is not found by name "
+        "after the grace period; Stalled when the limit is reached.",
+        ge=0,
+    )
     session_id: str | None = Field(None, description="Skaha session id.", max_length=63)
     skaha_status: str | None = Field(
         None, description="Last Skaha status (Pending, Running, Completed, ...).", max_length=63

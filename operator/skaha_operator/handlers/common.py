@@ -6,6 +6,7 @@ unavailable platform is a TemporaryError with a delay; nothing here sleeps.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,10 +21,25 @@ from skaha_operator.platform.errors import Unavailable
 CONFLICT_DELAY = 0.5
 
 
+REQUEUE_MARK = "requeue in "
+
+
 def requeue(delay: float | None, why: str) -> None:
     """Ask kopf to run the handler again after `delay` seconds (None: nothing to wait for)."""
     if delay is not None:
-        raise kopf.TemporaryError(why, delay=max(0.0, delay))
+        delay = max(0.0, delay)
+        raise kopf.TemporaryError(f"{REQUEUE_MARK}{delay:.1f}s: {why}", delay=delay)
+
+
+class RequeueIsNotAnError(logging.Filter):
+    """kopf logs every TemporaryError at ERROR; a planned requeue is routine, so log it at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and f"failed temporarily: {REQUEUE_MARK}" in str(
+            record.msg
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def post_events(body: Any, kind: str, events: tuple[str, ...], phase: str, reason: str) -> None:

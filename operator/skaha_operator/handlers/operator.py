@@ -39,7 +39,9 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         make_api_client(), on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc()
     )
     memo.state = OperatorState(
-        config=config, kube=kube, platforms=PlatformCache(kube, on_call=_record_call)
+        config=config,
+        kube=kube,
+        platforms=PlatformCache(kube, on_call=_record_call, http_timeout=config.http_timeout),
     )
 
 

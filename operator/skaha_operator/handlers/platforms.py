@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import Kube
-from skaha_operator.platform.base import CallRecorder
+from skaha_operator.platform.base import CallRecorder, make_timeout
 from skaha_operator.platform.clients import PlatformClients, PlatformSettings
 from skaha_operator.platform.wire import ApiVersion
 
@@ -31,8 +31,15 @@ class _Entry:
 class PlatformCache:
     """PlatformClients per (namespace, platform name), rebuilt when the spec changes."""
 
-    def __init__(self, kube: Kube, on_call: CallRecorder | None = None, ttl: float = 300.0):
+    def __init__(
+        self,
+        kube: Kube,
+        on_call: CallRecorder | None = None,
+        ttl: float = 300.0,
+        http_timeout: float = 30.0,
+    ):
         self.kube = kube
+        self.http_timeout = http_timeout
         self.on_call = on_call
         self.ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
@@ -68,7 +75,11 @@ class PlatformCache:
         probed = platform.status.api_version if platform.status else None
         version = ApiVersion(spec.skaha.api_version or probed or "v1")
         return PlatformSettings(
-            skaha_url=spec.skaha.url, cavern_url=spec.cavern.url, token=token, api_version=version
+            skaha_url=spec.skaha.url,
+            cavern_url=spec.cavern.url,
+            token=token,
+            api_version=version,
+            timeout=make_timeout(self.http_timeout),
         )
 
     async def aclose(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from skaha_operator.handlers import (  # noqa: F401
     session,
     skaha_platform,
 )
+from skaha_operator.handlers.common import RequeueIsNotAnError
 from skaha_operator.handlers.state import OperatorConfig
 
 
@@ -35,6 +37,7 @@ def run_operator(
         log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
         log_refkey="object" if json_logs else None,
     )
+    logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
     asyncio.run(
         kopf.operator(
             memo=kopf.Memo(config=config),

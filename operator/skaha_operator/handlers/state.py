@@ -21,6 +21,7 @@ class OperatorConfig:
 
     timing: Timing = field(default_factory=Timing)
     resync_interval: float = 60.0
+    http_timeout: float = 30.0
     finalizer: str = "skaha.broker.dev/finalizer"
 
 

@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+
+
+def make_timeout(read_seconds: float) -> httpx.Timeout:
+    """Timeouts with the given read/write limit (connect and pool stay short)."""
+    return httpx.Timeout(connect=5.0, read=read_seconds, write=read_seconds, pool=10.0)
+
+
 DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 #: Server text kept in an error message; OpenCADC messages are one line (§5).

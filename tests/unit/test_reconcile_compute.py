@@ -426,11 +426,13 @@ def test_dependency_conditions_cover_every_dependency_of_a_kind() -> None:
 # -- adoption after a launch whose id was never recorded -----------------------------------------
 
 
-def pending(since: timedelta) -> dict[str, Any]:
+def pending(since: timedelta, attempts: int = 1) -> dict[str, Any]:
     return {
         "phase": "Preparing",
         "sessionName": make_skaha_session_name(UID),
         "launchPendingSince": NOW - since,
+        "launchAttempts": attempts,
+        "launchedCores": 2,
     }
 
 
@@ -441,7 +443,6 @@ def pending(since: timedelta) -> dict[str, Any]:
         (timedelta(minutes=10), ("abc12345",), "Adopted", False, "abc12345"),
         (timedelta(seconds=5), ("abc12345", "def67890"), "AmbiguousLaunch", True, None),
         (timedelta(seconds=5), (), "LaunchPending", False, None),
-        (timedelta(minutes=10), (), "LaunchLost", True, None),
         (timedelta(minutes=10), None, "LaunchPending", False, None),
     ],
 )
@@ -457,6 +458,24 @@ def test_adoption(
     assert d.status.session_id == session_id
     assert condition_status(d.status.conditions, "Stalled") is stalled
     assert d.launch is None  # never a second launch
+
+
+def test_a_lost_launch_is_sent_again_under_the_same_name_with_a_new_marker() -> None:
+    d = decide_compute(make(status=pending(timedelta(minutes=10))), obs(candidates=()), T)
+    assert (d.status.phase, d.status.reason, d.action) == (Phase.PREPARING, "Launching", Act.LAUNCH)
+    assert d.launch is not None
+    assert d.launch.name == make_skaha_session_name(UID)
+    assert (d.launch.cores, d.status.launch_attempts) == (2, 2)
+    assert d.status.launch_pending_since == NOW
+
+
+def test_launches_stop_at_the_attempt_limit_and_stall_for_a_human() -> None:
+    limit = T.max_launch_attempts
+    status = pending(timedelta(minutes=10), attempts=limit)
+    d = decide_compute(make(status=status), obs(candidates=()), T)
+    assert (d.status.phase, d.status.reason, d.action) == (Phase.PREPARING, "LaunchLost", Act.NONE)
+    assert condition_status(d.status.conditions, "Stalled") is True
+    assert d.launch is None
 
 
 # -- release -------------------------------------------------------------------------------------

@@ -271,19 +271,25 @@ class _Step:
             return self._no_fit("cores", spec.cores, platform.cores_options)
         if ram is None and spec.ram_gib is not None:
             return self._no_fit("RAM (GiB)", spec.ram_gib, platform.ram_options)
+        return self._launch(cores, ram)
+
+    def _launch(self, cores: int | None, ram: int | None) -> ComputeDecision:
+        spec = self.compute.spec
         name = make_skaha_session_name(str(self.compute.metadata.get("uid", "")))
         plan = LaunchPlan(name=name, type=spec.type, cores=cores, ram_gib=ram, gpus=spec.gpus)
+        attempt = (self.status.launch_attempts or 0) + 1
         # The marker goes into the same guarded write as the phase, before the POST (design §4.3).
         return self._result(
             Phase.PREPARING,
             "Launching",
-            f"launching Skaha session {name}",
+            f"launching Skaha session {name}" + (f" (attempt {attempt})" if attempt > 1 else ""),
             action=Act.LAUNCH,
             launch=plan,
             requeue=self.timing.poll_base,
             changes={
                 "session_name": name,
                 "launch_pending_since": self.now,
+                "launch_attempts": attempt,
                 "launched_cores": cores,
                 "launched_ram_gib": ram,
             },
@@ -327,11 +333,23 @@ class _Step:
                 f"looking for Skaha session {self.status.session_name}",
                 requeue=min(self.timing.poll_cap, max(self.timing.poll_base, waited / 2)),
             )
+        # Listed after the grace period and still absent: that launch never took effect (a POST
+        # lost before Skaha committed it; a committed one shows up by name well within the grace).
+        if deadline is not None and self.now >= deadline:
+            return self._result(
+                Phase.FAILED,
+                "PrepareDeadlineExceeded",
+                f"the launch of {self.status.session_name} was lost and the prepare deadline "
+                f"{deadline.isoformat()} has passed",
+            )
+        if (self.status.launch_attempts or 1) < self.timing.max_launch_attempts:
+            return self._launch(self.status.launched_cores, self.status.launched_ram_gib)
         return self._result(
             Phase.PREPARING,
             "LaunchLost",
-            f"launch of {self.status.session_name} was started {int(waited)}s ago but no such "
-            "session exists; not launching again: inspect Skaha and delete this Compute",
+            f"{self.status.launch_attempts or 1} launches of {self.status.session_name} left no "
+            f"session (the last {int(waited)}s ago); not launching again: inspect Skaha and "
+            "delete this Compute",
             stalled=True,
             requeue=self.timing.resync,
         )

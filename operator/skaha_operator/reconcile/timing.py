@@ -23,6 +23,7 @@ class Timing:
     adopt_grace: float = 90.0  # longer than a launch POST may take (client timeout 30 s, x3)
     renew_before: float = 3600.0
     max_polls: int | None = None
+    max_launch_attempts: int = 3
 
 
 def schedule_bounds(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -37,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
     from skaha_operator.handlers.state import OperatorConfig
     from skaha_operator.reconcile.timing import Timing
 
+    # Read by the handler modules at import (kopf timers are declared there).
+    os.environ["SKAHA_OPERATOR_RESYNC"] = str(args.resync)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     timing = Timing(

@@ -38,6 +38,10 @@ def operator_process(cp: ControlPlane, log: Path, *extra: str) -> Iterator[subpr
         "2",
         "--resync",
         "15",
+        "--http-timeout",
+        "3",
+        "--adopt-grace",
+        "6",
         *extra,
     ]
     with log.open("ab") as out:

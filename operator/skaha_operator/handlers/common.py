@@ -7,18 +7,51 @@ unavailable platform is a TemporaryError with a delay; nothing here sleeps.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
 from skaha_operator import metrics
+from skaha_operator.handlers.state import OperatorState
 from skaha_operator.k8s.api import ConflictError
 from skaha_operator.platform.errors import Unavailable
 
 CONFLICT_DELAY = 0.5
+FRESH_ATTEMPTS = 3
+# Timers are registered at import time, so their interval comes from the environment
+# (the CLI's --resync sets it before importing the handlers).
+RESYNC_INTERVAL = float(os.environ.get("SKAHA_OPERATOR_RESYNC", "60"))
+
+D = TypeVar("D")
+
+
+async def fresh_retries(
+    step: Callable[[dict[str, Any], OperatorState], Awaitable[D]],
+    body: dict[str, Any],
+    st: OperatorState,
+    plural: str,
+) -> D:
+    """Run `step`; on a conflict re-read the object and decide again (a few times, in-process).
+
+    Going back to kopf for every conflict would make kopf write its retry annotations, which
+    moves the resourceVersion again; two operators can then keep invalidating each other.
+    """
+    for attempt in range(FRESH_ATTEMPTS):
+        try:
+            return await step(body, st)
+        except ConflictError:
+            if attempt == FRESH_ATTEMPTS - 1:
+                raise
+            meta = body["metadata"]
+            fresh = await st.kube.get(plural, meta["namespace"], meta["name"])
+            if fresh is None:
+                raise
+            body = fresh
+    raise AssertionError("unreachable")
 
 
 REQUEUE_MARK = "requeue in "

@@ -20,7 +20,13 @@ from skaha_operator.domain.compute import Compute
 from skaha_operator.domain.docker_container import DockerContainer
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook
 from skaha_operator.domain.skaha_platform import SkahaPlatform
-from skaha_operator.handlers.common import post_events, reconciling, requeue
+from skaha_operator.handlers.common import (
+    RESYNC_INTERVAL,
+    fresh_retries,
+    post_events,
+    reconciling,
+    requeue,
+)
 from skaha_operator.handlers.state import OperatorState, state
 from skaha_operator.k8s.api import SecretError
 from skaha_operator.platform.clients import PlatformClients
@@ -56,15 +62,17 @@ _PLURALS = {
 async def on_compute(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive one Compute a step further; requeue until it is terminal."""
     async with reconciling(KIND):
-        decision = await step_compute(dict(body), state(memo))
+        decision = await fresh_retries(step_compute, dict(body), state(memo), PLURAL)
         requeue(decision.requeue_after, decision.status.message or "waiting")
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=60.0, idle=30.0, initial_delay=30.0)
+@kopf.timer(
+    GROUP, VERSION, PLURAL, id="resync", interval=RESYNC_INTERVAL, initial_delay=RESYNC_INTERVAL / 2
+)
 async def resync_compute(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-based resync: the same step, without requeue (the timer comes back by itself)."""
     async with reconciling(KIND):
-        await step_compute(dict(body), state(memo))
+        await fresh_retries(step_compute, dict(body), state(memo), PLURAL)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")
@@ -245,6 +253,9 @@ async def _launch(
             "message": f"Skaha refused the launch: {exc.message}",
         }
         await st.kube.write_status(PLURAL, body, failed)
+        post_events(
+            body, KIND, (f"Preparing->Failed: {failed['message']}",), "Failed", "LaunchRejected"
+        )
         return
     except Unavailable as exc:
         # Maybe committed (timeout, 500 after commit): the marker stays, the next step adopts.

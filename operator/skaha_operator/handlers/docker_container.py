@@ -10,7 +10,12 @@ import kopf
 from skaha_operator import GROUP, VERSION
 from skaha_operator.domain.common import TERMINAL_PHASES
 from skaha_operator.domain.docker_container import DockerContainer, DockerContainerStatus
-from skaha_operator.handlers.common import post_events, reconciling, requeue
+from skaha_operator.handlers.common import (
+    fresh_retries,
+    post_events,
+    reconciling,
+    requeue,
+)
 from skaha_operator.handlers.compute import platform_view_of
 from skaha_operator.handlers.state import OperatorState, state
 from skaha_operator.k8s.api import SecretError
@@ -26,7 +31,7 @@ KIND = "DockerContainer"
 async def on_docker_container(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Check the image until Available or Failed."""
     async with reconciling(KIND):
-        decision = await step_docker_container(dict(body), state(memo))
+        decision = await fresh_retries(step_docker_container, dict(body), state(memo), PLURAL)
         requeue(decision.requeue_after, decision.status.message or "checking")
 
 

@@ -16,10 +16,16 @@ import kopf
 from skaha_operator import GROUP, VERSION
 from skaha_operator.domain.common import Condition, Connector
 from skaha_operator.domain.session import Session
-from skaha_operator.handlers.common import post_events, reconciling, requeue
+from skaha_operator.handlers.common import (
+    RESYNC_INTERVAL,
+    fresh_retries,
+    post_events,
+    reconciling,
+    requeue,
+)
 from skaha_operator.handlers.state import OperatorState, state
 from skaha_operator.reconcile.builders import SESSION_LABEL, PartRef, part_refs
-from skaha_operator.reconcile.conditions import READY, condition_status
+from skaha_operator.reconcile.conditions import READY, STALLED, condition_status
 from skaha_operator.reconcile.session import (
     PartState,
     SessionDecision,
@@ -44,7 +50,7 @@ PLURALS = {
 async def on_session(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Drive one Session a step further; requeue until it is terminal."""
     async with reconciling(KIND):
-        decision = await step_session(dict(body), state(memo))
+        decision = await fresh_retries(step_session, dict(body), state(memo), PLURAL)
         requeue(decision.requeue_after, decision.status.message or "waiting for parts")
 
 
@@ -53,14 +59,16 @@ async def on_session_cancel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """React to `spec.cancel: true` at once, not at the next requeue."""
     if not body.get("metadata", {}).get("deletionTimestamp"):
         async with reconciling(KIND):
-            await step_session(dict(body), state(memo))
+            await fresh_retries(step_session, dict(body), state(memo), PLURAL)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=60.0, idle=30.0, initial_delay=30.0)
+@kopf.timer(
+    GROUP, VERSION, PLURAL, id="resync", interval=RESYNC_INTERVAL, initial_delay=RESYNC_INTERVAL / 2
+)
 async def resync_session(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-based resync for lost events (kopf#1178)."""
     async with reconciling(KIND):
-        await step_session(dict(body), state(memo))
+        await fresh_retries(step_session, dict(body), state(memo), PLURAL)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")
@@ -76,18 +84,20 @@ async def release_session(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 async def wake_parent(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A part changed: step its Session now (the label names it)."""
-    name = body.get("metadata", {}).get("labels", {}).get(SESSION_LABEL)
-    ns = body.get("metadata", {}).get("namespace")
-    if not name or not ns:
+    """A part changed: step its Session now (the controlling owner reference names it)."""
+    meta = body.get("metadata", {})
+    owners = [o for o in meta.get("ownerReferences") or [] if o.get("kind") == KIND]
+    ns = meta.get("namespace")
+    if not owners or not ns:
         return
+    name = owners[0]["name"]
     st = state(memo)
     parent = await st.kube.get(PLURAL, ns, name)
     if parent is None or parent.get("metadata", {}).get("deletionTimestamp"):
         return
     async with reconciling(KIND):
         try:
-            await step_session(parent, st)
+            await fresh_retries(step_session, parent, st, PLURAL)
         except kopf.TemporaryError:
             return  # a conflict: the Session's own requeue loop will look again
 
@@ -135,6 +145,7 @@ def _part_state(body: dict[str, Any]) -> PartState:
     return PartState(
         phase=status.get("phase"),
         ready=condition_status(conditions, READY) is True,
+        stalled=condition_status(conditions, STALLED) is True,
         reason=status.get("reason"),
         message=status.get("message"),
         connectors=connectors,

@@ -13,7 +13,12 @@ import kopf
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.domain.skaha_platform import SkahaPlatform, SkahaPlatformStatus
-from skaha_operator.handlers.common import post_events, reconciling, requeue
+from skaha_operator.handlers.common import (
+    fresh_retries,
+    post_events,
+    reconciling,
+    requeue,
+)
 from skaha_operator.handlers.state import OperatorState, state
 from skaha_operator.k8s.api import SecretError
 from skaha_operator.platform.errors import AuthError, SkahaError, Unavailable
@@ -29,7 +34,7 @@ KIND = "SkahaPlatform"
 async def on_platform(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Probe until Ready; requeue with backoff while it is not."""
     async with reconciling(KIND):
-        decision = await step_platform(dict(body), state(memo))
+        decision = await fresh_retries(step_platform, dict(body), state(memo), PLURAL)
         requeue(decision.requeue_after, decision.status.message or "probing")
 
 
@@ -37,7 +42,7 @@ async def on_platform(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def resync_platform(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Re-probe now and then: options and API version can change under us."""
     async with reconciling(KIND):
-        await step_platform(dict(body), state(memo))
+        await fresh_retries(step_platform, dict(body), state(memo), PLURAL)
 
 
 async def step_platform(

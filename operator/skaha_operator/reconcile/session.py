@@ -369,12 +369,25 @@ class _Step:
                 "conditions": conditions,
                 "observed_generation": gen,
                 "phase_times": times,
-                "parts": [_summary(r, s) for r, s in self.states],
+                "parts": self._summaries(),
                 "connectors": connectors or None,
             }
         )
         events = (f"{self.old}->{phase}: {reason}",) if phase != self.old else ()
         return SessionDecision(new, create, delete, requeue, events)
+
+    def _summaries(self) -> list[PartSummary]:
+        # A part released (deleted) keeps its last known summary, so a finished Session still
+        # tells how each part ended.
+        old = {(p.kind, p.name): p for p in self.status.parts or []}
+        out = []
+        for ref, st in self.states:
+            last = old.get((PartKind(ref.kind), ref.name))
+            if st is None and last is not None and last.phase is not None:
+                out.append(last.model_copy(update={"ready": False}))
+            else:
+                out.append(_summary(ref, st))
+        return out
 
     def _part_conditions(
         self, conditions: list[Condition], gen: int | None, ending: bool

@@ -53,6 +53,18 @@ async def test_all_sessions_and_in_process_view(sim: Simulator, alice: Api, bob:
     assert len(sim.sessions()) == 2
 
 
+async def test_launch_log_keeps_gone_sessions(sim: Simulator, alice: Api) -> None:
+    """GET /_sim/launches and sim.launches(): every session ever created, deleted ones too."""
+    control = Api(alice.http, alice.base, None)
+    sid = await alice.launch_id(name="once")
+    await alice.call("DELETE", f"/skaha/v1/session/{sid}")
+    sim.force(sid, "Gone")
+    assert sim.sessions() == []
+    listed = (await control.call("GET", "/_sim/launches")).json()
+    assert [(d["id"], d["name"], d["user"]) for d in listed] == [(sid, "once", "alice")]
+    assert sim.launches() == listed
+
+
 async def test_rules_listing_and_force(sim: Simulator, alice: Api) -> None:
     """GET /_sim/rules lists Rucio rules; force pins a state."""
     control = Api(alice.http, alice.base, None)

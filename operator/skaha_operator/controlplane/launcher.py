@@ -58,6 +58,7 @@ class ControlPlane:
         self.start_timeout = start_timeout
         self.token = secrets.token_hex(16)
         self.port = 0
+        self.etcd_url = ""
         self.children: list[Child] = []
 
     @property
@@ -96,11 +97,23 @@ class ControlPlane:
         deadline = time.monotonic() + self.start_timeout
         (self.workdir / "certs").mkdir(parents=True, exist_ok=True)
         self._write_keys()
-        etcd_url = self._start_etcd(deadline)
-        self._start_apiserver(etcd_url, deadline)
+        self.etcd_url = self._start_etcd(deadline)
+        self._start_apiserver(self.etcd_url, deadline)
         self._write_kubeconfig()
         if self.with_controller_manager:
             self._start_controller_manager(deadline)
+
+    def restart_apiserver(self, down_for: float = 0.0) -> None:
+        """Stop kube-apiserver, wait `down_for` seconds, start it again on the same port.
+
+        etcd keeps running, so every object survives; clients see refused connections and
+        broken watches meanwhile (the reliability campaign's API-server fault).
+        """
+        old = next(c for c in self.children if c.name == "kube-apiserver")
+        old.stop()
+        self.children.remove(old)
+        time.sleep(down_for)
+        self._start_apiserver(self.etcd_url, time.monotonic() + self.start_timeout)
 
     def stop(self) -> None:
         """Stop every child (newest first) and remove the work dir if we made it."""
@@ -166,7 +179,7 @@ class ControlPlane:
         return client_url
 
     def _start_apiserver(self, etcd_url: str, deadline: float) -> None:
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps the port the kubeconfig names
         child = self._spawn(
             "kube-apiserver",
             [

@@ -1,6 +1,7 @@
 """The `/_sim` control API for tests and the demo (reference `skaha-api.md` §9 item 5 and faults).
 
 Routes: `POST /_sim/clock/advance?seconds=`, `GET /_sim/clock`, `GET /_sim/sessions` (every user),
+`GET /_sim/launches` (every session ever created, gone ones included),
 `POST /_sim/sessions/{id}/force?status=`, `GET|POST|DELETE /_sim/faults` (POST replaces the rules;
 `?append=true` adds), `GET /_sim/rules`, `POST /_sim/rules/{id}/force?state=`,
 `GET|PATCH /_sim/config` (runtime knobs such as `legacy_mode`, `max_sessions`, `pending_s`).
@@ -86,6 +87,19 @@ async def sessions(request: web.Request) -> web.Response:
     return replies.pretty_json(session_docs(state_of(request), request.query.get("user")))
 
 
+def launch_docs(state: SimState) -> list[dict[str, Any]]:
+    """The launch log as JSON: id, name, user and creation time of every session ever created."""
+    return [
+        {"id": r.id, "name": r.name, "user": r.user, "created": iso_utc(r.created)}
+        for r in state.sessions.launch_log
+    ]
+
+
+async def launches(request: web.Request) -> web.Response:
+    """GET /_sim/launches."""
+    return web.json_response(launch_docs(state_of(request)))
+
+
 async def force_session(request: web.Request) -> web.Response:
     """POST /_sim/sessions/{id}/force?status=Running|Completed|Failed|Pending|Terminating|Gone."""
     state = state_of(request)
@@ -164,6 +178,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_sim/clock/advance", advance)
     app.router.add_get("/_sim/clock", clock)
     app.router.add_get("/_sim/sessions", sessions)
+    app.router.add_get("/_sim/launches", launches)
     app.router.add_post("/_sim/sessions/{id}/force", force_session)
     app.router.add_get("/_sim/faults", get_faults)
     app.router.add_post("/_sim/faults", set_faults)

@@ -21,7 +21,7 @@ from skaha_operator.platform.simulator.app import make_app
 from skaha_operator.platform.simulator.cavern_store import CavernStore
 from skaha_operator.platform.simulator.clock import SimClock
 from skaha_operator.platform.simulator.config import FaultRule, SimulatorConfig
-from skaha_operator.platform.simulator.control_api import parse_phase, patch_config
+from skaha_operator.platform.simulator.control_api import launch_docs, parse_phase, patch_config
 from skaha_operator.platform.simulator.faults import FaultBook
 from skaha_operator.platform.simulator.rucio_store import RucioStore
 from skaha_operator.platform.simulator.skaha_api import session_docs
@@ -99,6 +99,10 @@ class Simulator:
     def sessions(self, user: str | None = None) -> list[dict[str, Any]]:
         """Current JSON of visible sessions: Terminating included, gone (404) excluded."""
         return session_docs(self.state, user)
+
+    def launches(self) -> list[dict[str, Any]]:
+        """Every session ever created, gone ones included (as `GET /_sim/launches`)."""
+        return launch_docs(self.state)
 
     def set_faults(
         self, rules: Iterable[FaultRule | dict[str, Any]], *, append: bool = False

@@ -42,6 +42,16 @@ class LaunchFaults:
     max_sessions: int | None = None
 
 
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One created session, as the launch log keeps it (never dropped)."""
+
+    id: str
+    name: str
+    user: str
+    created: float
+
+
 class SessionStore:
     """All simulated sessions, with the launch validation chain."""
 
@@ -59,6 +69,8 @@ class SessionStore:
         self._fault_rng = random.Random(f"{config.seed}-launch-faults")
         self._by_id: dict[str, SimSession] = {}
         self._by_user: dict[str, dict[str, SimSession]] = {}
+        # Every session ever created, kept after it is gone: tests count launches per name.
+        self.launch_log: list[LaunchRecord] = []
 
     # -- launch ---------------------------------------------------------------------------
     def launch(
@@ -167,6 +179,7 @@ class SessionStore:
         )
         self._by_id[session.id] = session
         self._by_user.setdefault(user, {})[session.id] = session
+        self.launch_log.append(LaunchRecord(session.id, session.name, user, now))
         return session
 
     def _new_id(self) -> str:

@@ -418,7 +418,9 @@ def test_dependency_conditions_cover_every_dependency_of_a_kind() -> None:
     assert condition_status(d.status.conditions, "DockerContainerReady") is True
     assert conds["StorageReady"].status == ConditionStatus.FALSE
     assert conds["StorageReady"].reason == "CreatingDirectories"
-    assert conds["StorageReady"].message == "Storage a: Preparing; Storage b: Available"
+    assert conds["StorageReady"].message == (
+        "Storage a: Preparing (CreatingDirectories); Storage b: Available"
+    )
     assert condition_status(d.status.conditions, "Ready") is False
     assert condition_status(d.status.conditions, "Reconciling") is True
 

@@ -147,7 +147,9 @@ class DataStatus(ComponentStatus):
     """Where the data is, and the external ids of the rule or job placing it."""
 
     location: str | None = Field(
-        None, description="Cavern path of the placed data.", max_length=4096
+        None,
+        description="Path of the placed data inside sessions, e.g. /arc/home/u/x/file.fits.",
+        max_length=4096,
     )
     rule_pending_since: Timestamp | None = Field(
         None, description="Create-pending marker: set before creating the Rucio rule."
@@ -167,6 +169,11 @@ class DataStatus(ComponentStatus):
     )
     job_status: str | None = Field(
         None, description="Last Skaha status of the download job.", max_length=63
+    )
+    job_attempts: int | None = Field(
+        None,
+        description="Jobs launched so far (a failed job is retried a bounded number of times).",
+        ge=0,
     )
     staging_job_id: str | None = Field(None, description="SRCNet staging job id.", max_length=128)
     checksum_verified: bool | None = Field(

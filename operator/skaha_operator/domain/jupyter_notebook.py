@@ -106,7 +106,9 @@ class JupyterNotebookStatus(ComponentStatus):
     """Where the notebook went and how its requirements job is doing."""
 
     notebook_path: str | None = Field(
-        None, description="Cavern path of the placed notebook.", max_length=2048
+        None,
+        description="Path of the placed notebook inside sessions, e.g. /arc/home/u/x/a.ipynb.",
+        max_length=2048,
     )
     job_session_name: str | None = Field(
         None, description="Skaha name of the install job (derived from the UID).", max_length=63
@@ -119,6 +121,11 @@ class JupyterNotebookStatus(ComponentStatus):
     )
     job_status: str | None = Field(
         None, description="Last Skaha status of the install job.", max_length=63
+    )
+    job_attempts: int | None = Field(
+        None,
+        description="Jobs launched so far (a failed job is retried a bounded number of times).",
+        ge=0,
     )
 
 

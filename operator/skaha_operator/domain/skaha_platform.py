@@ -22,7 +22,7 @@ from skaha_operator.domain.base import (
     PrinterColumn,
     WireModel,
 )
-from skaha_operator.domain.common import SecretKeyRef, Timestamp, duration_field
+from skaha_operator.domain.common import LocalObjectRef, SecretKeyRef, Timestamp, duration_field
 from skaha_operator.domain.status import PhasedStatus
 
 URL_PATTERN = r"^https?://[^\s]+$"
@@ -92,6 +92,11 @@ class RucioEndpoint(WireModel):
         None, description="Rucio account (X-Rucio-Account).", max_length=253
     )
     vo: str | None = Field(None, description="Rucio VO (X-Rucio-VO).", max_length=63)
+    credentials_secret_ref: LocalObjectRef | None = Field(
+        None,
+        description="Secret in this namespace with keys username and password for Rucio "
+        "userpass auth (skaha-api.md §8); absent: Data with a rucio source cannot be prepared.",
+    )
 
 
 class SrcnetEndpoint(WireModel):

@@ -15,7 +15,7 @@ import kopf
 from pydantic import SecretStr
 
 from skaha_operator import GROUP, VERSION
-from skaha_operator.domain.common import Phase
+from skaha_operator.domain.common import Phase, SessionType
 from skaha_operator.domain.compute import Compute
 from skaha_operator.domain.docker_container import DockerContainer
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook
@@ -149,7 +149,24 @@ async def observe_compute(
     if not status.session_id:
         found = await _by_name(clients, status.session_name)
         return ComputeObservation(now=now, platform=None, candidates=tuple(found))
-    return ComputeObservation(now=now, platform=None, skaha=await _look(clients, status.session_id))
+    return ComputeObservation(
+        now=now,
+        platform=None,
+        skaha=await _look(clients, status.session_id),
+        open_path=await _notebook_path(compute, st),
+    )
+
+
+async def _notebook_path(compute: Compute, st: OperatorState) -> str | None:
+    """The placed notebook a notebook session should open (its JupyterNotebook's status)."""
+    ref = compute.spec.executable_ref
+    if str(ref.kind) != "JupyterNotebook" or compute.spec.type != SessionType.NOTEBOOK:
+        return None
+    body = await st.kube.get(
+        _PLURALS["JupyterNotebook"], str(compute.metadata["namespace"]), ref.name
+    )
+    path = ((body or {}).get("status") or {}).get("notebookPath")
+    return path if isinstance(path, str) and path else None
 
 
 def platform_view_of(body: dict[str, Any] | None) -> PlatformView | None:

@@ -1,7 +1,8 @@
 """Clients per SkahaPlatform: built from the platform's spec and its token Secret, then cached.
 
-The token is read only from a Secret in the platform's own namespace (design §4.7) and handed to
-the clients as a SecretStr. Entries expire so that a rotated token is picked up.
+The token (and the Rucio username and password, when the platform names a credentials Secret) are
+read only from Secrets in the platform's own namespace (design §4.7) and handed to the clients as
+SecretStr. Entries expire so that a rotated token is picked up.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from skaha_operator.domain.skaha_platform import SkahaPlatform
-from skaha_operator.k8s.api import Kube
+from skaha_operator.k8s.api import Kube, SecretError
 from skaha_operator.platform.base import CallRecorder, make_timeout
-from skaha_operator.platform.clients import PlatformClients, PlatformSettings
+from skaha_operator.platform.clients import PlatformClients, PlatformSettings, RucioSettings
 from skaha_operator.platform.wire import ApiVersion
 
 PLATFORMS = "skahaplatforms"
@@ -74,12 +75,39 @@ class PlatformCache:
         # A forced version wins; otherwise what the platform probe read from /capabilities.
         probed = platform.status.api_version if platform.status else None
         version = ApiVersion(spec.skaha.api_version or probed or "v1")
+        extra: dict[str, Any] = {}
+        if spec.cavern.node_uri_prefix:
+            extra["cavern_authority"] = spec.cavern.node_uri_prefix.removeprefix("vos://")
         return PlatformSettings(
             skaha_url=spec.skaha.url,
             cavern_url=spec.cavern.url,
             token=token,
             api_version=version,
+            rucio=await self._rucio(platform),
             timeout=make_timeout(self.http_timeout),
+            **extra,
+        )
+
+    async def _rucio(self, platform: SkahaPlatform) -> RucioSettings | None:
+        """Rucio userpass settings (skaha-api.md §8), the credentials from the platform's Secret."""
+        rucio = platform.spec.rucio
+        if rucio is None or rucio.credentials_secret_ref is None:
+            return None
+        ns = str(platform.metadata["namespace"])
+        secret = rucio.credentials_secret_ref.name
+        try:
+            username = await self.kube.read_secret(ns, secret, "username")
+            password = SecretStr(await self.kube.read_secret(ns, secret, "password"))
+        except SecretError:
+            # Skaha and Cavern stay usable; Data with a rucio source reports the missing Secret.
+            return None
+        return RucioSettings(
+            url=rucio.url,
+            account=rucio.account or username,
+            username=username,
+            password=password,
+            auth_url=rucio.auth_url,
+            vo=rucio.vo,
         )
 
     async def aclose(self) -> None:

@@ -12,10 +12,13 @@ import kopf
 # Importing the modules registers their handlers with kopf's default registry.
 from skaha_operator.handlers import (  # noqa: F401
     compute,
+    data,
     docker_container,
+    jupyter_notebook,
     operator,
     session,
     skaha_platform,
+    storage,
 )
 from skaha_operator.handlers.common import RequeueIsNotAnError
 from skaha_operator.handlers.state import OperatorConfig

@@ -5,6 +5,7 @@ Created at startup, kept in kopf's `memo` (style.md §7: no module globals), clo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ import kopf
 
 from skaha_operator.handlers.platforms import PlatformCache
 from skaha_operator.k8s.api import Kube
+from skaha_operator.reconcile.data import DEFAULT_DOWNLOADER_IMAGE
 from skaha_operator.reconcile.timing import Timing
 
 
@@ -23,6 +25,13 @@ class OperatorConfig:
     resync_interval: float = 60.0
     http_timeout: float = 30.0
     finalizer: str = "skaha.broker.dev/finalizer"
+    # The small image of HTTP(S) download jobs; it needs sh, curl or wget, and sha256sum.
+    # Set through the environment (like the resync interval) until the CLI has a flag for it.
+    downloader_image: str = field(
+        default_factory=lambda: os.environ.get(
+            "SKAHA_OPERATOR_DOWNLOADER_IMAGE", DEFAULT_DOWNLOADER_IMAGE
+        )
+    )
 
 
 @dataclass

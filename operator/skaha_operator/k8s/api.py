@@ -167,6 +167,17 @@ class Kube:
             raise SecretError(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
 
+    async def read_config_map(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a ConfigMap in `namespace`; None when the ConfigMap or the key is missing."""
+        try:
+            cm = await _run(self.core.read_namespaced_config_map, name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        value = (cm.data or {}).get(key)
+        return value if isinstance(value, str) else None
+
 
 async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     # The official client blocks; keep the event loop free (style.md §7).

@@ -59,6 +59,11 @@ class RucioClient(ServiceClient):
         self._expires = datetime.min.replace(tzinfo=UTC)
         self._auth_lock = asyncio.Lock()
 
+    @property
+    def account(self) -> str:
+        """The Rucio account the client acts as (`X-Rucio-Account`)."""
+        return self._account
+
     async def authenticate(self) -> None:
         """`GET /auth/userpass` and keep the token and its expiry (§8)."""
         async with self._auth_lock:

@@ -79,6 +79,7 @@ class ComputeObservation:
     dependencies: tuple[DependencyView, ...] = ()
     skaha: SkahaView | None = None  # None: not looked up (no id yet)
     candidates: tuple[str, ...] | None = None  # session ids with our name; None: not listed
+    open_path: str | None = None  # a notebook file the connect URL should open (in-session path)
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class _Step:
                 f"{kind}Ready",
                 not blocking,
                 _camel(why),
-                "; ".join(f"{d.kind} {d.name}: {d.phase or 'not found'}" for d in deps),
+                "; ".join(_dependency_text(d) for d in deps),
                 self.now,
                 gen,
             )
@@ -540,18 +541,34 @@ class _Step:
     def _observed(self, seen: SkahaView) -> dict[str, object]:
         out: dict[str, object] = {"skaha_status": seen.status}
         if seen.connect_url:
+            url = seen.connect_url
+            if self.obs.open_path and self.compute.spec.type == SessionType.NOTEBOOK:
+                url = open_file_url(url, self.obs.open_path)
             out["connectors"] = [
-                Connector(
-                    kind=str(self.compute.spec.type),
-                    protocol=_scheme(seen.connect_url),
-                    url=seen.connect_url,
-                )
+                Connector(kind=str(self.compute.spec.type), protocol=_scheme(url), url=url)
             ]
         if seen.start_time:
             out["start_time"] = seen.start_time
         if seen.expiry_time:
             out["expiry_time"] = seen.expiry_time
         return out
+
+
+def _dependency_text(dep: DependencyView) -> str:
+    """`Data obs: Preparing (Replicating)`: what the Compute waits for, and why it waits."""
+    text = f"{dep.kind} {dep.name}: {dep.phase or 'not found'}"
+    return text + (f" ({dep.reason})" if dep.reason and dep.phase else "")
+
+
+def open_file_url(connect_url: str, path: str) -> str:
+    """A notebook connect URL that opens `path` (skaha-api.md §7: append the file's path to the
+    lab tree, `.../lab/tree/arc/home/<u>/<file>`); other URLs are returned unchanged."""
+    marker = "/lab/tree/"
+    head, found, rest = connect_url.partition(marker)
+    if not found:
+        return connect_url
+    _, _, query = rest.partition("?")
+    return f"{head}{marker}{path.strip('/')}" + (f"?{query}" if query else "")
 
 
 def _scheme(url: str) -> str:
@@ -574,6 +591,7 @@ __all__ = [
     "decide_compute",
     "fit_option",
     "make_skaha_session_name",
+    "open_file_url",
     "parse_duration",
     "skaha_phase",
 ]

@@ -24,6 +24,7 @@ class Timing:
     renew_before: float = 3600.0
     max_polls: int | None = None
     max_launch_attempts: int = 3
+    max_job_attempts: int = 2  # download / notebook-setup jobs: the first run and one retry
 
 
 def schedule_bounds(

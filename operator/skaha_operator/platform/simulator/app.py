@@ -19,6 +19,7 @@ from aiohttp.web_request import BaseRequest
 from skaha_operator.platform.simulator import (
     cavern_api,
     control_api,
+    jobs,
     pages,
     replies,
     rucio_api,
@@ -160,8 +161,11 @@ class DroppedResponse(web.StreamResponse):
 
 def make_app(state: SimState) -> web.Application:
     """Build the application for one simulator state."""
-    app = web.Application(middlewares=[fault_middleware, service_middleware])
+    app = web.Application(
+        middlewares=[jobs.settle_middleware(state), fault_middleware, service_middleware]
+    )
     app[STATE_KEY] = state
+    jobs.add_routes(app, state)
     skaha_api.add_routes(app)
     cavern_api.add_routes(app)
     rucio_api.add_routes(app)

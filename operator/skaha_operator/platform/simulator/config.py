@@ -118,9 +118,25 @@ class SimulatorConfig(BaseModel):
     stuck_recover_s: float | None = Field(
         None, description="STUCK -> REPLICATING after; None = never"
     )
+    # Operator jobs (jobs.py): payloads served at /_sim/files/<name>, pip outcome, run time
+    files: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_FILES),
+        description="name -> text served at /_sim/files/<name> (the only fetchable URLs)",
+    )
+    pip_unavailable: list[str] = Field(
+        default_factory=list, description="requirement names pip cannot find (setup jobs fail)"
+    )
+    job_run_s: float = Field(
+        5.0, description="run time of download and setup jobs when run_s is not set"
+    )
     # Faults
     faults: list[FaultRule] = Field(default_factory=list)
 
+
+# A demo payload; manifests/examples/notebook-session.yaml names it with its sha256.
+DEFAULT_FILES: dict[str, str] = {
+    "demo/catalogue.fits": "SIMPLE  = T / a tiny stand-in for a FITS catalogue\nEND\n",
+}
 
 DEFAULT_IMAGES: tuple[dict[str, Any], ...] = (
     {"id": "images.canfar.net/skaha/astroml:latest", "types": ["notebook", "headless"]},

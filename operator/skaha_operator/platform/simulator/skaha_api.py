@@ -107,6 +107,8 @@ async def launch(request: web.Request) -> web.Response:
         faults=LaunchFaults(plan.stuck_pending, plan.home_alloc_fail, plan.max_sessions),
         legacy=legacy,
     )
+    # The operator's download and notebook-setup jobs end as their command would (jobs.py).
+    state.jobs.on_launch(state, session)
     return replies.text(session.id + "\n")
 
 

@@ -10,6 +10,7 @@ from skaha_operator.platform.simulator.cavern_store import CavernStore
 from skaha_operator.platform.simulator.clock import SimClock
 from skaha_operator.platform.simulator.config import SimulatorConfig
 from skaha_operator.platform.simulator.faults import FaultBook
+from skaha_operator.platform.simulator.jobs import JobRunner
 from skaha_operator.platform.simulator.rucio_store import RucioStore
 from skaha_operator.platform.simulator.store import SessionStore
 
@@ -24,6 +25,7 @@ class SimState:
     cavern: CavernStore
     rucio: RucioStore
     faults: FaultBook
+    jobs: JobRunner = field(default_factory=JobRunner)
     served_url: str = field(default="http://127.0.0.1")
 
     @property

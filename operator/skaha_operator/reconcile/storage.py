@@ -1,0 +1,163 @@
+"""The Storage decision, and where a storage lives in Cavern and inside sessions.
+
+Cavern nodes of the generic layout are `home/<user>/...` and `projects/<project>/...`; sessions see
+the same tree under `/arc/` (`/arc/home/<user>`, `/arc/projects/<project>`), skaha-api.md §7.
+Cavern has no mkdir -p: the handler creates the directory level by level (a 409 on an existing
+level is success) and records the levels it created, so a Delete release removes only those.
+Pure: imports neither kopf, kubernetes nor httpx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from skaha_operator.domain.common import TERMINAL_PHASES, Phase
+from skaha_operator.domain.storage import CavernArea, Storage, StorageStatus, StorageTemplate
+from skaha_operator.reconcile.jobs import with_phase
+from skaha_operator.reconcile.timing import Timing
+
+MOUNT_ROOT = "/arc"
+
+
+@dataclass(frozen=True)
+class CavernLayout:
+    """The platform's Cavern user and top-level directories (SkahaPlatform spec.cavern)."""
+
+    user: str
+    home_directory: str = "home"
+    projects_directory: str = "projects"
+    authority: str = "cadc.nrc.ca~arc"
+
+
+def area_root(spec: StorageTemplate, layout: CavernLayout) -> str:
+    """The node of the area: `home/<user>` or `projects/<project>`."""
+    if spec.area == CavernArea.PROJECT:
+        return f"{layout.projects_directory}/{spec.project}"
+    return f"{layout.home_directory}/{layout.user}"
+
+
+def storage_node_path(spec: StorageTemplate, layout: CavernLayout) -> str:
+    """The Cavern node path of a storage, e.g. `home/alice/sessions/run-1`."""
+    return f"{area_root(spec, layout)}/{spec.path.strip('/')}"
+
+
+def mount_path(node: str) -> str:
+    """Where a Cavern node appears inside a session (skaha-api.md §7: `/arc/home/<u>/...`)."""
+    return f"{MOUNT_ROOT}/{node.strip('/')}"
+
+
+def node_of_mount(path: str) -> str:
+    """The Cavern node path of a path inside sessions (the inverse of `mount_path`)."""
+    return path.removeprefix(MOUNT_ROOT).strip("/")
+
+
+def levels(spec: StorageTemplate, layout: CavernLayout) -> list[str]:
+    """The directories below the area root, shallowest first: one PUT each (no mkdir -p)."""
+    root = area_root(spec, layout)
+    parts = [p for p in spec.path.split("/") if p]
+    return [f"{root}/{'/'.join(parts[: i + 1])}" for i in range(len(parts))]
+
+
+class StorageAct(StrEnum):
+    """The one external action of a Storage decision."""
+
+    NONE = "None"
+    MAKE_DIRS = "MakeDirs"
+
+
+@dataclass(frozen=True)
+class StorageObservation:
+    """The platform's layout (None: platform not usable) and whether the directory exists."""
+
+    now: datetime
+    layout: CavernLayout | None
+    platform_reason: str | None = None
+    exists: bool | None = None  # None: not looked
+
+
+@dataclass(frozen=True)
+class StorageDecision:
+    """The next status, the one action, and when to look again."""
+
+    status: StorageStatus
+    action: StorageAct = StorageAct.NONE
+    requeue_after: float | None = None
+    events: tuple[str, ...] = ()
+
+
+def decide_storage(storage: Storage, obs: StorageObservation, timing: Timing) -> StorageDecision:
+    """Wait for the platform, create the directory, then Available with its mount path."""
+    status = storage.status or StorageStatus()
+    gen = storage.metadata.get("generation")
+    phase = status.phase or Phase.INITIALIZING
+    if phase in TERMINAL_PHASES or phase == Phase.RELEASING:
+        return StorageDecision(status)
+    if phase == Phase.AVAILABLE and status.observed_generation == gen:
+        return StorageDecision(status)  # made for this spec; nothing to poll
+
+    def result(
+        phase: Phase,
+        reason: str,
+        message: str,
+        action: StorageAct = StorageAct.NONE,
+        requeue: float | None = None,
+        changes: dict[str, object] | None = None,
+    ) -> StorageDecision:
+        new, events = with_phase(status, phase, reason, message, obs.now, gen, changes=changes)
+        return StorageDecision(new, action, requeue, events)
+
+    layout = obs.layout
+    if layout is None:
+        why = f" ({obs.platform_reason})" if obs.platform_reason else ""
+        if phase == Phase.AVAILABLE:
+            return StorageDecision(status, requeue_after=timing.dependency_recheck)
+        return result(
+            Phase.PREPARING,
+            "WaitingForPlatform",
+            f"waiting for SkahaPlatform {storage.spec.platform_ref}{why}",
+            requeue=timing.dependency_recheck,
+        )
+    node = storage_node_path(storage.spec, layout)
+    if obs.exists:
+        return result(
+            Phase.AVAILABLE,
+            "DirectoryReady",
+            f"Cavern directory {node} is mounted at {mount_path(node)}",
+            changes={"uri": f"vos://{layout.authority}/{node}", "mount_path": mount_path(node)},
+        )
+    if phase == Phase.AVAILABLE:
+        # It was there for the old spec and is gone now: make it again rather than step back.
+        return StorageDecision(status, StorageAct.MAKE_DIRS, 0.0)
+    return result(
+        Phase.PREPARING,
+        "CreatingDirectory",
+        f"creating Cavern directory {node} level by level",
+        StorageAct.MAKE_DIRS,
+        requeue=0.0,
+    )
+
+
+def storage_failed(storage: Storage, reason: str, message: str, now: datetime) -> StorageStatus:
+    """The status of a Storage whose directory Cavern refused to create."""
+    status = storage.status or StorageStatus()
+    new, _ = with_phase(
+        status, Phase.FAILED, reason, message, now, storage.metadata.get("generation")
+    )
+    return new
+
+
+__all__ = [
+    "CavernLayout",
+    "StorageAct",
+    "StorageDecision",
+    "StorageObservation",
+    "area_root",
+    "decide_storage",
+    "levels",
+    "mount_path",
+    "node_of_mount",
+    "storage_failed",
+    "storage_node_path",
+]

@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
+HELM ?= $(or $(wildcard $(HOME)/.cache/skaha-operator/bin/helm),helm)
 
 ##@ General
 
@@ -54,6 +56,7 @@ typecheck: venv ## mypy, strict, on the package.
 .PHONY: crds
 crds: venv ## Regenerate crds/ from the pydantic models.
 	$(BIN)/python -m skaha_operator.domain.crd --out crds
+	cp crds/*.yaml helm/skaha-operator/crds/
 
 .PHONY: check
 check: lint typecheck ## lint + typecheck.
@@ -81,6 +84,52 @@ cluster: setup ## Start a local control plane in the foreground; prints its kube
 .PHONY: simulator
 simulator: venv ## Run the Skaha/Cavern/Rucio simulator on 127.0.0.1:8765.
 	$(BIN)/skaha-operator simulator --port 8765
+
+.PHONY: demo
+demo: setup ## The one-command demo: control plane, simulator, operator, examples, live table.
+	$(BIN)/skaha-operator demo $(DEMO_ARGS)
+
+.PHONY: demo-down
+demo-down: ## Stop a running `make demo` and everything it started.
+	$(BIN)/skaha-operator demo --down
+
+##@ Ship
+
+CHART := helm/skaha-operator
+IMAGE ?= skaha-operator:dev
+KIND_CLUSTER ?= skaha
+KIND ?= kind
+
+.PHONY: chart-lint
+chart-lint: setup ## helm lint + helm template of the chart (both RBAC modes).
+	$(HELM) lint $(CHART)
+	$(HELM) lint $(CHART) --set rbac.namespaced=true --set watchNamespaces='{science}'
+	$(HELM) template skaha-operator $(CHART) --namespace skaha-system >/dev/null
+
+.PHONY: chart-crds
+chart-crds: ## Copy the generated crds/ into the chart (a test fails when they drift).
+	cp crds/*.yaml $(CHART)/crds/
+
+.PHONY: image
+image: ## Build the container image (needs docker or podman; not available in CI).
+	docker build -t $(IMAGE) .
+
+.PHONY: kind-up
+kind-up: ## Create a kind cluster (needs docker; untested in CI, which has no container engine).
+	$(KIND) create cluster --name $(KIND_CLUSTER)
+
+.PHONY: kind-deploy
+kind-deploy: image ## Load the image into kind and install the chart (untested in CI).
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	$(HELM) upgrade --install skaha-operator $(CHART) --namespace skaha-system --create-namespace \
+	  --kube-context kind-$(KIND_CLUSTER) --set image.repository=$(firstword $(subst :, ,$(IMAGE))) \
+	  --set image.tag=$(lastword $(subst :, ,$(IMAGE))) --set image.pullPolicy=Never --wait
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster (untested in CI).
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+##@ Clean-up
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (keeps the control-plane binaries).

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Build the local control plane (kube-apiserver, kube-controller-manager, kubectl, etcd) and helm
-# from the Go module proxy at pinned versions, into a cache outside git.
+# Build the local control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# etcd), helm and kwok from the Go module proxy at pinned versions, into a cache outside git.
 #
 # Kubernetes is built from the k8s.io/kubernetes module. That module's go.mod replaces its
 # staging modules (k8s.io/api, k8s.io/apiserver, ...) with local directories that are not part of
 # the module zip, so `go install k8s.io/kubernetes/cmd/...@v1.x` refuses it. We build it from a
 # throwaway wrapper module that requires k8s.io/kubernetes and points each staging module at its
 # published v0.x twin. etcd is built the same way from go.etcd.io/etcd/server/v3 (its main package),
-# helm with a plain `go install`.
+# helm and kwok with a plain `go install` (kwok fakes nodes and pod status for the chart test;
+# kube-scheduler binds the pods to those fake nodes: kwok itself does not schedule).
 #
 # Idempotent: binaries that already exist and report the pinned version are kept.
 set -euo pipefail
@@ -15,6 +16,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 CACHE="${SKAHA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skaha-operator}"
 BIN="$CACHE/bin"
 WORK="$CACHE/build"
@@ -28,7 +30,7 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}" CGO_ENABLED=0 GOTOOLCHAIN=local
 
 build_kubernetes() {
   local targets=() t
-  for t in kube-apiserver kube-controller-manager kubectl; do
+  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     have "$t" "$K8S_VERSION" || targets+=("$t")
   done
   [ ${#targets[@]} -eq 0 ] && { log "kubernetes $K8S_VERSION: cached"; return; }
@@ -47,6 +49,7 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -99,11 +102,19 @@ build_helm() {
   echo "$HELM_VERSION" > "$BIN/helm.version"
 }
 
+build_kwok() {
+  have kwok "$KWOK_VERSION" && { log "kwok $KWOK_VERSION: cached"; return; }
+  log "kwok $KWOK_VERSION: go install sigs.k8s.io/kwok/cmd/kwok"
+  GOBIN="$BIN" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  echo "$KWOK_VERSION" > "$BIN/kwok.version"
+}
+
 case "${1:-all}" in
-  all) build_etcd; build_kubernetes; build_helm ;;
+  all) build_etcd; build_kubernetes; build_helm; build_kwok ;;
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   helm) build_helm ;;
-  *) echo "usage: $0 [all|etcd|kubernetes|helm]" >&2; exit 2 ;;
+  kwok) build_kwok ;;
+  *) echo "usage: $0 [all|etcd|kubernetes|helm|kwok]" >&2; exit 2 ;;
 esac
 log "done in $(( $(date +%s) - start ))s; binaries in $BIN"

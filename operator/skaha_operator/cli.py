@@ -65,6 +65,12 @@ def _simulator(argv: list[str]) -> int:
     return code
 
 
+def _demo(argv: list[str]) -> int:
+    from skaha_operator.demo import main as demo_main
+
+    return demo_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `skaha-operator` command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -102,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         help="how long a launch with an unknown outcome is looked for by name (s)",
     )
     sub.add_parser("simulator", help="run the Skaha/Cavern/Rucio simulator", add_help=False)
+    sub.add_parser("demo", help="the one-command demo (see `demo --help`)", add_help=False)
     if argv[:1] == ["simulator"]:
         return _simulator(argv[1:])
+    if argv[:1] == ["demo"]:
+        return _demo(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "controlplane":
         return _controlplane(args)

@@ -18,6 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "hack" / "controlplane.sh"
         ("K8S_VERSION", binaries.K8S_VERSION),
         ("ETCD_VERSION", binaries.ETCD_VERSION),
         ("HELM_VERSION", binaries.HELM_VERSION),
+        ("KWOK_VERSION", binaries.KWOK_VERSION),
     ],
 )
 def test_script_and_launcher_pin_the_same_versions(variable: str, pinned: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 K8S_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 HELM_VERSION = "v3.22.0"
+KWOK_VERSION = "v0.8.0"
 
 
 class BinaryMissingError(RuntimeError):
@@ -32,7 +33,7 @@ def binary(name: str) -> Path:
     stamp = path.with_name(f"{name}.version")
     if not path.is_file() or not stamp.is_file():
         raise BinaryMissingError(f"{path} is missing: run `make controlplane` to build it")
-    want = {"etcd": ETCD_VERSION, "helm": HELM_VERSION}.get(name, K8S_VERSION)
+    want = {"etcd": ETCD_VERSION, "helm": HELM_VERSION, "kwok": KWOK_VERSION}.get(name, K8S_VERSION)
     have = stamp.read_text().strip()
     if have != want:
         raise BinaryMissingError(f"{path} is {have}, want {want}: run `make controlplane`")

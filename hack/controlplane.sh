@@ -95,10 +95,17 @@ build_etcd() {
 build_helm() {
   have helm "$HELM_VERSION" && { log "helm $HELM_VERSION: cached"; return; }
   log "helm $HELM_VERSION: go install helm.sh/helm/v3/cmd/helm"
-  local v=helm.sh/helm/v3/internal/version
-  GOBIN="$BIN" go install -trimpath \
-    -ldflags "-s -w -X $v.version=$HELM_VERSION -X $v.gitTreeState=clean" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # Like helm's own Makefile: the default Kubernetes version (used by `helm template` and
+  # `helm lint` without a cluster) follows the client-go helm is built with, else it is v1.20.
+  local moddir cgo minor v=helm.sh/helm/v3/internal/version ld
+  moddir=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  cgo=$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$moddir/go.mod")
+  minor="${cgo:-20}"
+  ld="-s -w -X $v.version=$HELM_VERSION -X $v.gitTreeState=clean"
+  for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
+  done
+  GOBIN="$BIN" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   echo "$HELM_VERSION" > "$BIN/helm.version"
 }
 

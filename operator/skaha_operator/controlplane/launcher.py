@@ -23,6 +23,8 @@ from skaha_operator.controlplane.binaries import binary
 from skaha_operator.controlplane.processes import Child, free_port, wait_http_ok
 
 _PREFIX = "skaha-cp-"
+# What the tests need by default: garbage collection, namespace finalization, service accounts.
+DEFAULT_CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token"
 
 
 def _sweep_orphans(base: Path) -> None:
@@ -45,6 +47,7 @@ class ControlPlane:
         workdir: Path | None = None,
         *,
         controller_manager: bool = False,
+        controllers: str = DEFAULT_CONTROLLERS,
         start_timeout: float = 90.0,
     ) -> None:
         self._own_workdir = workdir is None
@@ -55,6 +58,7 @@ class ControlPlane:
             (workdir / "owner.pid").write_text(str(os.getpid()))
         self.workdir = workdir
         self.with_controller_manager = controller_manager
+        self.controllers = controllers
         self.start_timeout = start_timeout
         self.token = secrets.token_hex(16)
         self.port = 0
@@ -217,7 +221,7 @@ class ControlPlane:
                 f"--kubeconfig={self.kubeconfig}",
                 f"--authentication-kubeconfig={self.kubeconfig}",
                 f"--authorization-kubeconfig={self.kubeconfig}",
-                "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token",
+                f"--controllers={self.controllers}",
                 f"--service-account-private-key-file={self.workdir / 'sa.key'}",
                 f"--root-ca-file={self.ca_file}",
                 "--leader-elect=false",

@@ -6,11 +6,13 @@ recognisably ours (issue 5 §7); progress stays in annotations, never in our sta
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import kopf
 
-from skaha_operator import GROUP, metrics
+from skaha_operator import GROUP, VERSION, metrics
 from skaha_operator.handlers.platforms import PlatformCache
 from skaha_operator.handlers.state import OperatorConfig, OperatorState
 from skaha_operator.k8s.api import Kube, make_api_client
@@ -43,6 +45,41 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         kube=kube,
         platforms=PlatformCache(kube, on_call=_record_call, http_timeout=config.http_timeout),
     )
+
+
+@kopf.on.probe(id="api")
+async def probe_api(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """Liveness content: one list round trip to the API server for our kinds (raises if it fails).
+
+    kopf restarts a silent watch stream by itself (settings.watching.inactivity_timeout,
+    kubernetes-tooling.md §G); what it cannot see is an API server we can no longer reach or
+    are no longer allowed to read. A failing probe handler makes /healthz answer 500, so the
+    kubelet restarts the pod after the probe's failureThreshold.
+    """
+    st = getattr(memo, "state", None)
+    if not isinstance(st, OperatorState):
+        raise kopf.PermanentError("operator state missing: the startup handler did not run")
+    namespaces: list[str] = list(getattr(memo, "namespaces", None) or [])
+    started = time.perf_counter()
+    try:
+        if namespaces:
+            found = await asyncio.to_thread(
+                st.kube.custom.list_namespaced_custom_object,
+                GROUP, VERSION, namespaces[0], "sessions", limit=1, _request_timeout=5,
+            )  # fmt: skip
+        else:
+            found = await asyncio.to_thread(
+                st.kube.custom.list_cluster_custom_object,
+                GROUP, VERSION, "sessions", limit=1, _request_timeout=5,
+            )  # fmt: skip
+    except Exception as exc:
+        # Permanent: kopf would otherwise retry the probe with backoff inside the request.
+        raise kopf.PermanentError(f"the API server did not answer a list: {exc}") from exc
+    meta = found.get("metadata", {}) if isinstance(found, dict) else {}
+    return {
+        "apiLatencyMs": round((time.perf_counter() - started) * 1000, 1),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
 
 
 @kopf.on.cleanup()

@@ -43,7 +43,7 @@ def run_operator(
     logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
     asyncio.run(
         kopf.operator(
-            memo=kopf.Memo(config=config),
+            memo=kopf.Memo(config=config, namespaces=list(namespaces)),
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=liveness,

@@ -1,0 +1,84 @@
+{{/* Names, labels and the RBAC rules shared by the templates. */}}
+
+{{- define "skaha-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "skaha-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "skaha-operator.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "skaha-operator.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "skaha-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "skaha-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "skaha-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "skaha-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "skaha-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "skaha-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "skaha-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Exactly what the operator does (kubernetes-tooling.md §F, kopf's deployment RBAC):
+our kinds are watched, created (a Session's parts), patched (kopf's finalizer and
+annotations) and deleted (released parts); their status is read and JSON-patched; a
+platform's token Secret and notebook ConfigMaps are read; kopf posts core/v1 Events.
+*/}}
+{{- define "skaha-operator.rules" -}}
+- apiGroups: ["skaha.broker.dev"]
+  resources: [skahaplatforms, dockercontainers, jupyternotebooks, storages, data, computes, sessions]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: ["skaha.broker.dev"]
+  resources:
+    - skahaplatforms/status
+    - dockercontainers/status
+    - jupyternotebooks/status
+    - storages/status
+    - data/status
+    - computes/status
+    - sessions/status
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [secrets, configmaps]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* kopf's discovery: it follows CRDs always, and namespaces when it watches a list of them. */}}
+{{- define "skaha-operator.scanRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end }}

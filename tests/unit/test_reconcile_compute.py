@@ -541,3 +541,39 @@ def test_status_round_trips_to_the_wire() -> None:
     assert ComputeStatus.model_validate(wire) == d.status
     assert wire["phase"] == "Preparing"
     assert wire["launchPendingSince"] == "2030-01-01T12:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("type_", "open_path", "url"),
+    [
+        ("notebook", "/arc/home/alice/w/a.ipynb", "https://h/session/notebook/abc12345/lab/tree/"
+         "arc/home/alice/w/a.ipynb?token=abc12345"),
+        ("notebook", None, "https://h/session/notebook/abc12345/lab/tree/arc/home/alice"
+         "?token=abc12345"),
+    ],
+)  # fmt: skip
+def test_a_notebook_compute_connects_to_its_notebook_file(
+    type_: str, open_path: str | None, url: str
+) -> None:
+    seen = SkahaView(
+        status="Running",
+        connect_url="https://h/session/notebook/abc12345/lab/tree/arc/home/alice?token=abc12345",
+        expiry_time=EXPIRY,
+    )
+    compute = make(type_=type_, status=launched(Phase.PREPARING))
+    d = decide_compute(compute, obs(skaha=seen, open_path=open_path), T)
+    assert d.status.phase == Phase.AVAILABLE
+    assert [c.url for c in d.status.connectors or []] == [url]
+
+
+def test_a_failed_notebook_dependency_fails_the_compute_naming_it() -> None:
+    deps = (
+        DependencyView("JupyterNotebook", "nb", Phase.FAILED, "NotebookSetupFailed"),
+        DependencyView("Data", "cat", Phase.PREPARING, "JobRunning"),
+    )
+    d = decide_compute(make(), obs(platform=PLATFORM, dependencies=deps), T)
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "DependencyFailed")
+    assert d.status.message == "JupyterNotebook nb is Failed (NotebookSetupFailed)"
+    conds = {c.type: c for c in d.status.conditions or []}
+    assert conds["DataReady"].message == "Data cat: Preparing (JobRunning)"
+    assert conds["JupyterNotebookReady"].reason == "NotebookSetupFailed"

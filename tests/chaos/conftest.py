@@ -37,8 +37,6 @@ def api_client(controlplane: ControlPlane) -> Iterator[client.ApiClient]:
     config.host = controlplane.server
     config.ssl_ca_cert = str(controlplane.ca_file)
     config.api_key = {"authorization": f"Bearer {controlplane.token}"}
-    # A restarted API server drops connections; a few retries keep the test's own calls going.
-    config.retries = 5
     with client.ApiClient(config) as api:
         yield api
 

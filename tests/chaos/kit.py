@@ -58,6 +58,20 @@ SESSION_RANK = {
     "Expired": 5,
 }
 TABLES = {"computes": COMPUTE_TRANSITIONS, "dockercontainers": CHECK_TRANSITIONS}
+GAP = "~"  # in a phase sequence: the watch had to re-list here, moves in between were not seen
+
+
+def reachable(table: dict[str, frozenset[str]], old: str, new: str) -> bool:
+    """True when `new` can follow `old` through zero or more legal moves."""
+    todo, seen = [old], {old}
+    while todo:
+        here = todo.pop()
+        if here == new:
+            return True
+        for nxt in table.get(here, frozenset()) - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return False
 
 
 # -- the simulated platform -----------------------------------------------------------------
@@ -299,6 +313,19 @@ class OperatorProc:
         """True while the process runs."""
         return bool(self.proc.poll() is None)
 
+    def wait_serving(self, timeout: float = 90.0) -> None:
+        """Wait until the operator serves its metrics (it has imported and started up)."""
+
+        def serving() -> bool:
+            assert self.alive(), f"the operator exited:\n{self.log.read_text()[-3000:]}"
+            try:
+                self.metrics()
+            except OSError:
+                return False
+            return True
+
+        wait_for("the operator's metrics endpoint", serving, timeout)
+
 
 class Operators:
     """The operator processes of one campaign, restricted to its namespace; all logs kept."""
@@ -364,6 +391,7 @@ class Seen:
     session_ids: set[str] = field(default_factory=set)
     session_name: str | None = None
     reasons: list[str] = field(default_factory=list)
+    launch_attempts: int = 0
 
 
 class Recorder:
@@ -415,12 +443,21 @@ class Recorder:
                     self._record(plural, obj)
             except client.ApiException as exc:
                 if exc.status == 410:
-                    self.gaps += 1
+                    # A restarted API server's watch cache starts at the current revision; what
+                    # happened between our last event and the restart is re-listed, not replayed.
+                    self._gap()
                     rv = None
                 else:
                     self._pause()
             except (urllib3.exceptions.HTTPError, OSError, ValueError):
                 self._pause()
+
+    def _gap(self) -> None:
+        with self._lock:
+            self.gaps += 1
+            for seen in self.seen.values():
+                if seen.phases and seen.phases[-1] != GAP:
+                    seen.phases.append(GAP)
 
     def _pause(self) -> None:
         if not self._stop.is_set():
@@ -435,6 +472,8 @@ class Recorder:
             self.leaks += [f"{plural} {obj['metadata']['name']}" for s in SECRETS if s in text]
             seen = self.seen.setdefault((plural, obj["metadata"]["name"]), Seen())
             phase = status.get("phase")
+            if phase and seen.phases[-2:] == [phase, GAP]:
+                seen.phases.pop()  # unchanged across the gap
             if phase and (not seen.phases or seen.phases[-1] != phase):
                 seen.phases.append(phase)
             reason = status.get("reason")
@@ -443,6 +482,7 @@ class Recorder:
             if status.get("sessionId"):
                 seen.session_ids.add(status["sessionId"])
             seen.session_name = status.get("sessionName") or seen.session_name
+            seen.launch_attempts = max(seen.launch_attempts, status.get("launchAttempts") or 0)
 
     def of(self, plural: str) -> dict[str, Seen]:
         """name -> what was seen, for one plural."""
@@ -452,11 +492,16 @@ class Recorder:
         """Every recorded move that its kind's table (or the Session ladder) forbids."""
         bad = []
         for (plural, name), seen in self.seen.items():
-            for old, new in itertools.pairwise(seen.phases):
+            for (old, _), (new, across) in itertools.pairwise(_steps(seen.phases)):
+                table = TABLES.get(plural)
                 if plural == "sessions":
                     ok = SESSION_RANK[new] >= SESSION_RANK[old]
+                elif table is None:
+                    ok = True
+                elif across:  # moves hidden by a re-list must still be a legal path
+                    ok = reachable(table, old, new)
                 else:
-                    ok = new in TABLES.get(plural, {}).get(old, frozenset({new}))
+                    ok = new in table.get(old, frozenset())
                 if not ok:
                     bad.append(f"{plural}/{name}: {' -> '.join(seen.phases)}")
                     break
@@ -464,7 +509,7 @@ class Recorder:
 
     def transitions(self) -> int:
         """How many phase changes were recorded, all kinds."""
-        return sum(max(0, len(s.phases) - 1) for s in self.seen.values())
+        return sum(max(0, len(_steps(s.phases)) - 1) for s in self.seen.values())
 
     def __enter__(self) -> Recorder:
         for t in self._threads:
@@ -479,6 +524,19 @@ class Recorder:
             t.join(timeout=70)
 
 
+def _steps(phases: list[str]) -> list[tuple[str, bool]]:
+    """(phase, True when a re-list gap came just before it), gaps themselves dropped."""
+    out: list[tuple[str, bool]] = []
+    gap = False
+    for phase in phases:
+        if phase == GAP:
+            gap = True
+            continue
+        out.append((phase, gap))
+        gap = False
+    return out
+
+
 def launch_check(sim: Simulator, rec: Recorder) -> dict[str, Any]:
     """Launch accounting: duplicates by name, Computes with more than one id, and the totals."""
     launched = Counter(d["name"] for d in sim.launches())
@@ -488,6 +546,8 @@ def launch_check(sim: Simulator, rec: Recorder) -> dict[str, Any]:
     per_compute = {n: launched.get(s.session_name or "", 0) for n, s in computes.items()}
     return {
         "launches": sum(launched.values()),
+        "adopted": sum(1 for s in computes.values() if "Adopted" in s.reasons),
+        "relaunched": sum(max(0, s.launch_attempts - 1) for s in computes.values()),
         "duplicate_names": {n: c for n, c in launched.items() if c > 1},
         "computes_with_many_ids": many_ids,
         "launched_computes": sum(1 for c in per_compute.values() if c == 1),

@@ -43,6 +43,7 @@ PLURALS = {
 }
 NOTEBOOK_JSON = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 LIVE = {"Pending", "Running"}
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -535,3 +536,38 @@ def test_shared_data_is_downloaded_once_and_outlives_one_of_its_sessions(
     assert cavern(sim, f"home/alice/shared/{namespace}/s.bin").read_bytes() == payload
     assert status(api_client, namespace, "Session", "two")["phase"] == "Available"
     assert len(jobs_of(sim, uid)) == 1
+
+
+def test_the_examples_become_usable_with_the_simulator_defaults(
+    api_client: client.ApiClient, namespace: str, operator: Path, kubectl: Any
+) -> None:
+    # A second simulator with nothing but defaults; the examples name 127.0.0.1:8765, so they
+    # are pointed at wherever this one listens (as the demo does).
+    defaults = Simulator()
+    handle = defaults.start_in_thread()
+    try:
+        for name in (
+            "skaha-platform",
+            "notebook-session",
+            "jupyter-notebook",
+            "shared-container-rucio",
+        ):
+            text = (EXAMPLES / f"{name}.yaml").read_text()
+            kubectl(
+                "apply",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                input=text.replace("http://127.0.0.1:8765", handle.base_url),
+            )
+        for name in ("notebook-with-data", "spectra-tutorial", "analyse-obs-123"):
+            wait_phase(api_client, namespace, "Session", name, "Available", 300)
+        data = status(api_client, namespace, "Data", "notebook-with-data-data-catalogue")
+        assert data["checksumVerified"] is True
+        assert status(api_client, namespace, "Data", "obs-123")["ruleState"] == "OK"
+        url = status(api_client, namespace, "Session", "spectra-tutorial")["connectors"][0]["url"]
+        assert "/lab/tree/arc/home/alice/notebooks/tutorial/spectra/spectra.ipynb?token=" in url
+    finally:
+        handle.stop()
+        defaults.close()

@@ -368,11 +368,11 @@ def test_nothing_fits(cores: int, ram: int, message: str) -> None:
 @pytest.mark.parametrize(
     ("platform", "deps", "message"),
     [
-        (None, DEPS_OK, "waiting for SkahaPlatform local"),
+        (None, DEPS_OK, "waiting for SkahaPlatform local (not found)"),
         (
             PlatformView(ready=False, reason="Unauthorized"),
             DEPS_OK,
-            "waiting for SkahaPlatform local",
+            "waiting for SkahaPlatform local (Unauthorized)",
         ),
         (
             PLATFORM,
@@ -397,6 +397,37 @@ def test_waits_for_platform_and_dependencies(
         message,
     )
     assert d.requeue_after == 3.0  # the deadline comes before the 5 s recheck
+
+
+@pytest.mark.parametrize(
+    ("platform", "stalled"),
+    [
+        (None, True),
+        (PlatformView(ready=False, reason="Unauthorized"), True),
+        (PlatformView(ready=False, reason="TokenSecretMissing"), True),
+        (PlatformView(ready=False, reason="PlatformUnreachable"), False),
+        (PlatformView(ready=False, reason="NotYetProbed"), False),
+    ],
+)
+def test_a_platform_only_a_person_can_fix_stalls_the_compute(
+    platform: PlatformView | None, stalled: bool
+) -> None:
+    d = decide_compute(make(), obs(platform=platform, dependencies=DEPS_OK), T)
+    conditions = {c.type: c.status for c in d.status.conditions or []}
+    assert d.status.reason == "WaitingForDependencies"
+    assert conditions["Stalled"] == ("True" if stalled else "False")
+
+
+def test_the_deadline_failure_says_what_was_still_awaited() -> None:
+    waiting = {"phase": "Preparing", "reason": "WaitingForDependencies"}
+    waiting["message"] = "waiting for SkahaPlatform local (Unauthorized)"
+    c = make(schedule={"start": "2030-01-01T11:50:00Z", "prepareDeadline": "5m"}, status=waiting)
+    d = decide_compute(c, obs(platform=PlatformView(ready=False, reason="Unauthorized")), T)
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "PrepareDeadlineExceeded")
+    assert d.status.message == (
+        "not usable by the prepare deadline 2030-01-01T11:55:00+00:00 "
+        "(waiting for SkahaPlatform local (Unauthorized))"
+    )
 
 
 @pytest.mark.parametrize("dep_phase", [Phase.FAILED, Phase.CANCELLED, Phase.COMPLETED])

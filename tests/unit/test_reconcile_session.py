@@ -496,3 +496,20 @@ def test_a_deleting_session_never_recreates_parts() -> None:
     assert d.create == ()
     assert [r.name for r in d.delete] == ["s1-storage-work"]
     assert (d.status.phase, d.status.reason) == (SessionPhase.RELEASING, "Deleting")
+
+
+def test_expiry_message_says_what_the_session_was_waiting_for() -> None:
+    """The Compute's own message (platform and its reason) carries into the expiry."""
+    waiting = st(
+        Phase.PREPARING,
+        "WaitingForDependencies",
+        message="waiting for SkahaPlatform local (Unauthorized)",
+        stalled=True,
+    )
+    d = decide_session(session(), obs(A, NOW + timedelta(minutes=16), compute=waiting), T)
+    assert d.status.reason == "PrepareDeadlineExceeded"
+    assert d.status.message is not None
+    assert d.status.message.endswith(
+        "Compute s1-compute (Preparing: WaitingForDependencies: "
+        "waiting for SkahaPlatform local (Unauthorized))"
+    )

@@ -33,6 +33,8 @@ FAILURE_REASONS = frozenset(
     {"PrepareDeadlineExceeded", "PollLimitExceeded", "SessionFailed", "SessionVanished"}
 )
 CANCEL_REASONS = frozenset({"Cancelled"})
+# Platform probe reasons (reconcile/checks.py) that no amount of waiting fixes.
+PLATFORM_NEEDS_HUMAN = frozenset({"Unauthorized", "TokenSecretMissing"})
 
 INTERACTIVE_USABLE = Phase.AVAILABLE
 """An interactive session that runs is usable; a headless one is Running (design §3)."""
@@ -233,10 +235,13 @@ class _Step:
                 Phase.WAITING, "WaitingForStart", f"starts at {start.isoformat()}", requeue=wait
             )
         if deadline is not None and self.now >= deadline:
+            # Say what it was still waiting for: that is what a person has to fix.
+            was = self.status.message if self.status.reason == "WaitingForDependencies" else None
             return self._result(
                 Phase.FAILED,
                 "PrepareDeadlineExceeded",
-                f"not usable by the prepare deadline {deadline.isoformat()}",
+                f"not usable by the prepare deadline {deadline.isoformat()}"
+                + (f" ({was})" if was else ""),
             )
         if end is not None and self.now >= end:
             return self._result(Phase.FAILED, "DurationEnded", "the booking ended before launch")
@@ -258,12 +263,16 @@ class _Step:
         if platform is None or not platform.ready or waiting:
             what = [f"{d.kind} {d.name}" for d in waiting]
             if platform is None or not platform.ready:
-                what.insert(0, f"SkahaPlatform {self.compute.spec.platform_ref}")
+                why = "not found" if platform is None else platform.reason
+                ref = self.compute.spec.platform_ref
+                what.insert(0, f"SkahaPlatform {ref}" + (f" ({why})" if why else ""))
             return self._result(
                 Phase.PREPARING,
                 "WaitingForDependencies",
                 "waiting for " + ", ".join(what),
                 requeue=self._until(deadline, self.timing.dependency_recheck),
+                # Waiting will not help: someone must fix the token, its Secret or the name.
+                stalled=platform is None or platform.reason in PLATFORM_NEEDS_HUMAN,
             )
         spec = self.compute.spec
         cores = fit_option(spec.cores, platform.cores_options)

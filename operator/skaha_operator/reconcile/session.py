@@ -174,6 +174,12 @@ def _preparing(parts: list[tuple[PartRef, PartState | None]]) -> Verdict:
     detail = ", ".join(
         f"{r.kind} {r.name} ({(s.phase if s else None) or 'new'}"
         + (f": {s.reason}" if s and s.reason else "")
+        # The Compute's message names what it waits for (platform and its reason, parts).
+        + (
+            f": {s.message}"
+            if s and s.message and (s.stalled or r.kind == PartKind.COMPUTE)
+            else ""
+        )
         + ")"
         for r, s in parts
     )
@@ -279,7 +285,9 @@ class _Step:
                 return SHARED_MISSING, f"shared {names} not found by the prepare deadline"
             # The Compute fails at the same deadline; that failure is this expiry, not another.
             if verdict.phase != SessionPhase.FAILED or self._compute_reason() == DEADLINE:
-                return DEADLINE, f"not usable by the prepare deadline {deadline.isoformat()}"
+                return DEADLINE, (
+                    f"not usable by the prepare deadline {deadline.isoformat()}: {verdict.message}"
+                )
         if verdict.phase in {SessionPhase.FAILED, SessionPhase.CANCELLED, SessionPhase.COMPLETED}:
             return verdict.reason, verdict.message
         return None

@@ -273,6 +273,13 @@ def settle(
     api: client.ApiClient, ns: str, planned: list[Planned], timeout: float
 ) -> dict[str, str | None]:
     """Wait until every planned Session shows its expected phase; fail early on a wrong end."""
+    return settle_to(api, ns, {p.name: p.expected for p in planned}, timeout)
+
+
+def settle_to(
+    api: client.ApiClient, ns: str, expected: dict[str, str | None], timeout: float
+) -> dict[str, str | None]:
+    """Wait until each named Session shows its phase (None: the Session is gone)."""
     terminal = {"Completed", "Failed", "Cancelled", "Expired"}
     last: dict[str, str | None] = {}
 
@@ -280,12 +287,12 @@ def settle(
         nonlocal last
         last = phases(api, ns)
         wrong = {
-            p.name: last.get(p.name)
-            for p in planned
-            if last.get(p.name) in terminal and last.get(p.name) != p.expected
+            name: last.get(name)
+            for name, want in expected.items()
+            if last.get(name) in terminal and last.get(name) != want
         }
         assert not wrong, f"Sessions ended in the wrong phase: {wrong}"
-        return all(last.get(p.name) == p.expected for p in planned)
+        return all(last.get(name) == want for name, want in expected.items())
 
     wait_for("every Session in its expected phase", done, timeout, every=0.5)
     return last

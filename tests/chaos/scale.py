@@ -29,7 +29,7 @@ CI = Scale(
     api_sessions=8,
     api_restarts=1,
     concurrency_sessions=10,
-    edits=20,
+    edits=30,
     deadline=180.0,
 )
 FULL = Scale(

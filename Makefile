@@ -75,6 +75,12 @@ test-unit: venv ## Only the tests that need no control plane.
 test-integration: setup ## Only the tests against the local control plane.
 	bash hack/pytest.sh -m integration $(PYTEST_ARGS)
 
+.PHONY: chaos
+chaos: setup ## Full reliability campaigns (tests/chaos at CHAOS_SCALE=full); writes docs/reliability.md.
+	rm -rf build/chaos
+	CHAOS_SCALE=full CHAOS_REPORT_DIR=build/chaos bash hack/pytest.sh -m chaos tests/chaos $(PYTEST_ARGS); \
+	  rc=$$?; $(BIN)/python -m bench.chaos_report build/chaos docs/reliability.md && exit $$rc
+
 ##@ Run
 
 .PHONY: cluster

@@ -1,0 +1,89 @@
+"""Assemble the campaigns' report fragments (JSON, one per campaign and size) into
+docs/reliability.md: one table per campaign with what was injected, how many, what was checked,
+the result, and the command that reproduces it. `make chaos` runs the full campaigns, then this.
+
+    .venv/bin/python -m bench.chaos_report build/chaos docs/reliability.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ORDER = [
+    "Operator crashes",
+    "Platform faults",
+    "API server restarts",
+    "Concurrency",
+    "Bad input and namespace isolation",
+]
+INTRO = """# Reliability
+
+What the operator was put through, and what was checked afterwards. Each campaign is an ordinary
+pytest test under `tests/chaos/` with a fixed seed; CI runs them at a small size on every
+`make test`, and `make chaos` runs them at full size and regenerates this page from their report
+fragments (`bench/chaos_report.py`). Everything runs against a real kube-apiserver and etcd, the
+operator as a separate process, and the Skaha simulator.
+
+Common to every campaign: a watch records every phase each Session, Compute and DockerContainer
+shows; a Compute's moves are checked against `reconcile/transitions.py`, a Session's against its
+phase ladder (never down). The simulator's launch log (`GET /_sim/launches`) counts every Skaha
+session ever created, so a duplicate launch cannot hide by being deleted. After the run every
+Session is deleted and no Skaha session may remain. Operator logs, Kubernetes Events, every status
+written and the metrics output are searched for the tokens used.
+"""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).replace("|", "\\|")
+
+
+def render(fragments: list[dict[str, Any]], when: str, commit: str) -> str:
+    """The whole page."""
+    out = [INTRO, f"Generated {when} at commit `{commit}`.\n"]
+    rank = {name: i for i, name in enumerate(ORDER)}
+    fragments = sorted(
+        fragments,
+        key=lambda f: (rank.get(f["campaign"], len(ORDER)), f["campaign"], f["scale"] != "full"),
+    )
+    for frag in fragments:
+        out.append(
+            f"## {frag['campaign']} ({frag['scale']} size, seed {frag['seed']}): "
+            f"**{frag['result']}**\n"
+        )
+        out.append("| | what | how many / found |\n|---|---|---|")
+        out += [f"| injected | {k} | {_cell(v)} |" for k, v in frag["injected"].items()]
+        out += [f"| checked | {k} | {_cell(v)} |" for k, v in frag["checked"].items()]
+        out += [f"| measured | {k} | {_cell(v)} |" for k, v in frag["figures"].items()]
+        out.append(f"| result | | **{frag['result']}** |")
+        out.append(f"\nReproduce: `{frag['command']}`\n")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read every `*.json` fragment in the input directory, write the markdown page."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("fragments", type=Path)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    fragments = [json.loads(p.read_text()) for p in sorted(args.fragments.glob("*.json"))]
+    if not fragments:
+        parser.error(f"no report fragments in {args.fragments}")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    args.out.write_text(render(fragments, when, commit or "unknown"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

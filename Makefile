@@ -57,6 +57,7 @@ typecheck: venv ## mypy, strict, on the package.
 crds: venv ## Regenerate crds/ from the pydantic models.
 	$(BIN)/python -m skaha_operator.domain.crd --out crds
 	cp crds/*.yaml helm/skaha-operator/crds/
+	cp crds/*.yaml manifests/base/crds/
 
 .PHONY: check
 check: lint typecheck ## lint + typecheck.
@@ -112,9 +113,11 @@ chart-lint: setup ## helm lint + helm template of the chart (both RBAC modes).
 	$(HELM) lint $(CHART) --set rbac.namespaced=true --set watchNamespaces='{science}'
 	$(HELM) template skaha-operator $(CHART) --namespace skaha-system >/dev/null
 
-.PHONY: chart-crds
-chart-crds: ## Copy the generated crds/ into the chart (a test fails when they drift).
+.PHONY: manifests
+manifests: setup ## Regenerate manifests/base (kustomize) from the chart and the Argo CD health ConfigMap.
 	cp crds/*.yaml $(CHART)/crds/
+	$(BIN)/python hack/gen_manifests.py $(HELM)
+	$(BIN)/python hack/gen_argocd_health.py
 
 .PHONY: image
 image: ## Build the container image (needs docker or podman; not available in CI).

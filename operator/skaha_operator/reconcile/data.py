@@ -44,6 +44,7 @@ DOWNLOAD_SCRIPT = "; ".join(
     [
         "set -eu",
         'tmp="$SKOP_DEST.part"',
+        "trap 'rm -f \"$tmp\"' EXIT",  # a failed fetch or check leaves no partial file
         'mkdir -p "$(dirname "$SKOP_DEST")"',
         "if command -v curl >/dev/null 2>&1; "
         'then curl -fsSL --retry 3 -o "$tmp" "$SKOP_URL"; '

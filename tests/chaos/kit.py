@@ -281,21 +281,27 @@ def settle_to(
 ) -> dict[str, str | None]:
     """Wait until each named Session shows its phase (None: the Session is gone)."""
     terminal = {"Completed", "Failed", "Cancelled", "Expired"}
-    last: dict[str, str | None] = {}
-
-    def done() -> bool:
-        nonlocal last
+    deadline = time.monotonic() + timeout
+    while True:
         last = phases(api, ns)
-        wrong = {
-            name: last.get(name)
-            for name, want in expected.items()
-            if last.get(name) in terminal and last.get(name) != want
-        }
+        off = {n: last.get(n) for n, want in expected.items() if last.get(n) != want}
+        wrong = {n: p for n, p in off.items() if p in terminal}
         assert not wrong, f"Sessions ended in the wrong phase: {wrong}"
-        return all(last.get(name) == want for name, want in expected.items())
+        if not off:
+            return last
+        if time.monotonic() > deadline:
+            stuck = {n: _summary(api, ns, n) for n in off}
+            raise AssertionError(f"after {timeout}s these Sessions are not as expected: {stuck}")
+        time.sleep(0.5)
 
-    wait_for("every Session in its expected phase", done, timeout, every=0.5)
-    return last
+
+def _summary(api: client.ApiClient, ns: str, name: str) -> str:
+    found = [o for o in items(api, ns, "sessions") if o["metadata"]["name"] == name]
+    if not found:
+        return "gone"
+    st = found[0].get("status") or {}
+    deleting = " (deleting)" if found[0]["metadata"].get("deletionTimestamp") else ""
+    return f"{st.get('phase')}{deleting} {st.get('reason')}: {st.get('message')}"
 
 
 # -- operator processes ---------------------------------------------------------------------

@@ -68,8 +68,8 @@ def test_two_operators_racing_edits_cancels_and_deletes(
     expected |= dict.fromkeys(cancelled, "Cancelled") | dict.fromkeys(deleted, None)
     custom = client.CustomObjectsApi(api_client)
     # Which race step cancels or deletes which Session: spread over the edits.
-    actions = {rng.randrange(scale.edits): ("cancel", n) for n in sorted(cancelled)}
-    actions |= {rng.randrange(scale.edits): ("delete", n) for n in sorted(deleted)}
+    targets = [("cancel", n) for n in sorted(cancelled)] + [("delete", n) for n in sorted(deleted)]
+    actions = dict(zip(rng.sample(range(scale.edits), len(targets)), targets, strict=True))
     done = {"spec edits": 0, "annotation edits": 0, "cancel": 0, "delete": 0}
     with (
         simulator(SEED) as p,

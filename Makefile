@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 HELM ?= $(or $(wildcard $(HOME)/.cache/skaha-operator/bin/helm),helm)
 
 ##@ General
@@ -75,6 +76,10 @@ test-unit: venv ## Only the tests that need no control plane.
 .PHONY: test-integration
 test-integration: setup ## Only the tests against the local control plane.
 	bash hack/pytest.sh -m integration $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: setup ## Sessions/s, cost per Session vs the floor and bare kopf (N=100,500,1000); writes docs/performance.md.
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 .PHONY: chaos
 chaos: setup ## Full reliability campaigns (tests/chaos at CHAOS_SCALE=full); writes docs/reliability.md.

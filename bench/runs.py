@@ -1,0 +1,297 @@
+"""One benchmark run each: the floor client, the operator (one or more instances, with a restart)
+and the bare kopf baseline, all against one control plane and one simulator process.
+
+Each run gets fresh namespaces, creates its N Sessions at once and watches them until every one is
+usable (Available or Running), then lets trailing writes land before the second snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client
+from pydantic import SecretStr
+
+from bench.floor import floor_one
+from bench.happy_path import api_client, session
+from bench.kapi import KubeApi
+from bench.measure import (
+    ApiCost,
+    WRITE_VERBS,
+    ApiSnapshot,
+    cpu_seconds,
+    memory_kib,
+    operator_calls,
+    reconciles,
+)
+from skaha_operator import GROUP, VERSION
+from skaha_operator.controlplane import ControlPlane
+from skaha_operator.controlplane.processes import free_port
+from skaha_operator.platform.clients import PlatformClients, PlatformSettings
+from tests.integration.operator_harness import create, operator_process, platform_objects
+
+USABLE = frozenset({"Available", "Running"})
+SETTLE_S = 2.0  # trailing writes (the last Events, summaries) after the last Session is usable
+# Production timings (the CLI defaults), not the tests' short ones.
+OPERATOR_ARGS = ("--poll-base", "1", "--poll-cap", "30", "--resync", "60",
+                 "--http-timeout", "30", "--adopt-grace", "90")  # fmt: skip
+
+
+@dataclass
+class Result:
+    """What one run measured."""
+
+    who: str
+    n: int
+    elapsed: float = 0.0
+    times: dict[str, float] = field(default_factory=dict)
+    api: ApiCost = field(default_factory=ApiCost)
+    calls: Counter[str] = field(default_factory=Counter)
+    cpu_s: float | None = None
+    peak_rss_kib: int | None = None
+    rss_growth_kib: int | None = None
+    resume_s: float | None = None
+    resume_writes: float | None = None
+    instances: int = 1
+
+    @property
+    def rate(self) -> float:
+        """Sessions per second: N over the time from the first create to the last usable."""
+        return self.n / self.elapsed if self.elapsed else 0.0
+
+
+def prepare_namespace(cp: ControlPlane, ns: str, sim_url: str) -> None:
+    """A namespace with the token Secret and a SkahaPlatform pointing at the simulator."""
+    with api_client(cp) as api:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+        for obj in platform_objects(ns, sim_url):
+            create(api, ns, obj)
+
+
+def wait_platform(cp: ControlPlane, ns: str, timeout: float = 120) -> None:
+    """Until the operator has probed the namespace's SkahaPlatform (not per-Session cost)."""
+    deadline = time.monotonic() + timeout
+    with api_client(cp) as api:
+        custom = client.CustomObjectsApi(api)
+        while time.monotonic() < deadline:
+            got = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "skahaplatforms", "local")
+            if (got.get("status") or {}).get("phase") == "Available":
+                return
+            time.sleep(0.2)
+    raise TimeoutError(f"SkahaPlatform in {ns} not Available after {timeout}s")
+
+
+async def _watch_usable(
+    api: KubeApi, ns: str, rv: str, usable: dict[str, float], want: int, done: asyncio.Event
+) -> None:
+    async for event in api.watch("sessions", ns, rv):
+        obj = event.get("object") or {}
+        name = (obj.get("metadata") or {}).get("name")
+        if name and name not in usable and (obj.get("status") or {}).get("phase") in USABLE:
+            usable[name] = time.monotonic()
+            if len(usable) >= want:
+                done.set()
+
+
+async def create_and_watch(
+    cp: ControlPlane, namespaces: list[str], n: int, timeout: float
+) -> tuple[float, dict[str, float]]:
+    """Create N Sessions at once (round-robin over namespaces); wait until all are usable."""
+    api = KubeApi(cp)
+    usable: dict[str, float] = {}
+    created: dict[str, float] = {}
+    done = asyncio.Event()
+    watchers = []
+    try:
+        for ns in namespaces:
+            rv = (await api.list("sessions", ns))["metadata"]["resourceVersion"]
+            watchers.append(asyncio.create_task(_watch_usable(api, ns, rv, usable, n, done)))
+        start = time.monotonic()
+
+        async def one(i: int) -> None:
+            name, ns = f"s{i}", namespaces[i % len(namespaces)]
+            created[name] = time.monotonic()
+            await api.create("sessions", ns, session(name))
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            pass  # reported: fewer usable than created
+    finally:
+        for w in watchers:
+            w.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await api.aclose()
+    elapsed = (max(usable.values()) - start) if usable else float("inf")
+    return elapsed, {k: usable[k] - created[k] for k in usable}
+
+
+def run_floor(cp: ControlPlane, sim_url: str, ns: str, n: int) -> Result:
+    """The floor client in this process, against the API server and the simulator."""
+    prepare_namespace(cp, ns, sim_url)
+    result = Result("floor", n)
+    calls: Counter[str] = Counter()
+
+    def count(call: Any) -> None:
+        calls[f"{call.method} {call.route}"] += 1
+
+    async def go() -> tuple[float, dict[str, float]]:
+        api = KubeApi(cp)
+        settings = PlatformSettings(
+            skaha_url=f"{sim_url}/skaha", cavern_url=f"{sim_url}/arc",
+            token=SecretStr("tok-alice"), limits=httpx.Limits(max_connections=64),
+            timeout=httpx.Timeout(60.0, pool=None),
+        )  # fmt: skip
+        skaha = PlatformClients.create(settings, on_call=count)
+        spec = session("x")["spec"]
+        start = time.monotonic()
+        starts: dict[str, float] = {}
+
+        async def one(i: int) -> tuple[str, float]:
+            name = f"s{i}"
+            starts[name] = time.monotonic()
+            return name, await floor_one(api, skaha, ns, name, spec)
+
+        try:
+            done = dict(await asyncio.gather(*(one(i) for i in range(n))))
+        finally:
+            await skaha.aclose()
+            await api.aclose()
+        return max(done.values()) - start, {k: done[k] - starts[k] for k in done}
+
+    before = ApiSnapshot.take(cp)
+    result.elapsed, result.times = asyncio.run(go())
+    time.sleep(SETTLE_S)
+    result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+    result.calls = calls
+    return result
+
+
+def _metrics_urls(ports: list[int]) -> list[str]:
+    return [f"http://127.0.0.1:{p}/metrics" for p in ports]
+
+
+def _sum_calls(urls: list[str]) -> Counter[tuple[str, str, str]]:
+    total: Counter[tuple[str, str, str]] = Counter()
+    for url in urls:
+        total += operator_calls(url)
+    return total
+
+
+def run_operator(
+    cp: ControlPlane,
+    sim_url: str,
+    namespaces: list[str],
+    n: int,
+    workdir: Path,
+    timeout: float,
+    restart: bool = True,
+) -> Result:
+    """The operator, one instance per namespace (`-n`), then one restart with N objects present."""
+    who = "operator" if len(namespaces) == 1 else f"operator x{len(namespaces)}"
+    result = Result(who, n, instances=len(namespaces))
+    for ns in namespaces:
+        prepare_namespace(cp, ns, sim_url)
+    ports = [free_port() for _ in namespaces]
+    with ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                operator_process(
+                    cp, workdir / f"operator-{ns}.log", *OPERATOR_ARGS, "-n", ns,
+                    "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+                )  # fmt: skip
+            )
+            for ns, port in zip(namespaces, ports, strict=True)
+        ]
+        for ns in namespaces:
+            wait_platform(cp, ns)
+        time.sleep(1.0)
+        urls = _metrics_urls(ports)
+        before, calls0 = ApiSnapshot.take(cp), _sum_calls(urls)
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        rss0 = [memory_kib(p.pid)["VmRSS"] for p in procs]
+        result.elapsed, result.times = asyncio.run(create_and_watch(cp, namespaces, n, timeout))
+        time.sleep(SETTLE_S)
+        result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+        for (method, route, _code), count in (_sum_calls(urls) - calls0).items():
+            result.calls[f"{method} {route}"] += count
+        result.cpu_s = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
+        mem = [memory_kib(p.pid) for p in procs]
+        result.peak_rss_kib = max(m["VmHWM"] for m in mem)
+        result.rss_growth_kib = sum(m["VmRSS"] for m in mem) - sum(rss0)
+    if restart and len(namespaces) == 1:
+        result.resume_s, result.resume_writes = _resume(cp, namespaces[0], n, workdir)
+    return result
+
+
+def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, float]:
+    """Start a fresh operator with N Sessions present: seconds until every Session and Compute
+    was reconciled once, and the API writes per Session that cost."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    before = ApiSnapshot.take(cp)
+    started = time.monotonic()
+    with operator_process(
+        cp, workdir / f"operator-{ns}-resume.log", *OPERATOR_ARGS, "-n", ns,
+        "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+    ):  # fmt: skip
+        deadline = started + 600
+        took = float("inf")
+        while time.monotonic() < deadline:
+            try:
+                seen = reconciles(url)
+            except OSError:
+                seen = Counter()
+            if seen["Session"] >= n and seen["Compute"] >= n:
+                took = time.monotonic() - started
+                break
+            time.sleep(0.2)
+        time.sleep(SETTLE_S)
+        cost = ApiCost.between(before, ApiSnapshot.take(cp))
+    return took, cost.per(n, WRITE_VERBS)
+
+
+def run_bare(
+    cp: ControlPlane, sim_url: str, ns: str, n: int, workdir: Path, timeout: float
+) -> Result:
+    """The bare kopf operator as a subprocess on its own namespace."""
+    prepare_namespace(cp, ns, sim_url)
+    result = Result("bare kopf", n)
+    calls_file = workdir / f"bare-{ns}.json"
+    argv = [sys.executable, "-m", "bench.bare_kopf", "--namespace", ns,
+            "--skaha-url", f"{sim_url}/skaha", "--calls-file", str(calls_file)]  # fmt: skip
+    env = {"KUBECONFIG": str(cp.kubeconfig), "PATH": "/usr/bin:/bin"}
+    with (workdir / f"bare-{ns}.log").open("ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        time.sleep(3.0)  # kopf's start-up: watches established
+        before = ApiSnapshot.take(cp)
+        cpu0 = cpu_seconds(proc.pid)
+        result.elapsed, result.times = asyncio.run(create_and_watch(cp, [ns], n, timeout))
+        time.sleep(SETTLE_S)
+        result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+        result.cpu_s = cpu_seconds(proc.pid) - cpu0
+        result.peak_rss_kib = memory_kib(proc.pid)["VmHWM"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    if calls_file.exists():
+        result.calls = Counter(json.loads(calls_file.read_text()))
+    return result
+

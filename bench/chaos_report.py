@@ -20,6 +20,7 @@ ORDER = [
     "API server restarts",
     "Concurrency",
     "Bad input and namespace isolation",
+    "Bad data",
 ]
 INTRO = """# Reliability
 

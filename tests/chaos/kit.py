@@ -571,7 +571,8 @@ def launch_check(sim: Simulator, rec: Recorder) -> dict[str, Any]:
 def release_all(api: client.ApiClient, ns: str, sim: Simulator, timeout: float) -> list[str]:
     """Delete every Session; wait until they, their parts and their Skaha sessions are gone.
 
-    Returns the Skaha sessions still alive (should be none).
+    Returns the Skaha sessions still alive (should be none); a finished job that Skaha still
+    lists holds nothing and is reported by `lingering` instead.
     """
     custom = client.CustomObjectsApi(api)
     for name in phases(api, ns):
@@ -582,14 +583,22 @@ def release_all(api: client.ApiClient, ns: str, sim: Simulator, timeout: float) 
         timeout,
         every=0.5,
     )
-    ours = {d["name"] for d in sim.launches()}
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        alive = [s["name"] for s in sim.sessions() if s["name"] in ours]
-        if not alive:
-            break
+    while time.monotonic() < deadline and active(sim):
         time.sleep(0.2)
-    return [s["name"] for s in sim.sessions() if s["name"] in ours]
+    return active(sim)
+
+
+def active(sim: Simulator) -> list[str]:
+    """Names of our Skaha sessions still Pending, Running or Terminating."""
+    ours = {d["name"] for d in sim.launches()}
+    live = {"Pending", "Running", "Terminating"}
+    return [s["name"] for s in sim.sessions() if s["name"] in ours and s["status"] in live]
+
+
+def lingering(sim: Simulator) -> list[str]:
+    """Finished Skaha sessions still listed (Skaha drops them at their TTL)."""
+    return [s["name"] for s in sim.sessions() if s["status"] in {"Completed", "Failed"}]
 
 
 def event_texts(api: client.ApiClient, ns: str) -> str:

@@ -25,8 +25,8 @@ from tests.integration.conftest import ROOT, install_crds
 
 @pytest.fixture(scope="package")
 def controlplane() -> Iterator[ControlPlane]:
-    """A running etcd + kube-apiserver for the campaigns only."""
-    with ControlPlane() as cp:
+    """A running etcd + kube-apiserver for the campaigns only (auditing ServiceAccount calls)."""
+    with ControlPlane(audit=True) as cp:
         yield cp
 
 

@@ -349,12 +349,14 @@ class Operators:
         self.scraped: list[str] = []
         self._stack = ExitStack()
 
-    def start(self, *extra: str) -> OperatorProc:
-        """Start one more operator process."""
+    def start(self, *extra: str, kubeconfig: Path | None = None) -> OperatorProc:
+        """Start one more operator process (as admin unless `kubeconfig` names someone else)."""
         port = free_port()
         log = self.log_dir / f"operator-{len(self.started)}.log"
         argv = ["-n", self.ns, "--metrics-port", str(port), "--metrics-address", "127.0.0.1"]
-        proc = self._stack.enter_context(operator_process(self.cp, log, *argv, *self.extra, *extra))
+        proc = self._stack.enter_context(
+            operator_process(self.cp, log, *argv, *self.extra, *extra, kubeconfig=kubeconfig)
+        )
         op = OperatorProc(proc, log, port)
         self.started.append(op)
         return op

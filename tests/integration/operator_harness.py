@@ -24,9 +24,11 @@ TOKEN = "tok-alice"
 
 
 @contextmanager
-def operator_process(cp: ControlPlane, log: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator as a child process; SIGTERM then SIGKILL at the end."""
-    env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig)}
+def operator_process(
+    cp: ControlPlane, log: Path, *extra: str, kubeconfig: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The operator as a child process (as admin, or as `kubeconfig` says); SIGTERM then SIGKILL."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig or cp.kubeconfig)}
     argv = [
         sys.executable,
         "-m",

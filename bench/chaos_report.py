@@ -40,11 +40,14 @@ written and the metrics output are searched for the tokens used.
 
 
 def _cell(value: Any) -> str:
+    """One table cell: dicts and lists inline, booleans as yes/no, one line, pipes escaped."""
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {_cell(v)}" for k, v in value.items())
+        return "; ".join(f"{k}: {_cell(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) or "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value).replace("|", "\\|")
+    return " ⏎ ".join(str(value).splitlines()).replace("|", "\\|")
 
 
 def render(fragments: list[dict[str, Any]], when: str, commit: str) -> str:

@@ -98,3 +98,24 @@ def test_report_fragment_names_its_command(tmp_path: Path) -> None:
     assert path.name == "operator-crashes.full.json"
     assert doc["injected"] == {"kills": 30}
     assert doc["command"] == "CHAOS_SCALE=full .venv/bin/pytest -q 'tests/chaos/test_x.py::test_y'"
+
+
+def test_reliability_page_has_one_table_per_fragment_one_line_per_row() -> None:
+    from bench.chaos_report import render
+
+    frag = {
+        "campaign": "Platform faults",
+        "scale": "full",
+        "seed": 1,
+        "injected": {"500s": "20%"},
+        "checked": {"duplicates": 0, "stalled": False},
+        "figures": {"messages": {"a": "line one\nline | two"}, "unused": []},
+        "result": "pass",
+        "command": "cmd",
+    }
+    page = render([frag, {**frag, "campaign": "Operator crashes", "scale": "ci"}], "now", "abc")
+    assert page.index("## Operator crashes (ci size") < page.index("## Platform faults (full")
+    assert "| measured | messages | a: line one ⏎ line \\| two |" in page
+    assert "| checked | stalled | no |" in page
+    assert "| measured | unused | none |" in page
+    assert "Reproduce: `cmd`" in page

@@ -158,11 +158,16 @@ def test_helm_install_on_kwok_is_available_works_with_its_rbac_and_uninstalls_cl
     # The real operator, authenticated as the chart's ServiceAccount, runs a Session to Available:
     # the RBAC is enough. And it is no more than that: it may not read Pods or write Secrets.
     as_sa = sa_kubeconfig(cp, ns, "skaha-skaha-operator", tmp_path / "sa.kubeconfig")
-    for verb, what, want in [("get", "pods", "no"), ("create", "secrets", "no"),
-                             ("update", "sessions.skaha.broker.dev", "no"),
-                             ("watch", "sessions.skaha.broker.dev", "yes"),
-                             ("patch", "sessions.skaha.broker.dev/status", "yes")]:  # fmt: skip
-        got = run_kubectl(cp, "auth", "can-i", verb, what, "-n", "default", check=False,
+    checks = [("get", "pods", "no"), ("create", "secrets", "no"), ("get", "secrets", "yes"),
+              ("update", "sessions.skaha.broker.dev", "no"),
+              ("create", "sessions.skaha.broker.dev", "no"),
+              ("delete", "skahaplatforms.skaha.broker.dev", "no"),
+              ("create", "computes.skaha.broker.dev", "yes"),
+              ("watch", "sessions.skaha.broker.dev", "yes"),
+              ("get", "computes.skaha.broker.dev --subresource=status", "no"),
+              ("patch", "sessions.skaha.broker.dev --subresource=status", "yes")]  # fmt: skip
+    for verb, what, want in checks:
+        got = run_kubectl(cp, "auth", "can-i", verb, *what.split(), "-n", "default", check=False,
                           kubeconfig=as_sa).stdout.strip()  # fmt: skip
         assert got == want, (verb, what, got)
     config = client.Configuration()

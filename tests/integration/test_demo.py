@@ -12,11 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from skaha_operator.controlplane import ControlPlane
 from skaha_operator.controlplane.processes import free_port
+from tests.integration.conftest import Kubectl
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +106,23 @@ def test_interactive_demo_runs_until_down(tmp_path: Path) -> None:
             proc.wait(timeout=30)
     assert "stopped: no process left behind" in out.read_text()
     assert strays(workdir) == []
+
+
+def test_existing_cluster_mode_releases_its_objects_before_it_stops(
+    tmp_path: Path, controlplane: ControlPlane, crds: list[str], kubectl: Kubectl
+) -> None:
+    ns = f"demo-{uuid.uuid4().hex[:6]}"
+    flags = ("--once", "--existing-cluster", "--kubeconfig", str(controlplane.kubeconfig))
+    done = subprocess.run(
+        demo(tmp_path / "demo", *flags, "--skip-crds", "--namespace", ns),
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "5/5 objects usable" in done.stdout
+    assert "starting the local control plane" not in done.stdout
+    # The Sessions were released through the operator's finalizers (they are gone, not stuck
+    # Terminating), then the platform; the cluster itself keeps running.
+    left = kubectl("get", "sessions,computes,dockercontainers,skahaplatforms,secrets", "-n", ns,
+                   "-o", "name").stdout.split()  # fmt: skip
+    assert left == []
+    assert strays(tmp_path / "demo") == []

@@ -8,7 +8,8 @@ from tests.ship.chart import CHART, KUBE_VERSION, by_kind, crd_plurals, helm, ob
 
 pytestmark = pytest.mark.integration  # needs the pinned helm from `make controlplane`
 
-OPERATOR_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+USER_OWNED = {"sessions", "skahaplatforms"}  # users create and delete them; never the operator
+PART_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 
 
 @pytest.mark.parametrize(
@@ -70,14 +71,18 @@ def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
     rules = {(tuple(r["apiGroups"]), tuple(sorted(r["resources"]))): set(r["verbs"])
              for r in role["rules"]}  # fmt: skip
     plurals = crd_plurals()
-    assert rules[(("skaha.broker.dev",), tuple(sorted(plurals)))] == OPERATOR_VERBS
+    assert plurals >= USER_OWNED
+    owned = tuple(sorted(USER_OWNED))
+    assert rules[(("skaha.broker.dev",), owned)] == {"get", "list", "watch", "patch"}
+    parts = tuple(sorted(plurals - USER_OWNED))
+    assert rules[(("skaha.broker.dev",), parts)] == PART_VERBS
     status = tuple(sorted(f"{p}/status" for p in plurals))
-    assert rules[(("skaha.broker.dev",), status)] == {"get", "patch"}
+    assert rules[(("skaha.broker.dev",), status)] == {"patch"}
     assert rules[(("",), ("configmaps", "secrets"))] == {"get"}
     assert rules[(("",), ("events",))] == {"create"}
     assert rules[(("apiextensions.k8s.io",), ("customresourcedefinitions",))] == {"list", "watch"}
     # Cluster-wide kopf does not observe namespaces; nothing else is granted.
-    assert len(rules) == 5
+    assert len(rules) == 6
 
 
 def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:

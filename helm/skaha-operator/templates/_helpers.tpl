@@ -44,14 +44,19 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-Exactly what the operator does (kubernetes-tooling.md §F, kopf's deployment RBAC):
-our kinds are watched, created (a Session's parts), patched (kopf's finalizer and
-annotations) and deleted (released parts); their status is read and JSON-patched; a
-platform's token Secret and notebook ConfigMaps are read; kopf posts core/v1 Events.
+Exactly what the operator does (kubernetes-tooling.md §F, kopf's deployment RBAC; checked
+against the API server's audit log by tests/chaos/test_rbac.py): users create and delete
+Sessions and SkahaPlatforms, the operator watches them and patches them (kopf's finalizer);
+a Session's parts are also created and deleted by the operator; every status is written with
+a JSON patch (reads go through the main resource); a platform's token Secret and notebook
+ConfigMaps are read; kopf posts core/v1 Events.
 */}}
 {{- define "skaha-operator.rules" -}}
 - apiGroups: ["skaha.broker.dev"]
-  resources: [skahaplatforms, dockercontainers, jupyternotebooks, storages, data, computes, sessions]
+  resources: [sessions, skahaplatforms]
+  verbs: [get, list, watch, patch]
+- apiGroups: ["skaha.broker.dev"]
+  resources: [dockercontainers, jupyternotebooks, storages, data, computes]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: ["skaha.broker.dev"]
   resources:
@@ -62,7 +67,7 @@ platform's token Secret and notebook ConfigMaps are read; kopf posts core/v1 Eve
     - data/status
     - computes/status
     - sessions/status
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [secrets, configmaps]
   verbs: [get]

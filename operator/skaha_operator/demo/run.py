@@ -246,12 +246,15 @@ def _tear_down(stack: Stack, args: argparse.Namespace, docs: list[dict[str, Any]
         _out("tearing down...")
         if args.existing_cluster and docs:
             # A shared cluster keeps running: release the demo's objects (and their Skaha
-            # sessions) while the operator still runs, before it stops.
-            stack.kubectl(
-                "delete", "-n", args.namespace, "--ignore-not-found", "--wait=true",
-                "--timeout=120s", "-f", "-", input_text=yaml.safe_dump_all(docs[::-1]),
-                check=False, timeout=180,
-            )  # fmt: skip
+            # sessions) while the operator still runs, and the platform they need last.
+            platform = [d for d in docs if d["kind"] in ("SkahaPlatform", "Secret")]
+            users = [d for d in docs if d not in platform]
+            for batch in (users[::-1], platform):
+                stack.kubectl(
+                    "delete", "-n", args.namespace, "--ignore-not-found", "--wait=true",
+                    "--timeout=120s", "-f", "-", input_text=yaml.safe_dump_all(batch),
+                    check=False, timeout=180,
+                )  # fmt: skip
         stack.stop()
         shutil.rmtree(stack.workdir / "cluster", ignore_errors=True)
         _pidfile(stack.workdir).unlink(missing_ok=True)

@@ -11,11 +11,12 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import kopf
 
 from skaha_operator import metrics
+from skaha_operator.handlers.requeue import Key
 from skaha_operator.handlers.state import OperatorState
 from skaha_operator.k8s.api import ConflictError
 from skaha_operator.platform.errors import Unavailable
@@ -82,13 +83,21 @@ def post_events(body: Any, kind: str, events: tuple[str, ...], phase: str, reaso
         kopf.info(body, reason=reason, message=text)
 
 
+class Outcome:
+    """The result label of one reconciliation; a step that asks to be run again sets it."""
+
+    result = "success"
+
+
 @asynccontextmanager
-async def reconciling(controller: str) -> AsyncIterator[None]:
+async def reconciling(controller: str) -> AsyncIterator[Outcome]:
     """Time one reconciliation and map conflicts and outages to requeues."""
     started = time.perf_counter()
+    outcome = Outcome()
     result = "success"
     try:
-        yield
+        yield outcome
+        result = outcome.result
     except kopf.TemporaryError:
         result = "requeue_after"
         raise
@@ -107,3 +116,53 @@ async def reconciling(controller: str) -> AsyncIterator[None]:
     finally:
         metrics.RECONCILE_TOTAL.labels(controller, result).inc()
         metrics.RECONCILE_TIME.labels(controller).observe(time.perf_counter() - started)
+
+
+class Stepped(Protocol):
+    """A decision that says when to look again (None: nothing to wait for)."""
+
+    @property
+    def requeue_after(self) -> float | None: ...
+
+
+Step = Callable[[dict[str, Any], OperatorState], Awaitable[Stepped]]
+
+
+def key_of(plural: str, body: Any) -> Key:
+    """The requeue key of an object."""
+    meta = body["metadata"]
+    return (plural, str(meta["namespace"]), str(meta["name"]))
+
+
+async def step_once(
+    kind: str, plural: str, step: Step, st: OperatorState, key: Key, body: Any = None
+) -> float | None:
+    """One step of one object, never two at once for the same object in this process.
+
+    Reads the object fresh when no body is given (an in-memory wake-up); a deleted or deleting
+    object is left to kopf's delete handler. Returns when to step again: the decision's delay,
+    or the delay of a conflict or outage (mapped by `reconciling`).
+    """
+    async with st.requeuer.lock(key):
+        if body is None:
+            body = await st.kube.get(plural, key[1], key[2])
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return None
+        try:
+            async with reconciling(kind) as outcome:
+                decision = await fresh_retries(step, dict(body), st, plural)
+                if decision.requeue_after is not None:
+                    outcome.result = "requeue_after"
+        except kopf.TemporaryError as exc:
+            return exc.delay
+        return decision.requeue_after
+
+
+async def drive(kind: str, plural: str, step: Step, body: Any, st: OperatorState) -> None:
+    """Step now (from a kopf handler), then keep the object going with in-memory wake-ups.
+
+    This replaces `requeue()` in the create/resume handlers: kopf's handler finishes at once, so
+    kopf writes nothing for the wait (handlers/requeue.py).
+    """
+    key = key_of(plural, body)
+    st.requeuer.schedule(key, await step_once(kind, plural, step, st, key, body))

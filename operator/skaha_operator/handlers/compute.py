@@ -20,13 +20,7 @@ from skaha_operator.domain.compute import Compute
 from skaha_operator.domain.docker_container import DockerContainer
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook
 from skaha_operator.domain.skaha_platform import SkahaPlatform
-from skaha_operator.handlers.common import (
-    RESYNC_INTERVAL,
-    fresh_retries,
-    post_events,
-    reconciling,
-    requeue,
-)
+from skaha_operator.handlers.common import RESYNC_INTERVAL, drive, post_events, reconciling
 from skaha_operator.handlers.state import OperatorState, state
 from skaha_operator.k8s.api import SecretError
 from skaha_operator.platform.clients import PlatformClients
@@ -60,19 +54,16 @@ _PLURALS = {
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 async def on_compute(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Drive one Compute a step further; requeue until it is terminal."""
-    async with reconciling(KIND):
-        decision = await fresh_retries(step_compute, dict(body), state(memo), PLURAL)
-        requeue(decision.requeue_after, decision.status.message or "waiting")
+    """Drive one Compute a step further; in-memory wake-ups until it is terminal."""
+    await drive(KIND, PLURAL, step_compute, body, state(memo))
 
 
 @kopf.timer(
     GROUP, VERSION, PLURAL, id="resync", interval=RESYNC_INTERVAL, initial_delay=RESYNC_INTERVAL / 2
 )
 async def resync_compute(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Level-based resync: the same step, without requeue (the timer comes back by itself)."""
-    async with reconciling(KIND):
-        await fresh_retries(step_compute, dict(body), state(memo), PLURAL)
+    """Level-based resync (lost events, lost wake-ups): the same step."""
+    await drive(KIND, PLURAL, step_compute, body, state(memo))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")
@@ -140,7 +131,7 @@ async def observe_compute(
         return ComputeObservation(now=now, platform=None)
     if status is None or status.launch_pending_since is None:
         ns = str(compute.metadata["namespace"])
-        platform_body = await st.kube.get("skahaplatforms", ns, compute.spec.platform_ref)
+        platform_body = await st.cache.get("skahaplatforms", ns, compute.spec.platform_ref)
         platform = platform_view_of(platform_body)
         deps = await _dependencies(compute, st)
         return ComputeObservation(now=now, platform=platform, dependencies=deps)
@@ -162,7 +153,7 @@ async def _notebook_path(compute: Compute, st: OperatorState) -> str | None:
     ref = compute.spec.executable_ref
     if str(ref.kind) != "JupyterNotebook" or compute.spec.type != SessionType.NOTEBOOK:
         return None
-    body = await st.kube.get(
+    body = await st.cache.get(
         _PLURALS["JupyterNotebook"], str(compute.metadata["namespace"]), ref.name
     )
     path = ((body or {}).get("status") or {}).get("notebookPath")
@@ -182,7 +173,7 @@ async def _dependencies(compute: Compute, st: OperatorState) -> tuple[Dependency
     wanted += [("Data", n) for n in spec.data_refs or []]
     views = []
     for kind, name in wanted:
-        body = await st.kube.get(_PLURALS[kind], ns, name)
+        body = await st.cache.get(_PLURALS[kind], ns, name)
         status = (body or {}).get("status") or {}
         views.append(
             DependencyView(kind, name, status.get("phase") if body else None, status.get("reason"))
@@ -294,7 +285,7 @@ async def _launch(
 async def _image(compute: Compute, st: OperatorState) -> tuple[str, RegistryAuth | None]:
     ns = str(compute.metadata["namespace"])
     ref = compute.spec.executable_ref
-    body = await st.kube.get(_PLURALS[str(ref.kind)], ns, ref.name)
+    body = await st.cache.get(_PLURALS[str(ref.kind)], ns, ref.name)
     if body is None:
         raise kopf.TemporaryError(f"{ref.kind} {ref.name} vanished before launch", delay=5)
     if str(ref.kind) == "JupyterNotebook":

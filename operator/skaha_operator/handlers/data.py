@@ -20,10 +20,9 @@ from skaha_operator.domain.common import ReleasePolicy
 from skaha_operator.domain.data import Data, DataStatus
 from skaha_operator.handlers.common import (
     RESYNC_INTERVAL,
-    fresh_retries,
+    drive,
     post_events,
     reconciling,
-    requeue,
 )
 from skaha_operator.handlers.prepare import (
     dump,
@@ -58,9 +57,7 @@ KIND = "Data"
 @kopf.on.create(GROUP, VERSION, PLURAL, id="prepare")
 async def on_data(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Place the data until Available or Failed."""
-    async with reconciling(KIND):
-        decision = await fresh_retries(step_data, dict(body), state(memo), PLURAL)
-        requeue(decision.requeue_after, decision.status.message or "preparing")
+    await drive(KIND, PLURAL, step_data, body, state(memo))
 
 
 @kopf.timer(
@@ -68,8 +65,7 @@ async def on_data(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 )
 async def resync_data(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-based resync for lost events."""
-    async with reconciling(KIND):
-        await fresh_retries(step_data, dict(body), state(memo), PLURAL)
+    await drive(KIND, PLURAL, step_data, body, state(memo))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")

@@ -10,12 +10,7 @@ import kopf
 from skaha_operator import GROUP, VERSION
 from skaha_operator.domain.common import TERMINAL_PHASES
 from skaha_operator.domain.docker_container import DockerContainer, DockerContainerStatus
-from skaha_operator.handlers.common import (
-    fresh_retries,
-    post_events,
-    reconciling,
-    requeue,
-)
+from skaha_operator.handlers.common import drive, post_events, reconciling
 from skaha_operator.handlers.compute import platform_view_of
 from skaha_operator.handlers.state import OperatorState, state
 from skaha_operator.k8s.api import SecretError
@@ -29,10 +24,8 @@ KIND = "DockerContainer"
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="check")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="check")
 async def on_docker_container(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Check the image until Available or Failed."""
-    async with reconciling(KIND):
-        decision = await fresh_retries(step_docker_container, dict(body), state(memo), PLURAL)
-        requeue(decision.requeue_after, decision.status.message or "checking")
+    """Check the image until Available or Failed (in-memory wake-ups meanwhile)."""
+    await drive(KIND, PLURAL, step_docker_container, body, state(memo))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")
@@ -58,7 +51,7 @@ async def step_docker_container(
     """Observe the platform and its image list, decide, write."""
     dc = DockerContainer.model_validate(body)
     ns = str(dc.metadata["namespace"])
-    platform_body = await st.kube.get("skahaplatforms", ns, dc.spec.platform_ref)
+    platform_body = await st.cache.get("skahaplatforms", ns, dc.spec.platform_ref)
     platform = platform_view_of(platform_body)
     images: tuple[ImageView, ...] | None = None
     done = dc.status is not None and dc.status.phase in TERMINAL_PHASES

@@ -20,10 +20,9 @@ from skaha_operator.domain.common import ReleasePolicy
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook, JupyterNotebookStatus
 from skaha_operator.handlers.common import (
     RESYNC_INTERVAL,
-    fresh_retries,
+    drive,
     post_events,
     reconciling,
-    requeue,
 )
 from skaha_operator.handlers.prepare import (
     dump,
@@ -56,9 +55,7 @@ KIND = "JupyterNotebook"
 @kopf.on.create(GROUP, VERSION, PLURAL, id="prepare")
 async def on_notebook(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Prepare the notebook until Available or Failed."""
-    async with reconciling(KIND):
-        decision = await fresh_retries(step_notebook, dict(body), state(memo), PLURAL)
-        requeue(decision.requeue_after, decision.status.message or "preparing")
+    await drive(KIND, PLURAL, step_notebook, body, state(memo))
 
 
 @kopf.timer(
@@ -66,8 +63,7 @@ async def on_notebook(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 )
 async def resync_notebook(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-based resync for lost events."""
-    async with reconciling(KIND):
-        await fresh_retries(step_notebook, dict(body), state(memo), PLURAL)
+    await drive(KIND, PLURAL, step_notebook, body, state(memo))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")

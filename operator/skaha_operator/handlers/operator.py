@@ -1,7 +1,9 @@
 """Operator start-up and clean-up: kopf settings under our API group, shared state in memo.
 
-Finalizer and kopf's bookkeeping annotations live under `skaha.broker.dev` so they are
-recognisably ours (issue 5 §7); progress stays in annotations, never in our status schema.
+The finalizer lives under `skaha.broker.dev` so it is recognisably ours (issue 5 §7). kopf's
+progress and diffbase bookkeeping is kept in memory (handlers/persistence.py), never in our status
+schema; requeues are in-memory timers (handlers/requeue.py) and observed objects come from a
+watch-fed cache (handlers/cache.py): see docs/performance.md for what each saves.
 """
 
 from __future__ import annotations
@@ -13,7 +15,20 @@ from typing import Any
 import kopf
 
 from skaha_operator import GROUP, VERSION, metrics
+from skaha_operator.handlers import (
+    compute,
+    data,
+    docker_container,
+    jupyter_notebook,
+    session,
+    skaha_platform,
+    storage,
+)
+from skaha_operator.handlers.common import Step, step_once
+from skaha_operator.handlers.objects import ObjectCache
+from skaha_operator.handlers.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
 from skaha_operator.handlers.platforms import PlatformCache
+from skaha_operator.handlers.requeue import Key, Runner
 from skaha_operator.handlers.state import OperatorConfig, OperatorState
 from skaha_operator.k8s.api import Kube, make_api_client
 from skaha_operator.platform.base import CallRecord
@@ -28,10 +43,9 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     """Configure kopf and build the shared clients."""
     config = getattr(memo, "config", None) or OperatorConfig()
     settings.persistence.finalizer = config.finalizer
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    progress, diffbase = MemoryProgressStorage(prefix=GROUP), MemoryDiffBaseStorage(prefix=GROUP)
+    settings.persistence.progress_storage = progress
+    settings.persistence.diffbase_storage = diffbase
     settings.posting.reporting_component = "skaha-operator"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -40,11 +54,38 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     kube = Kube(
         make_api_client(), on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc()
     )
-    memo.state = OperatorState(
+    cache = ObjectCache(kube.get)
+    st = OperatorState(
         config=config,
         kube=kube,
-        platforms=PlatformCache(kube, on_call=_record_call, http_timeout=config.http_timeout),
+        platforms=PlatformCache(
+            kube, on_call=_record_call, http_timeout=config.http_timeout, reader=cache.get
+        ),
+        cache=cache,
+        forgetters=[progress.forget, diffbase.forget],
     )
+    for kind, plural, step in STEPS:
+        st.requeuer.register(plural, _runner(kind, plural, step, st))
+    memo.state = st
+
+
+# What an in-memory wake-up runs, per kind (the same step as the kind's create/resume handler).
+STEPS: tuple[tuple[str, str, Step], ...] = (
+    (compute.KIND, compute.PLURAL, compute.step_compute),
+    (session.KIND, session.PLURAL, session.step_session),
+    (docker_container.KIND, docker_container.PLURAL, docker_container.step_docker_container),
+    (storage.KIND, storage.PLURAL, storage.step_storage),
+    (data.KIND, data.PLURAL, data.step_data),
+    (jupyter_notebook.KIND, jupyter_notebook.PLURAL, jupyter_notebook.step_notebook),
+    (skaha_platform.KIND, skaha_platform.PLURAL, skaha_platform.step_platform),
+)
+
+
+def _runner(kind: str, plural: str, step: Step, st: OperatorState) -> Runner:
+    async def run(key: Key) -> float | None:
+        return await step_once(kind, plural, step, st, key)
+
+    return run
 
 
 @kopf.on.probe(id="api")
@@ -87,5 +128,6 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the platform clients."""
     st = getattr(memo, "state", None)
     if isinstance(st, OperatorState):
+        await st.requeuer.aclose()
         await st.platforms.aclose()
         st.kube.api.close()

@@ -8,6 +8,7 @@ SecretStr. Entries expire so that a rotated token is picked up.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,11 @@ class PlatformCache:
         on_call: CallRecorder | None = None,
         ttl: float = 300.0,
         http_timeout: float = 30.0,
+        reader: Callable[[str, str, str], Awaitable[dict[str, Any] | None]] | None = None,
     ):
         self.kube = kube
+        # How the platform object is read: the watch-fed cache when given (handlers/cache.py).
+        self._read = reader or kube.get
         self.http_timeout = http_timeout
         self.on_call = on_call
         self.ttl = ttl
@@ -47,7 +51,7 @@ class PlatformCache:
 
     async def get(self, namespace: str, name: str) -> tuple[SkahaPlatform, PlatformClients] | None:
         """The platform object and its clients; None when the SkahaPlatform does not exist."""
-        body = await self.kube.get(PLATFORMS, namespace, name)
+        body = await self._read(PLATFORMS, namespace, name)
         if body is None:
             return None
         platform = SkahaPlatform.model_validate(body)

@@ -42,7 +42,7 @@ class PlatformAccess:
 
 async def platform_access(st: OperatorState, namespace: str, name: str) -> PlatformAccess:
     """The platform's readiness (its probe status) and clients; never raises for a missing one."""
-    body = await st.kube.get("skahaplatforms", namespace, name)
+    body = await st.cache.get("skahaplatforms", namespace, name)
     if body is None:
         return PlatformAccess(False, "NotFound", None, None)
     platform = SkahaPlatform.model_validate(body)
@@ -70,7 +70,7 @@ def cavern_layout(platform: SkahaPlatform) -> CavernLayout:
 
 async def storage_view(st: OperatorState, namespace: str, name: str) -> StorageView | None:
     """The Storage a part goes into, or None when it does not exist."""
-    body = await st.kube.get("storages", namespace, name)
+    body = await st.cache.get("storages", namespace, name)
     if body is None:
         return None
     status = body.get("status") or {}

@@ -11,6 +11,7 @@ import kopf
 
 # Importing the modules registers their handlers with kopf's default registry.
 from skaha_operator.handlers import (  # noqa: F401
+    cache,
     compute,
     data,
     docker_container,
@@ -20,6 +21,7 @@ from skaha_operator.handlers import (  # noqa: F401
     skaha_platform,
     storage,
 )
+from skaha_operator.handlers.cache import QuietCacheHandler
 from skaha_operator.handlers.common import RequeueIsNotAnError
 from skaha_operator.handlers.state import OperatorConfig
 
@@ -41,6 +43,7 @@ def run_operator(
         log_refkey="object" if json_logs else None,
     )
     logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
+    logging.getLogger("kopf.objects").addFilter(QuietCacheHandler())
     asyncio.run(
         kopf.operator(
             memo=kopf.Memo(config=config, namespaces=list(namespaces)),

@@ -3,7 +3,7 @@
 A Session never writes a part's status (design §4.1); it creates owned parts from its templates
 (with owner references, so a garbage collector also cleans up) and deletes them on cancel, on
 failure and behind its finalizer (so release happens even where no garbage collector runs).
-Child events wake the parent at once instead of waiting for its next requeue.
+Child events wake the parent at once instead of waiting for its next requeue (handlers/cache.py).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from skaha_operator.domain.common import Condition, Connector
 from skaha_operator.domain.session import Session
 from skaha_operator.handlers.common import (
     RESYNC_INTERVAL,
-    fresh_retries,
+    drive,
     post_events,
     reconciling,
     requeue,
 )
 from skaha_operator.handlers.state import OperatorState, state
-from skaha_operator.reconcile.builders import SESSION_LABEL, PartRef, part_refs
+from skaha_operator.reconcile.builders import PartRef, part_refs
 from skaha_operator.reconcile.conditions import READY, STALLED, condition_status
 from skaha_operator.reconcile.session import (
     PartState,
@@ -48,18 +48,15 @@ PLURALS = {
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile")
 async def on_session(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Drive one Session a step further; requeue until it is terminal."""
-    async with reconciling(KIND):
-        decision = await fresh_retries(step_session, dict(body), state(memo), PLURAL)
-        requeue(decision.requeue_after, decision.status.message or "waiting for parts")
+    """Drive one Session a step further; in-memory wake-ups until it is terminal."""
+    await drive(KIND, PLURAL, step_session, body, state(memo))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="cancel", when=lambda spec, **_: bool(spec.get("cancel")))
 async def on_session_cancel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """React to `spec.cancel: true` at once, not at the next requeue."""
     if not body.get("metadata", {}).get("deletionTimestamp"):
-        async with reconciling(KIND):
-            await fresh_retries(step_session, dict(body), state(memo), PLURAL)
+        await drive(KIND, PLURAL, step_session, body, state(memo))
 
 
 @kopf.timer(
@@ -67,8 +64,7 @@ async def on_session_cancel(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 )
 async def resync_session(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-based resync for lost events (kopf#1178)."""
-    async with reconciling(KIND):
-        await fresh_retries(step_session, dict(body), state(memo), PLURAL)
+    await drive(KIND, PLURAL, step_session, body, state(memo))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")
@@ -83,31 +79,6 @@ async def release_session(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         requeue(decision.requeue_after, "waiting for owned parts to be released")
 
 
-async def wake_parent(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A part changed: step its Session now (the controlling owner reference names it)."""
-    meta = body.get("metadata", {})
-    owners = [o for o in meta.get("ownerReferences") or [] if o.get("kind") == KIND]
-    ns = meta.get("namespace")
-    if not owners or not ns:
-        return
-    name = owners[0]["name"]
-    st = state(memo)
-    parent = await st.kube.get(PLURAL, ns, name)
-    if parent is None or parent.get("metadata", {}).get("deletionTimestamp"):
-        return
-    async with reconciling(KIND):
-        try:
-            await fresh_retries(step_session, parent, st, PLURAL)
-        except kopf.TemporaryError:
-            return  # a conflict: the Session's own requeue loop will look again
-
-
-for _plural in PLURALS.values():
-    kopf.on.event(GROUP, VERSION, _plural, id="wake-session", labels={SESSION_LABEL: kopf.PRESENT})(
-        wake_parent
-    )
-
-
 async def step_session(body: dict[str, Any], st: OperatorState) -> SessionDecision:
     """Observe the parts, decide, create/delete parts, write the status."""
     session = Session.model_validate(body)
@@ -115,7 +86,9 @@ async def step_session(body: dict[str, Any], st: OperatorState) -> SessionDecisi
     decision = decide_session(session, obs, st.config.timing)
     ns = str(session.metadata["namespace"])
     for child in decision.create:
-        await st.kube.create(PLURALS[child["kind"]], ns, child)
+        # Created with our finalizer, so kopf need not add it with a PATCH of its own.
+        meta = {**child["metadata"], "finalizers": [st.config.finalizer]}
+        await st.kube.create(PLURALS[child["kind"]], ns, {**child, "metadata": meta})
     await _delete(session, decision.delete, st)
     new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
     await st.kube.write_status(PLURAL, body, new)
@@ -129,7 +102,7 @@ async def observe_session(session: Session, st: OperatorState) -> SessionObserva
     ns = str(session.metadata["namespace"])
     parts: dict[tuple[str, str], PartState | None] = {}
     for ref in part_refs(session):
-        body = await st.kube.get(PLURALS[ref.kind], ns, ref.name)
+        body = await st.cache.get(PLURALS[ref.kind], ns, ref.name)
         parts[(ref.kind, ref.name)] = None if body is None else _part_state(body)
     return SessionObservation(
         now=datetime.now(UTC),

@@ -14,10 +14,8 @@ import kopf
 from skaha_operator import GROUP, VERSION
 from skaha_operator.domain.skaha_platform import SkahaPlatform, SkahaPlatformStatus
 from skaha_operator.handlers.common import (
-    fresh_retries,
+    drive,
     post_events,
-    reconciling,
-    requeue,
 )
 from skaha_operator.handlers.state import OperatorState, state
 from skaha_operator.k8s.api import SecretError
@@ -33,16 +31,13 @@ KIND = "SkahaPlatform"
 @kopf.on.update(GROUP, VERSION, PLURAL, id="probe", field="spec")
 async def on_platform(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Probe until Ready; requeue with backoff while it is not."""
-    async with reconciling(KIND):
-        decision = await fresh_retries(step_platform, dict(body), state(memo), PLURAL)
-        requeue(decision.requeue_after, decision.status.message or "probing")
+    await drive(KIND, PLURAL, step_platform, body, state(memo))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, id="resync", interval=300.0, initial_delay=60.0)
 async def resync_platform(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Re-probe now and then: options and API version can change under us."""
-    async with reconciling(KIND):
-        await fresh_retries(step_platform, dict(body), state(memo), PLURAL)
+    await drive(KIND, PLURAL, step_platform, body, state(memo))
 
 
 async def step_platform(

@@ -6,12 +6,15 @@ Created at startup, kept in kopf's `memo` (style.md §7: no module globals), clo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
+from skaha_operator.handlers.objects import ObjectCache
 from skaha_operator.handlers.platforms import PlatformCache
+from skaha_operator.handlers.requeue import Requeuer
 from skaha_operator.k8s.api import Kube
 from skaha_operator.reconcile.data import DEFAULT_DOWNLOADER_IMAGE
 from skaha_operator.reconcile.timing import Timing
@@ -41,6 +44,15 @@ class OperatorState:
     config: OperatorConfig
     kube: Kube
     platforms: PlatformCache
+    cache: ObjectCache
+    requeuer: Requeuer = field(default_factory=Requeuer)
+    # kopf bookkeeping kept in memory (handlers/persistence.py): told when an object is deleted.
+    forgetters: list[Callable[[str], None]] = field(default_factory=list)
+
+    def forget(self, uid: str) -> None:
+        """An object is gone: drop what we kept in memory about it."""
+        for forget in self.forgetters:
+            forget(uid)
 
 
 def state(memo: Any) -> OperatorState:

@@ -19,10 +19,9 @@ from skaha_operator.domain.common import ReleasePolicy
 from skaha_operator.domain.storage import Storage, StorageStatus
 from skaha_operator.handlers.common import (
     RESYNC_INTERVAL,
-    fresh_retries,
+    drive,
     post_events,
     reconciling,
-    requeue,
 )
 from skaha_operator.handlers.prepare import (
     cavern_layout,
@@ -52,9 +51,7 @@ KIND = "Storage"
 @kopf.on.create(GROUP, VERSION, PLURAL, id="prepare")
 async def on_storage(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Create the directory until Available or Failed."""
-    async with reconciling(KIND):
-        decision = await fresh_retries(step_storage, dict(body), state(memo), PLURAL)
-        requeue(decision.requeue_after, decision.status.message or "preparing")
+    await drive(KIND, PLURAL, step_storage, body, state(memo))
 
 
 @kopf.timer(
@@ -62,8 +59,7 @@ async def on_storage(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 )
 async def resync_storage(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-based resync for lost events."""
-    async with reconciling(KIND):
-        await fresh_retries(step_storage, dict(body), state(memo), PLURAL)
+    await drive(KIND, PLURAL, step_storage, body, state(memo))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, id="release")

@@ -1,0 +1,94 @@
+"""Our objects as kopf's watches deliver them, and the wake-ups their changes cause.
+
+Steps observe other objects (the platform, a Compute's dependencies, a Session's parts) on every
+run; reading them from this watch-fed cache instead of a GET each time removes most API reads
+(docs/performance.md). The cache may lag the API server by one watch event; that is safe because
+observations only gate decisions and every transition is a guarded write on the object itself (a
+step's own object is always read fresh). A miss (not seen yet, e.g. right after start-up) falls
+back to a GET.
+
+Wake-ups replace waiting for the next requeue: a part whose state a Session shows (phase, reason,
+message, Ready/Stalled, connectors) wakes its Session; a DockerContainer, JupyterNotebook, Storage
+or Data whose phase changed wakes the Computes that use it. Wake-ups are scheduled a moment later
+so that a burst of events coalesces into one step (handlers/requeue.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from skaha_operator import GROUP, VERSION
+from skaha_operator.handlers.objects import part_view
+from skaha_operator.handlers.state import OperatorState, state
+
+PLURALS = (
+    "skahaplatforms",
+    "dockercontainers",
+    "jupyternotebooks",
+    "storages",
+    "data",
+    "computes",
+    "sessions",
+)
+PART_PLURALS = frozenset({"dockercontainers", "jupyternotebooks", "storages", "data", "computes"})
+DEPENDENCY_KINDS = {
+    "dockercontainers": "DockerContainer",
+    "jupyternotebooks": "JupyterNotebook",
+    "storages": "Storage",
+    "data": "Data",
+}
+WAKE_DELAY = 0.1  # coalesce a burst of part events into one Session step
+
+
+def observe_event(
+    plural: str, event_type: str | None, body: dict[str, Any], st: OperatorState
+) -> None:
+    """Update the cache from one watch event and schedule the wake-ups it causes."""
+    meta = body.get("metadata") or {}
+    ns, name = meta.get("namespace"), meta.get("name")
+    if not ns or not name:
+        return
+    if event_type == "DELETED":
+        old = st.cache.peek(plural, ns, name)
+        st.cache.drop(plural, ns, name)
+        st.requeuer.forget((plural, ns, name))
+        st.forget(str(meta.get("uid", "")))
+        changed = True
+    else:
+        old = st.cache.put(plural, body)
+        changed = old is None or part_view(old) != part_view(body)
+    if not changed:
+        return
+    if plural in PART_PLURALS:
+        # The controlling owner reference names the Session (the label may be shortened).
+        for owner in meta.get("ownerReferences") or []:
+            if owner.get("kind") == "Session":
+                st.requeuer.schedule(("sessions", ns, owner["name"]), WAKE_DELAY)
+    kind = DEPENDENCY_KINDS.get(plural)
+    old_phase = ((old or {}).get("status") or {}).get("phase")
+    new_phase = (body.get("status") or {}).get("phase") if event_type != "DELETED" else None
+    if kind is not None and old_phase != new_phase:
+        for compute in st.cache.users(ns, kind, name):
+            st.requeuer.schedule(("computes", ns, compute), WAKE_DELAY)
+
+
+class QuietCacheHandler(logging.Filter):
+    """kopf logs every handler call; the cache handler runs on every watch event, so drop its."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Handler 'cache' ")
+
+
+def _register(plural: str) -> None:
+    @kopf.on.event(GROUP, VERSION, plural, id="cache")
+    async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Keep the cache current and wake whoever waits for this object."""
+        kind = event.get("type") if isinstance(event, dict) else None
+        observe_event(plural, kind, dict(body), state(memo))
+
+
+for _plural in PLURALS:
+    _register(_plural)

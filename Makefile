@@ -116,7 +116,7 @@ KIND ?= kind
 chart-lint: setup ## helm lint + helm template of the chart (both RBAC modes).
 	$(HELM) lint $(CHART)
 	$(HELM) lint $(CHART) --set rbac.namespaced=true --set watchNamespaces='{science}'
-	$(HELM) template skaha-operator $(CHART) --namespace skaha-system >/dev/null
+	$(HELM) template skaha-operator $(CHART) --namespace skaha-system --kube-version 1.36.3 >/dev/null
 
 .PHONY: manifests
 manifests: setup ## Regenerate manifests/base (kustomize) from the chart and the Argo CD health ConfigMap.

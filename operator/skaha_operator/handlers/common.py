@@ -139,13 +139,15 @@ async def step_once(
 ) -> float | None:
     """One step of one object, never two at once for the same object in this process.
 
-    Reads the object fresh when no body is given (an in-memory wake-up); a deleted or deleting
-    object is left to kopf's delete handler. Returns when to step again: the decision's delay,
+    Without a body (an in-memory wake-up) the object comes from the watch-fed cache, which also
+    holds what our own last write stored (a GET when it is not cached); a stale view only costs a
+    refused guarded write and a re-read. A deleted or deleting object is left to kopf's delete
+    handler. Returns when to step again: the decision's delay,
     or the delay of a conflict or outage (mapped by `reconciling`).
     """
     async with st.requeuer.lock(key):
         if body is None:
-            body = await st.kube.get(plural, key[1], key[2])
+            body = await st.cache.get(plural, key[1], key[2])
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             return None
         try:

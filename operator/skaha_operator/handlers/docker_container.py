@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from skaha_operator import GROUP, VERSION
-from skaha_operator.domain.common import TERMINAL_PHASES
+from skaha_operator.domain.common import TERMINAL_PHASES, Phase
 from skaha_operator.domain.docker_container import DockerContainer, DockerContainerStatus
 from skaha_operator.handlers.common import drive, post_events, reconciling
 from skaha_operator.handlers.compute import platform_view_of
@@ -45,6 +45,20 @@ async def release_docker_container(body: kopf.Body, memo: kopf.Memo, **_: Any) -
             raise kopf.TemporaryError(f"still used by Compute {', '.join(users)}", delay=10)
 
 
+async def _images(
+    st: OperatorState, ns: str, platform_ref: str, fresh: bool
+) -> tuple[ImageView, ...] | None:
+    """The platform's image list (shared for a few seconds); None when it cannot be read."""
+    found = await st.platforms.get(ns, platform_ref)
+    if found is None:
+        return None
+    try:
+        listed = await st.platforms.images(ns, platform_ref, found[1], fresh=fresh)
+    except (SkahaError, SecretError):
+        return None
+    return tuple(ImageView(i.id, tuple(i.types), i.digest) for i in listed)
+
+
 async def step_docker_container(
     body: dict[str, Any], st: OperatorState
 ) -> CheckDecision[DockerContainerStatus]:
@@ -55,16 +69,16 @@ async def step_docker_container(
     platform = platform_view_of(platform_body)
     images: tuple[ImageView, ...] | None = None
     done = dc.status is not None and dc.status.phase in TERMINAL_PHASES
-    if platform is not None and platform.ready and not done and platform_body is not None:
-        found = await st.platforms.get(ns, dc.spec.platform_ref)
-        if found is not None:
-            try:
-                listed = await found[1].skaha.images()
-            except (SkahaError, SecretError):
-                listed = None
-            if listed is not None:
-                images = tuple(ImageView(i.id, tuple(i.types), i.digest) for i in listed)
+    ready = platform is not None and platform.ready and not done and platform_body is not None
+    if ready:
+        images = await _images(st, ns, dc.spec.platform_ref, fresh=False)
     decision = decide_docker_container(dc, platform, images, datetime.now(UTC), st.config.timing)
+    if ready and images is not None and decision.status.phase == Phase.FAILED:
+        # Only a listed image is taken from the shared list; a miss is asked again, fresh.
+        images = await _images(st, ns, dc.spec.platform_ref, fresh=True)
+        decision = decide_docker_container(
+            dc, platform, images, datetime.now(UTC), st.config.timing
+        )
     new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
     await st.kube.write_status(PLURAL, body, new)
     s = decision.status

@@ -36,6 +36,15 @@ def compute_refs(body: dict[str, Any]) -> set[tuple[str, str]]:
     return refs
 
 
+def _older(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    # resourceVersions are etcd revisions, integers in every API server we know of; anything
+    # else is treated as not older (the newest delivery wins, as without this check).
+    try:
+        return int(new["metadata"]["resourceVersion"]) < int(old["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 class ObjectCache:
     """Latest body per (plural, namespace, name), and which Computes use which dependency."""
 
@@ -56,10 +65,12 @@ class ObjectCache:
         return self._bodies.get((plural, namespace, name))
 
     def put(self, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Remember `body`; returns the previous one."""
+        """Remember `body` unless a newer one is cached; returns the previous one."""
         meta = body["metadata"]
         key = (plural, meta["namespace"], meta["name"])
         old = self._bodies.get(key)
+        if old is not None and _older(body, old):
+            return old  # a watch event from before our own write that is cached already
         self._bodies[key] = body
         if plural == "computes":
             self._index(meta["namespace"], meta["name"], old, body)

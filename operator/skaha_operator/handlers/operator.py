@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -24,6 +25,7 @@ from skaha_operator.handlers import (
     skaha_platform,
     storage,
 )
+from skaha_operator.handlers.cache import observe_event
 from skaha_operator.handlers.common import Step, step_once
 from skaha_operator.handlers.objects import ObjectCache
 from skaha_operator.handlers.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
@@ -32,6 +34,8 @@ from skaha_operator.handlers.requeue import Key, Runner
 from skaha_operator.handlers.state import OperatorConfig, OperatorState
 from skaha_operator.k8s.api import Kube, make_api_client
 from skaha_operator.platform.base import CallRecord
+
+API_THREADS = 16
 
 
 def _record_call(call: CallRecord) -> None:
@@ -55,6 +59,11 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         make_api_client(), on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc()
     )
     cache = ObjectCache(kube.get)
+    # The synchronous client runs in the loop's default executor; its default size
+    # (CPUs + 4) queues the API calls of hundreds of objects behind a handful of threads.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="kube")
+    )
     st = OperatorState(
         config=config,
         kube=kube,
@@ -66,6 +75,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     )
     for kind, plural, step in STEPS:
         st.requeuer.register(plural, _runner(kind, plural, step, st))
+    kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
     memo.state = st
 
 

@@ -7,6 +7,7 @@ SecretStr. Entries expire so that a rotated token is picked up.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import Kube, SecretError
 from skaha_operator.platform.base import CallRecorder, make_timeout
 from skaha_operator.platform.clients import PlatformClients, PlatformSettings, RucioSettings
-from skaha_operator.platform.wire import ApiVersion
+from skaha_operator.platform.wire import ApiVersion, SkahaImage
 
 PLATFORMS = "skahaplatforms"
+IMAGES_TTL = 10.0  # seconds a platform's image list is shared between DockerContainer checks
 
 
 @dataclass
@@ -48,6 +50,7 @@ class PlatformCache:
         self.on_call = on_call
         self.ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self._images: dict[tuple[str, str], tuple[float, asyncio.Task[list[SkahaImage]]]] = {}
 
     async def get(self, namespace: str, name: str) -> tuple[SkahaPlatform, PlatformClients] | None:
         """The platform object and its clients; None when the SkahaPlatform does not exist."""
@@ -56,6 +59,24 @@ class PlatformCache:
             return None
         platform = SkahaPlatform.model_validate(body)
         return platform, await self.clients(platform)
+
+    async def images(
+        self, namespace: str, name: str, clients: PlatformClients, fresh: bool = False
+    ) -> list[SkahaImage]:
+        """Skaha's image list for one platform, one request shared by every check within
+        IMAGES_TTL seconds (also by checks running at the same moment); `fresh` asks again."""
+        slot = (namespace, name)
+        now = time.monotonic()
+        found = self._images.get(slot)
+        if found is None or fresh or now - found[0] >= IMAGES_TTL:
+            found = (now, asyncio.ensure_future(clients.skaha.images()))
+            self._images[slot] = found
+        try:
+            return await asyncio.shield(found[1])
+        except Exception:
+            if self._images.get(slot) is found:
+                del self._images[slot]  # a failure is not shared with later checks
+            raise
 
     async def clients(self, platform: SkahaPlatform) -> PlatformClients:
         """Clients for a platform object already read (SecretError if its token is missing)."""
@@ -119,3 +140,6 @@ class PlatformCache:
         for entry in self._entries.values():
             await entry.clients.aclose()
         self._entries.clear()
+        for _, task in self._images.values():
+            task.cancel()
+        self._images.clear()

@@ -63,12 +63,17 @@ class Kube:
     """Async facade over the official client for our custom resources, Secrets and Events."""
 
     def __init__(
-        self, api: client.ApiClient, on_conflict: Callable[[str], None] | None = None
+        self,
+        api: client.ApiClient,
+        on_conflict: Callable[[str], None] | None = None,
+        on_stored: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self._on_conflict = on_conflict or (lambda kind: None)
+        # Told of every object a status write stored (the handlers' watch-fed cache).
+        self.on_stored = on_stored or (lambda plural, body: None)
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
@@ -152,6 +157,7 @@ class Kube:
                 self._on_conflict(str(observed.get("kind", plural)))
                 raise ConflictError(f"{plural}/{meta['name']} changed while we decided") from None
             raise
+        self.on_stored(plural, stored)
         return stored
 
     async def read_secret(self, namespace: str, name: str, key: str) -> str:

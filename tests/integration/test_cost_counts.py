@@ -1,0 +1,127 @@
+"""What a Session costs on the happy path, counted: API writes from the API server's own
+`apiserver_request_total`, Skaha calls from the operator's `skaha_requests_total` and the Computes'
+poll counts. Counts only, never times (docs/performance.md has the figures and the floor).
+
+The floor per Session is 14 writes (3 creates, 6 guarded status writes, 5 Events) and 2 Skaha
+calls (one launch, one poll); the targets are at most 1.5x the floor's writes and 4 Skaha calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.happy_path import session
+from bench.measure import WRITE_VERBS, ApiCost, ApiSnapshot, operator_calls
+from kubernetes import client
+
+from skaha_operator import GROUP, VERSION
+from skaha_operator.controlplane import ControlPlane
+from skaha_operator.controlplane.processes import free_port
+from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from tests.integration.operator_harness import (
+    create,
+    operator_process,
+    phase,
+    platform_objects,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+N = 5
+FLOOR_WRITES = 14
+# The production timings (CLI defaults), not the tests' short ones: they decide the poll count.
+TIMINGS = ("--poll-base", "1", "--poll-cap", "30", "--resync", "60", "--adopt-grace", "90")
+
+
+@pytest.fixture(scope="module")
+def zero_latency_sim() -> Iterator[Simulator]:
+    """Sessions start at once and run for an hour: the happy path with zero latency."""
+    simulator = Simulator(SimulatorConfig(tokens={"tok-alice": "alice"}, pending_s=0.0, run_s=3600))
+    handle = simulator.start_in_thread()
+    simulator.base_url = handle.base_url  # type: ignore[attr-defined]
+    try:
+        yield simulator
+    finally:
+        handle.stop()
+        simulator.close()
+
+
+def _quiet(cp: ControlPlane, timeout: float = 60.0) -> ApiSnapshot:
+    """The counters once no write has landed for two seconds (trailing Events, summaries)."""
+    deadline = time.monotonic() + timeout
+    last = ApiSnapshot.take(cp)
+    while time.monotonic() < deadline:
+        time.sleep(2.0)
+        now = ApiSnapshot.take(cp)
+        if ApiCost.between(last, now).per(1, WRITE_VERBS) == 0:
+            return now
+        last = now
+    raise AssertionError(f"API writes did not stop within {timeout}s")
+
+
+def _items(api: client.ApiClient, ns: str, plural: str) -> list[dict[str, Any]]:
+    got = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, ns, plural)
+    items: list[dict[str, Any]] = got["items"]
+    return items
+
+
+def test_happy_path_costs_per_session(
+    controlplane: ControlPlane,
+    api_client: client.ApiClient,
+    crds: list[str],
+    namespace: str,
+    zero_latency_sim: Simulator,
+    tmp_path: Path,
+) -> None:
+    for obj in platform_objects(namespace, zero_latency_sim.base_url):  # type: ignore[attr-defined]
+        create(api_client, namespace, obj)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    extra = ("-n", namespace, "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+    with operator_process(controlplane, tmp_path / "operator.log", *TIMINGS, *extra) as proc:
+        wait_for(
+            "the platform probe",
+            lambda: phase(api_client, namespace, "SkahaPlatform", "local") == "Available",
+            timeout=90,
+        )
+        before = _quiet(controlplane)
+        calls_before = operator_calls(url)
+        for i in range(N):
+            create(api_client, namespace, session(f"s{i}"))
+
+        def all_running() -> bool:
+            items = _items(api_client, namespace, "sessions")
+            return len(items) == N and all(
+                (s.get("status") or {}).get("phase") == "Running" for s in items
+            )
+
+        wait_for(f"{N} Sessions Running", all_running, timeout=120)
+        calls = operator_calls(url) - calls_before
+        after = _quiet(controlplane)
+        assert proc.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
+    cost = ApiCost.between(before, after)
+    computes = _items(api_client, namespace, "computes")
+    polls = sum((c.get("status") or {}).get("polls") or 0 for c in computes)
+    launches = sum(v for (m, r, _), v in calls.items() if m == "POST" and r == "/v1/session")
+    images = sum(v for (m, route, _), v in calls.items() if route == "/v1/image")
+    table = cost.table(N)
+
+    # Writes: at most 1.5x the floor, and none of kopf's own bookkeeping on the parts.
+    assert cost.per(N, WRITE_VERBS) <= 1.5 * FLOOR_WRITES, table
+    for resource in ("computes", "dockercontainers"):
+        assert cost.delta[("PATCH", resource)] == 0, table  # finalizer at create, no annotations
+    assert cost.delta[("PATCH", "sessions")] == N, table  # only kopf adding the finalizer
+    assert cost.delta[("POST", "events")] == 5 * N, table  # one per transition, no more
+    assert cost.delta[("POST", "computes")] == N, table
+    assert cost.delta[("POST", "dockercontainers")] == N, table
+    # Reads: observed objects come from the watch-fed cache (LISTs are this test's own polling).
+    assert cost.per(N, frozenset({"GET"})) <= 3, table
+    # Skaha: one launch each, one shared image list, polls until Running.
+    assert launches == N, calls
+    assert images <= 2, calls
+    assert (launches + images + polls) / N <= 4, (calls, polls)

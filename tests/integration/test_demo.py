@@ -23,8 +23,11 @@ from tests.integration.conftest import Kubectl
 
 pytestmark = pytest.mark.integration
 
-ROWS = ("SkahaPlatform/local", "Session/notebook", "Session/reduction", "DockerContainer/astroml",
-        "Session/analyse")  # fmt: skip
+ROWS = (
+    "SkahaPlatform/local", "Session/notebook-with-data", "Storage/tutorial-space",
+    "JupyterNotebook/spectra-tutorial", "Session/spectra-tutorial", "DockerContainer/astroml",
+    "Storage/survey-inputs", "Data/obs-123", "Session/analyse-obs-123", "Session/reduction",
+)  # fmt: skip
 
 
 def demo(workdir: Path, *flags: str) -> list[str]:
@@ -64,12 +67,14 @@ def test_once_reaches_all_usable_then_leaves_nothing(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     done = subprocess.run(demo(workdir, "--once"), capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "5/5 objects usable" in done.stdout
+    assert "10/10 objects usable" in done.stdout
     table = final_table(done.stdout)
     assert tuple(table) == ROWS
-    assert table["Session/notebook"][1:3] == ["Available", "True"]
+    assert table["Session/notebook-with-data"][1:3] == ["Available", "True"]
+    assert table["Data/obs-123"][1:3] == ["Available", "True"]
     assert table["Session/reduction"][1:3] == ["Running", "True"]
-    assert table["Session/analyse"][-1].startswith("http://127.0.0.1:")
+    assert "/spectra.ipynb?token=" in table["Session/spectra-tutorial"][-1]
+    assert table["Session/analyse-obs-123"][-1].startswith("http://127.0.0.1:")
     assert "export KUBECONFIG=" in done.stdout
     assert "stopped: no process left behind" in done.stdout
     assert strays(workdir) == []
@@ -118,11 +123,11 @@ def test_existing_cluster_mode_releases_its_objects_before_it_stops(
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "5/5 objects usable" in done.stdout
+    assert "10/10 objects usable" in done.stdout
     assert "starting the local control plane" not in done.stdout
     # The Sessions were released through the operator's finalizers (they are gone, not stuck
     # Terminating), then the platform; the cluster itself keeps running.
-    left = kubectl("get", "sessions,computes,dockercontainers,skahaplatforms,secrets", "-n", ns,
-                   "-o", "name").stdout.split()  # fmt: skip
-    assert left == []
+    kinds = "sessions,computes,dockercontainers,storages,data,jupyternotebooks,skahaplatforms"
+    left = kubectl("get", f"{kinds},secrets,configmaps", "-n", ns, "-o", "name").stdout.split()
+    assert [name for name in left if name != "configmap/kube-root-ca.crt"] == []
     assert strays(tmp_path / "demo") == []

@@ -27,7 +27,14 @@ from skaha_operator.demo.stack import Stack, kubectl_path
 from skaha_operator.demo.table import Outcome, Row, render, row, settled
 from skaha_operator.domain.kinds import KINDS_BY_NAME
 
-DEMO_FILES = ("notebook.yaml", "headless.yaml", "shared-container.yaml")
+# The examples as they are (they work with the simulator's defaults), except the headless job,
+# whose copy in manifests/demo starts now instead of in 2030.
+DEMO_FILES = (
+    "examples/notebook-session.yaml",
+    "examples/jupyter-notebook.yaml",
+    "examples/shared-container-rucio.yaml",
+    "demo/headless.yaml",
+)
 PLATFORM_EXAMPLE = "skaha-platform.yaml"
 SIMULATOR_URL = "http://127.0.0.1:8765"
 CLEAR = "\x1b[H\x1b[J"
@@ -52,15 +59,12 @@ def repo_root() -> Path:
 
 def demo_documents(root: Path, platform: Path | None, simulator_url: str) -> list[dict[str, Any]]:
     """Platform (the simulator example, or the user's file) then the demo objects, parsed."""
-    texts = [platform.read_text() if platform else _example_platform(root, simulator_url)]
-    texts += [(root / "manifests" / "demo" / name).read_text() for name in DEMO_FILES]
+    examples = root / "manifests" / "examples"
+    texts = [platform.read_text() if platform else (examples / PLATFORM_EXAMPLE).read_text()]
+    texts += [(root / "manifests" / name).read_text() for name in DEMO_FILES]
+    # The examples name the simulator's default address; a demo on another port points there.
+    texts = [text.replace(SIMULATOR_URL, simulator_url) for text in texts]
     return [doc for text in texts for doc in yaml.safe_load_all(text) if doc]
-
-
-def _example_platform(root: Path, simulator_url: str) -> str:
-    # The example names the simulator's default address; a demo on another port points there.
-    text = (root / "manifests" / "examples" / PLATFORM_EXAMPLE).read_text()
-    return text.replace(SIMULATOR_URL, simulator_url)
 
 
 def tracked(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -179,13 +183,13 @@ def next_steps(stack: Stack, namespace: str, elapsed: float, rows: list[Row]) ->
         f"  export KUBECONFIG={kubeconfig}",
         f"  export PATH={kubectl.parent}:$PATH",
         f"  kubectl -n {namespace} get sessions -o wide",
-        f"  kubectl -n {namespace} describe session notebook",
-        f"  kubectl -n {namespace} get computes,dockercontainers,skahaplatforms",
+        f"  kubectl -n {namespace} describe session notebook-with-data",
+        f"  kubectl -n {namespace} get computes,storages,data,jupyternotebooks,dockercontainers",
         f"  kubectl -n {namespace} get events --sort-by=.lastTimestamp",
-        f"  kubectl -n {namespace} wait --for=condition=Ready session/notebook",
-        f"  kubectl -n {namespace} patch session notebook --type=merge -p "
+        f"  kubectl -n {namespace} wait --for=condition=Ready session/spectra-tutorial",
+        f"  kubectl -n {namespace} patch session reduction --type=merge -p "
         '\'{"spec":{"cancel":true}}\'',
-        f"  kubectl -n {namespace} delete session analyse   # releases its Skaha session",
+        f"  kubectl -n {namespace} delete session analyse-obs-123   # releases its Skaha session",
     ]
     if stack.metrics_port:
         metrics = f"http://127.0.0.1:{stack.metrics_port}/metrics"

@@ -19,8 +19,8 @@ from skaha_operator.controlplane import BinaryMissingError, ControlPlane, binary
 from skaha_operator.controlplane.processes import Child, free_port, wait_http_ok
 
 # The simulator's short timings keep the demo quick; they are simulator knobs, not Skaha's.
-SIMULATOR_CONFIG = {"seed": 7, "pending_s": 2.0, "terminate_s": 1.0}
-OPERATOR_FLAGS = ("--poll-base", "0.5", "--poll-cap", "5", "--resync", "30", "--adopt-grace", "20")
+SIMULATOR_CONFIG = {"seed": 7, "pending_s": 2.0, "run_s": 1.0, "terminate_s": 1.0}
+OPERATOR_FLAGS = ("--poll-base", "0.3", "--poll-cap", "2", "--resync", "30", "--adopt-grace", "20")
 
 
 def kubectl_path() -> str:

@@ -35,7 +35,7 @@ def render(results: list[Result], conditions: str) -> str:
         "the operator's `skaha_requests_total`.",
         "",
         "| run | N | usable | sessions/s | vs floor | p50 s | p95 s | max s | API writes/S "
-        "| writes vs floor | API reads/S | Skaha calls/S | CPU s/S | peak RSS MiB "
+        "| writes vs floor | API reads/S | Skaha calls/S to usable | CPU s/S | peak RSS MiB "
         "| RSS KiB/S | resume s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -44,7 +44,7 @@ def render(results: list[Result], conditions: str) -> str:
         times = summary(r.times)
         writes = r.api.per(r.n, WRITE_VERBS)
         fwrites = floor.api.per(floor.n, WRITE_VERBS) if floor else None
-        calls = sum(r.calls.values()) / r.n if r.calls else None
+        calls = r.calls_to_usable()
         lines.append(
             f"| {r.who} | {r.n} | {len(r.times)} | {r.rate:.1f} | "
             f"{_fmt(r.rate / floor.rate if floor and floor.rate else None, '.0%')} | "
@@ -73,6 +73,8 @@ def _breakdown(results: list[Result]) -> list[str]:
     for r in picked:
         rows = ", ".join(f"{v} {res} {c:.2f}" for v, res, c in r.api.table(r.n))
         calls = ", ".join(f"{k} {v / r.n:.2f}" for k, v in sorted(r.calls.items()))
+        if r.polls is not None:
+            calls += f" (until all usable; polls to Running {r.polls / r.n:.2f})"
         out.append(f"- **{r.who}**: {rows}; Skaha: {calls or '–'}")
         if r.resume_writes is not None:
             out.append(

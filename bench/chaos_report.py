@@ -39,6 +39,24 @@ written and the metrics output are searched for the tokens used.
 """
 
 
+FINDINGS = """## What the campaigns found
+
+- **Bad input ended without its cause** (fixed in 5b6bcfc). A Session whose platform had a wrong
+  token, a token Secret only in another namespace, an unreachable URL or no SkahaPlatform at all
+  expired with "not usable by the prepare deadline" and nothing else, and one without a deadline
+  waited forever without saying it was stuck. Now the Compute names the platform and its reason
+  (`waiting for SkahaPlatform wrong (Unauthorized)`, `(not found)`), sets `Stalled=True` when
+  only a person can fix it, and the expiry message carries what was still awaited.
+- **The chart granted more than the operator uses** (fixed in the chart, 1dba019). The audit log
+  of the operator running as the chart's ServiceAccount showed 11 grants never called:
+  create/delete on Sessions and SkahaPlatforms, and GET on every status subresource.
+- **Finished download jobs stay listed** (open, Data/JupyterNotebook release). The Skaha jobs of
+  a released Data are not deleted once finished; Skaha lists them until its TTL (1 h for
+  headless). They hold no resources, so the leak check counts only Pending/Running/Terminating
+  sessions and the bad-data campaign reports the finished ones separately.
+"""
+
+
 def _cell(value: Any) -> str:
     """One table cell: dicts and lists inline, booleans as yes/no, one line, pipes escaped."""
     if isinstance(value, dict):
@@ -52,7 +70,7 @@ def _cell(value: Any) -> str:
 
 def render(fragments: list[dict[str, Any]], when: str, commit: str) -> str:
     """The whole page."""
-    out = [INTRO, f"Generated {when} at commit `{commit}`.\n"]
+    out = [INTRO, FINDINGS, f"Generated {when} at commit `{commit}`.\n"]
     rank = {name: i for i, name in enumerate(ORDER)}
     fragments = sorted(
         fragments,

@@ -23,7 +23,11 @@ class Timing:
     adopt_grace: float = 90.0  # longer than a launch POST may take (client timeout 30 s, x3)
     renew_before: float = 3600.0
     max_polls: int | None = None
-    max_launch_attempts: int = 3
+    # Launches lost before Skaha committed them (500/503, a hang, a dropped connection) are sent
+    # again under the same name; the cap only guards against a Skaha that commits but never
+    # lists. 3 stalled 2 of 40 Sessions under 20% 5xx + 5% hangs + 5% resets (issue 8 campaign);
+    # 6 leaves about 1 in 1,400.
+    max_launch_attempts: int = 6
     max_job_attempts: int = 2  # download / notebook-setup jobs: the first run and one retry
 
 

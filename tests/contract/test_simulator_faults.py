@@ -19,7 +19,7 @@ from skaha_operator.platform.base import CallRecord
 from skaha_operator.platform.clients import PlatformClients
 from skaha_operator.platform.errors import AuthError, Conflict, NotFound, RateLimited, Unavailable
 from skaha_operator.platform.retry import RetryPolicy
-from skaha_operator.platform.simulator import Simulator
+from skaha_operator.simulator import Simulator
 from skaha_operator.platform.wire import (
     ApiVersion,
     Did,

@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 
 from skaha_operator.controlplane import ControlPlane, binary
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.integration.operator_harness import operator_process
 
 ROOT = Path(__file__).resolve().parents[2]

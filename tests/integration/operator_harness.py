@@ -18,7 +18,7 @@ from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
-from skaha_operator.platform.simulator import Simulator
+from skaha_operator.simulator import Simulator
 
 TOKEN = "tok-alice"
 

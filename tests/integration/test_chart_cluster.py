@@ -23,7 +23,7 @@ from kubernetes import client
 from skaha_operator.controlplane import ControlPlane, binary
 from skaha_operator.controlplane.launcher import _insecure
 from skaha_operator.controlplane.processes import Child, free_port, wait_http_ok
-from skaha_operator.platform.simulator import Simulator
+from skaha_operator.simulator import Simulator
 from tests.integration.conftest import Kubectl
 from tests.integration.operator_harness import create, get, platform_objects, wait_for
 from tests.ship.chart import CHART, KUBE_VERSION, crd_plurals, helm, render

@@ -21,7 +21,7 @@ from kubernetes import client
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
 from skaha_operator.controlplane.processes import free_port
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.integration.operator_harness import (
     create,
     operator_process,

@@ -26,8 +26,8 @@ from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
-from skaha_operator.platform.simulator import Simulator
-from skaha_operator.platform.simulator.rucio_store import RuleState
+from skaha_operator.simulator import Simulator
+from skaha_operator.simulator.rucio_store import RuleState
 from tests.integration.operator_harness import TOKEN, operator_process, wait_for
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
-from skaha_operator.platform.simulator import Simulator
+from skaha_operator.simulator import Simulator
 from tests.integration.conftest import Kubectl
 from tests.integration.operator_harness import (
     Watcher,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.simulator.helpers import Api
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob", "tok-eve": "eve"}

@@ -17,7 +17,7 @@ from canfar.images import Images
 from canfar.overview import Overview
 from canfar.sessions import Session
 
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.simulator import Simulator, SimulatorConfig
 
 NOTEBOOK_IMAGE = "images.canfar.net/skaha/astroml:latest"
 HEADLESS_IMAGE = "images.canfar.net/skaha/terminal:1.1.2"

@@ -6,8 +6,8 @@ import json
 import urllib.request
 from pathlib import Path
 
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig, load_config
-from skaha_operator.platform.simulator.cli import build_parser, config_from_args
+from skaha_operator.simulator import Simulator, SimulatorConfig, load_config
+from skaha_operator.simulator.cli import build_parser, config_from_args
 from tests.simulator.helpers import Api
 
 

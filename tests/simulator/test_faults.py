@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from skaha_operator.platform.simulator import FaultRule, Simulator
-from skaha_operator.platform.simulator.faults import FaultBook
+from skaha_operator.simulator import FaultRule, Simulator
+from skaha_operator.simulator.faults import FaultBook
 from tests.simulator.helpers import IMAGE, Api
 
 SESSION = "/skaha/v1/session"

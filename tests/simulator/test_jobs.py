@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from skaha_operator.platform.simulator import Simulator
+from skaha_operator.simulator import Simulator
 from tests.simulator.helpers import Api
 
 TERMINAL = "images.canfar.net/skaha/terminal:1.1.2"

@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.simulator.helpers import Api
 
 RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} UTC$")

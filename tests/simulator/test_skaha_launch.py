@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from skaha_operator.platform.simulator import Simulator
+from skaha_operator.simulator import Simulator
 from tests.simulator.helpers import FORM, IMAGE, Api
 
 ID_RE = re.compile(r"^[a-z][a-z0-9]{7}$")

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from skaha_operator.platform.simulator import Simulator, SimulatorConfig
+from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.simulator.helpers import IMAGE, Api
 
 DAY = 86400

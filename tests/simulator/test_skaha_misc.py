@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from skaha_operator.platform.simulator import Simulator
+from skaha_operator.simulator import Simulator
 from tests.simulator.helpers import IMAGE, Api
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from skaha_operator.platform.simulator import podview, replies, vosi
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.faults import FaultPlan
-from skaha_operator.platform.simulator.params import first, read_params
-from skaha_operator.platform.simulator.sessions import SessionType, SimSession
-from skaha_operator.platform.simulator.state import SimState, state_of, user_of
-from skaha_operator.platform.simulator.store import LaunchFaults
+from skaha_operator.simulator import podview, replies, vosi
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.faults import FaultPlan
+from skaha_operator.simulator.params import first, read_params
+from skaha_operator.simulator.sessions import SessionType, SimSession
+from skaha_operator.simulator.state import SimState, state_of, user_of
+from skaha_operator.simulator.store import LaunchFaults
 
 PLAN_KEY: web.RequestKey[FaultPlan] = web.RequestKey("sim_fault_plan", FaultPlan)
 VIEW_ALL_FIELDS = ("userid", "type", "status", "startTime")

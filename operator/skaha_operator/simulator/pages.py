@@ -10,8 +10,8 @@ from html import escape
 
 from aiohttp import web
 
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.state import state_of
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.state import state_of
 
 # URL segment → session type (`contrib` is the URL name of `contributed`).
 SEGMENT_TYPES = {

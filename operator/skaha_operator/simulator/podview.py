@@ -7,8 +7,8 @@ the session runs. Headless logs echo `SIM_LOG` and the exit code once finished.
 
 from __future__ import annotations
 
-from skaha_operator.platform.simulator.clock import iso_utc
-from skaha_operator.platform.simulator.sessions import Phase, SessionType, SimSession
+from skaha_operator.simulator.clock import iso_utc
+from skaha_operator.simulator.sessions import Phase, SessionType, SimSession
 
 HEADER = ("TYPE", "REASON", "MESSAGE", "FIRST-TIME", "LAST-TIME")
 # Seconds after launch at which the scheduler and kubelet report, capped by the start time.

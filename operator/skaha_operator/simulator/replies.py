@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from skaha_operator.platform.simulator.errors import SimError
+from skaha_operator.simulator.errors import SimError
 
 RUCIO_HEADER_MAX = 125
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from skaha_operator.platform.simulator.clock import SimClock, rfc1123_utc
-from skaha_operator.platform.simulator.config import SimulatorConfig
-from skaha_operator.platform.simulator.errors import SimError
+from skaha_operator.simulator.clock import SimClock, rfc1123_utc
+from skaha_operator.simulator.config import SimulatorConfig
+from skaha_operator.simulator.errors import SimError
 
 INJECT_S = 1.0
 

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.schedule import env_map
-from skaha_operator.platform.simulator.sessions import Phase, SimSession
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.schedule import env_map
+from skaha_operator.simulator.sessions import Phase, SimSession
 
 if TYPE_CHECKING:
-    from skaha_operator.platform.simulator.state import SimState
+    from skaha_operator.simulator.state import SimState
 
 FILES_ROUTE = "/_sim/files/"
 MOUNT_ROOT = "/arc/"

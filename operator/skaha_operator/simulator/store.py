@@ -15,11 +15,11 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from skaha_operator.platform.simulator.clock import SimClock
-from skaha_operator.platform.simulator.config import SimulatorConfig
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.schedule import draw_schedule, env_map
-from skaha_operator.platform.simulator.sessions import Phase, SessionType, SimSession
+from skaha_operator.simulator.clock import SimClock
+from skaha_operator.simulator.config import SimulatorConfig
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.schedule import draw_schedule, env_map
+from skaha_operator.simulator.sessions import Phase, SessionType, SimSession
 
 NAME_RE = re.compile(r"[A-Za-z0-9-]+")
 ID_FIRST = string.ascii_lowercase

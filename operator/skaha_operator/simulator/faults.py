@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from skaha_operator.platform.simulator.config import FaultRule
+from skaha_operator.simulator.config import FaultRule
 
 
 @dataclass

@@ -13,8 +13,8 @@ import logging
 import signal
 from pathlib import Path
 
-from skaha_operator.platform.simulator.config import SimulatorConfig, load_config
-from skaha_operator.platform.simulator.server import Simulator
+from skaha_operator.simulator.config import SimulatorConfig, load_config
+from skaha_operator.simulator.server import Simulator
 
 log = logging.getLogger("skaha_operator.simulator")
 DEFAULT_PORT = 8765

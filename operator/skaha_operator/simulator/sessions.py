@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from skaha_operator.platform.simulator.clock import iso_utc
+from skaha_operator.simulator.clock import iso_utc
 
 # 1 GiB in decimal GB: §3 says 8 GiB is reported as "8.59".
 GIB_IN_GB = 1.073741824

@@ -16,7 +16,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 
-from skaha_operator.platform.simulator import (
+from skaha_operator.simulator import (
     cavern_api,
     control_api,
     jobs,
@@ -25,9 +25,9 @@ from skaha_operator.platform.simulator import (
     rucio_api,
     skaha_api,
 )
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.faults import FaultPlan
-from skaha_operator.platform.simulator.state import STATE_KEY, USER_KEY, SimState, state_of
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.faults import FaultPlan
+from skaha_operator.simulator.state import STATE_KEY, USER_KEY, SimState, state_of
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.rucio_store import RucioStore, SimRule
-from skaha_operator.platform.simulator.state import state_of
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.rucio_store import RucioStore, SimRule
+from skaha_operator.simulator.state import state_of
 
 NDJSON = "application/x-json-stream"
 RULE_FILTERS = ("scope", "name", "account", "state", "rse_expression", "activity")

@@ -17,16 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
-from skaha_operator.platform.simulator.app import make_app
-from skaha_operator.platform.simulator.cavern_store import CavernStore
-from skaha_operator.platform.simulator.clock import SimClock
-from skaha_operator.platform.simulator.config import FaultRule, SimulatorConfig
-from skaha_operator.platform.simulator.control_api import launch_docs, parse_phase, patch_config
-from skaha_operator.platform.simulator.faults import FaultBook
-from skaha_operator.platform.simulator.rucio_store import RucioStore
-from skaha_operator.platform.simulator.skaha_api import session_docs
-from skaha_operator.platform.simulator.state import SimState
-from skaha_operator.platform.simulator.store import SessionStore
+from skaha_operator.simulator.app import make_app
+from skaha_operator.simulator.cavern_store import CavernStore
+from skaha_operator.simulator.clock import SimClock
+from skaha_operator.simulator.config import FaultRule, SimulatorConfig
+from skaha_operator.simulator.control_api import launch_docs, parse_phase, patch_config
+from skaha_operator.simulator.faults import FaultBook
+from skaha_operator.simulator.rucio_store import RucioStore
+from skaha_operator.simulator.skaha_api import session_docs
+from skaha_operator.simulator.state import SimState
+from skaha_operator.simulator.store import SessionStore
 
 # Hung handlers (hang_s) must not hold a shutdown for long.
 SHUTDOWN_TIMEOUT_S = 1.0

@@ -6,14 +6,14 @@ simulator"): wire formats of §1–§8, a clock-driven session lifecycle, seeded
 demo. Public surface: `Simulator`, `SimulatorConfig`, `FaultRule`, `serve_forever`, `main`.
 """
 
-from skaha_operator.platform.simulator.cli import main, serve_forever
-from skaha_operator.platform.simulator.config import (
+from skaha_operator.simulator.cli import main, serve_forever
+from skaha_operator.simulator.config import (
     FaultRule,
     PendingMode,
     SimulatorConfig,
     load_config,
 )
-from skaha_operator.platform.simulator.server import RunningSimulator, Simulator, ThreadHandle
+from skaha_operator.simulator.server import RunningSimulator, Simulator, ThreadHandle
 
 __all__ = [
     "FaultRule",

@@ -16,14 +16,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from skaha_operator.platform.simulator import replies
-from skaha_operator.platform.simulator.clock import iso_utc
-from skaha_operator.platform.simulator.config import FaultRule, SimulatorConfig
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.rucio_store import RuleState
-from skaha_operator.platform.simulator.sessions import Phase
-from skaha_operator.platform.simulator.skaha_api import session_docs
-from skaha_operator.platform.simulator.state import SimState, state_of
+from skaha_operator.simulator import replies
+from skaha_operator.simulator.clock import iso_utc
+from skaha_operator.simulator.config import FaultRule, SimulatorConfig
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.rucio_store import RuleState
+from skaha_operator.simulator.sessions import Phase
+from skaha_operator.simulator.skaha_api import session_docs
+from skaha_operator.simulator.state import SimState, state_of
 
 RULES = TypeAdapter(list[FaultRule])
 # Fields fixed at construction: changing them at run time would not take effect.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from skaha_operator.platform.simulator import replies, vosi
-from skaha_operator.platform.simulator.errors import SimError
-from skaha_operator.platform.simulator.state import state_of, user_of
+from skaha_operator.simulator import replies, vosi
+from skaha_operator.simulator.errors import SimError
+from skaha_operator.simulator.state import state_of, user_of
 
 PREAUTH = "preauth:"
 

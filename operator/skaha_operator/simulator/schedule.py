@@ -12,7 +12,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from skaha_operator.platform.simulator.config import PendingMode, SimulatorConfig
+from skaha_operator.simulator.config import PendingMode, SimulatorConfig
 
 # Lognormal with median 8 s and p95 90 s: sigma = ln(90/8) / 1.645 (§9 item 5).
 PENDING_MU = math.log(8.0)

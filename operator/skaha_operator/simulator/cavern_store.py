@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from skaha_operator.platform.simulator.errors import SimError
+from skaha_operator.simulator.errors import SimError
 
 VOS_NS = "http://www.ivoa.net/xml/VOSpace/v2.0"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from skaha_operator.platform.simulator.cavern_store import CavernStore
-from skaha_operator.platform.simulator.clock import SimClock
-from skaha_operator.platform.simulator.config import SimulatorConfig
-from skaha_operator.platform.simulator.faults import FaultBook
-from skaha_operator.platform.simulator.jobs import JobRunner
-from skaha_operator.platform.simulator.rucio_store import RucioStore
-from skaha_operator.platform.simulator.store import SessionStore
+from skaha_operator.simulator.cavern_store import CavernStore
+from skaha_operator.simulator.clock import SimClock
+from skaha_operator.simulator.config import SimulatorConfig
+from skaha_operator.simulator.faults import FaultBook
+from skaha_operator.simulator.jobs import JobRunner
+from skaha_operator.simulator.rucio_store import RucioStore
+from skaha_operator.simulator.store import SessionStore
 
 
 @dataclass

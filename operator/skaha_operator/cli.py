@@ -34,11 +34,11 @@ def _controlplane(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from skaha_operator.handlers.run import run_operator
-    from skaha_operator.handlers.state import OperatorConfig
+    from skaha_operator.runtime.run import run_operator
+    from skaha_operator.controllers.context import OperatorConfig
     from skaha_operator.reconcile.timing import Timing
 
-    # Read by the handler modules at import (kopf timers are declared there).
+    # Read by runtime/register.py at import (kopf timers are declared there).
     os.environ["SKAHA_OPERATOR_RESYNC"] = str(args.resync)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
@@ -47,6 +47,8 @@ def _run(args: argparse.Namespace) -> int:
         poll_cap=args.poll_cap,
         resync=args.resync,
         adopt_grace=args.adopt_grace,
+        renew_before=args.renew_before,
+        max_launch_attempts=args.max_launch_attempts,
     )
     run_operator(
         OperatorConfig(timing=timing, resync_interval=args.resync, http_timeout=args.http_timeout),
@@ -106,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=90.0,
         help="how long a launch with an unknown outcome is looked for by name (s)",
+    )
+    run.add_argument(
+        "--renew-before",
+        type=float,
+        default=3600.0,
+        help="renew an interactive session when less than this much (s) of its expiry is left "
+        "(at most half the site's session lifetime)",
+    )
+    run.add_argument(
+        "--max-launch-attempts",
+        type=int,
+        default=6,
+        help="requests sent for one launch before a Compute stalls LaunchLost",
     )
     sub.add_parser("simulator", help="run the Skaha/Cavern/Rucio simulator", add_help=False)
     sub.add_parser("demo", help="the one-command demo (see `demo --help`)", add_help=False)

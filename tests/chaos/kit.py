@@ -494,10 +494,11 @@ class Recorder:
             reason = status.get("reason")
             if reason and (not seen.reasons or seen.reasons[-1] != reason):
                 seen.reasons.append(reason)
-            if status.get("sessionId"):
-                seen.session_ids.add(status["sessionId"])
-            seen.session_name = status.get("sessionName") or seen.session_name
-            seen.launch_attempts = max(seen.launch_attempts, status.get("launchAttempts") or 0)
+            launch = status.get("launch") or {}
+            if launch.get("id"):
+                seen.session_ids.add(launch["id"])
+            seen.session_name = launch.get("name") or seen.session_name
+            seen.launch_attempts = max(seen.launch_attempts, launch.get("attempts") or 0)
 
     def of(self, plural: str) -> dict[str, Seen]:
         """name -> what was seen, for one plural."""

@@ -64,8 +64,8 @@ def test_operator_killed_and_restarted_loses_nothing(
                 create(api_client, namespace, planned_session.body)
             time.sleep(rng.uniform(1.0, 8.0))
             in_flight += any(
-                (c.get("status") or {}).get("launchPendingSince")
-                and not (c.get("status") or {}).get("sessionId")
+                (c.get("status") or {}).get("launch", {}).get("pendingSince")
+                and not (c.get("status") or {}).get("launch", {}).get("id")
                 for c in items(api_client, namespace, "computes")
             )
             ops.kill(op)

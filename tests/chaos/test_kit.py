@@ -59,9 +59,9 @@ def test_record_keeps_order_ids_and_finds_secrets() -> None:
     def obj(phase: str, **status: Any) -> dict[str, Any]:
         return {"metadata": {"name": "c"}, "status": {"phase": phase, **status}}
 
-    rec._record("computes", obj("Preparing", sessionName="skop-1"))
-    rec._record("computes", obj("Preparing", sessionId="abc", launchAttempts=2))
-    rec._record("computes", obj("Available", sessionId="abc", message=f"token {TOKEN}"))
+    rec._record("computes", obj("Preparing", launch={"name": "skop-1"}))
+    rec._record("computes", obj("Preparing", launch={"id": "abc", "attempts": 2}))
+    rec._record("computes", obj("Available", launch={"id": "abc"}, message=f"token {TOKEN}"))
     seen = rec.of("computes")["c"]
     assert seen.phases == ["Preparing", "Available"]
     assert seen.session_ids == {"abc"}

@@ -76,13 +76,13 @@ def test_notebook_compute_becomes_available_and_is_released(
         url = status["connectors"][0]["url"]
         with urllib.request.urlopen(url, timeout=10) as page:
             assert page.status == 200
-        name = status["sessionName"]
+        name = status["launch"]["name"]
         client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
             GROUP, VERSION, namespace, "computes", "c"
         )
         wait_for("Compute gone", lambda: get(api_client, namespace, "Compute", "c") is None, 60)
         assert not [s for s in sim.sessions() if s["name"] == name]
-    assert watcher.seen[name] == {status["sessionId"]}
+    assert watcher.seen[name] == {status["launch"]["id"]}
 
 
 def test_headless_compute_runs_then_completes(
@@ -123,4 +123,4 @@ def test_unknown_image_fails_with_a_reason_naming_it(
     wait_for("Compute Failed", lambda: phase(api_client, namespace, "Compute", "c") == "Failed", 60)
     status = get(api_client, namespace, "Compute", "c")["status"]  # type: ignore[index]
     assert status["reason"] == "DependencyFailed"
-    assert "launchPendingSince" not in status
+    assert "pendingSince" not in (status.get("launch") or {})

@@ -235,14 +235,14 @@ def test_restart_during_a_pending_download_does_not_launch_a_second_job(
             wait_for("the download job launched", lambda: jobs_of(sim, uid), 90, every=0.05)
             first.kill()  # SIGKILL: no clean-up, the marker stays as it was
             first.wait(timeout=10)
-        assert not status(api_client, namespace, "Data", "dl").get("jobSessionId")
+        assert not status(api_client, namespace, "Data", "dl").get("job", {}).get("id")
         with operator_process(controlplane, log):
             st = wait_phase(api_client, namespace, "Data", "dl", "Available")
     finally:
         sim.clear_faults()
     assert len(jobs_of(sim, uid)) == 1
     assert st["jobAttempts"] == 1
-    assert st["jobSessionId"] == jobs_of(sim, uid)[0]
+    assert st["job"]["id"] == jobs_of(sim, uid)[0]
     assert cavern(sim, f"home/alice/restart/{namespace}/f.bin").read_bytes() == payload
 
 
@@ -304,8 +304,8 @@ def test_restart_during_a_pending_rule_creation_does_not_create_a_second_rule(
         sim.clear_faults()
     rules = rules_on(sim, "user.alice", did_name)
     assert len(rules) == 1
-    assert st["ruleId"] == rules[0]
-    assert st["ruleState"] == "OK"
+    assert st["rule"]["id"] == rules[0]
+    assert st["rule"]["observed"] == "OK"
 
 
 # -- with the shared operator ----------------------------------------------------------------------
@@ -359,9 +359,9 @@ def test_session_with_storage_data_and_notebook_is_available_only_after_preparat
     assert (data["reason"], data["checksumVerified"]) == ("Downloaded", True)
     assert data["location"] == f"/arc/{root}/in/catalogue.fits"
     assert nb["reason"] == "NotebookReady"
-    assert nb["jobStatus"] == "Completed"
+    assert nb["job"]["observed"] == "Completed"
     # Order: the Compute's launch marker was written after both were Available.
-    launched = stamp(compute["launchPendingSince"])
+    launched = stamp(compute["launch"]["pendingSince"])
     assert launched >= stamp(data["phaseTimes"]["Available"])
     assert launched >= stamp(nb["phaseTimes"]["Available"])
     url_opened = done["connectors"][0]["url"]
@@ -371,7 +371,7 @@ def test_session_with_storage_data_and_notebook_is_available_only_after_preparat
 
     delete(api_client, namespace, "Session", "full")
     wait_for("Session gone", lambda: get(api_client, namespace, "Session", "full") is None, 90)
-    skaha_id = compute["sessionId"]
+    skaha_id = compute["launch"]["id"]
     wait_for("Skaha session gone", lambda: all(s["id"] != skaha_id for s in sim.sessions()), 60)
     # Data and notebook policies are Delete, the storage's Retain: the directory stays, empty of
     # what was placed.
@@ -441,7 +441,7 @@ def test_stuck_rule_past_its_deadline_fails_the_session_and_the_rule_is_released
         )
         rule_id = wait_for(
             "rule id",
-            lambda: status(api_client, namespace, "Data", "stuck-data-obs").get("ruleId"),
+            lambda: status(api_client, namespace, "Data", "stuck-data-obs").get("rule", {}).get("id"),
             90,
         )
         sim.state.rucio.force(rule_id, RuleState.STUCK)
@@ -483,7 +483,7 @@ def test_failing_requirements_install_fails_the_session_with_the_pip_error(
     assert "NotebookSetupFailed" in st["message"]
     assert "No matching distribution found for no-such-package-xyz" in st["message"]
     # The Compute never launched anything; nothing runs.
-    assert not status(api_client, namespace, "Compute", "badpip-compute").get("sessionId")
+    assert not status(api_client, namespace, "Compute", "badpip-compute").get("launch", {}).get("id")
     assert live_sessions(sim) == []
 
 
@@ -565,7 +565,7 @@ def test_the_examples_become_usable_with_the_simulator_defaults(
             wait_phase(api_client, namespace, "Session", name, "Available", 300)
         data = status(api_client, namespace, "Data", "notebook-with-data-data-catalogue")
         assert data["checksumVerified"] is True
-        assert status(api_client, namespace, "Data", "obs-123")["ruleState"] == "OK"
+        assert status(api_client, namespace, "Data", "obs-123")["rule"]["observed"] == "OK"
         url = status(api_client, namespace, "Session", "spectra-tutorial")["connectors"][0]["url"]
         assert "/lab/tree/arc/home/alice/notebooks/tutorial/spectra/spectra.ipynb?token=" in url
     finally:

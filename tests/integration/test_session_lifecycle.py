@@ -97,7 +97,7 @@ def test_notebook_session_becomes_ready_then_delete_releases_everything(
         url = status["connectors"][0]["url"]
         with urllib.request.urlopen(url, timeout=10) as page:
             assert page.status == 200
-        name = compute_of(api_client, namespace, "nb")["status"]["sessionName"]
+        name = compute_of(api_client, namespace, "nb")["status"]["launch"]["name"]
         assert len(skaha_sessions_named(sim, name)) == 1
 
         client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
@@ -163,13 +163,13 @@ def test_future_start_waits_then_launches_on_time(
         30,
     )
     assert phase(api_client, namespace, "Session", "later") == "Waiting"
-    assert not compute_of(api_client, namespace, "later")["status"].get("launchPendingSince")
+    assert not compute_of(api_client, namespace, "later")["status"].get("launch", {}).get("pendingSince")
     wait_for(
         "Session Available",
         lambda: phase(api_client, namespace, "Session", "later") == "Available",
         60,
     )
-    launched = compute_of(api_client, namespace, "later")["status"]["launchPendingSince"]
+    launched = compute_of(api_client, namespace, "later")["status"]["launch"]["pendingSince"]
     lag = datetime.fromisoformat(launched.replace("Z", "+00:00")) - start
     assert timedelta(0) <= lag < timedelta(seconds=1), lag
 
@@ -182,7 +182,7 @@ def test_cancel_releases_every_part_and_ends_cancelled(
     wait_for(
         "Session Available", lambda: phase(api_client, namespace, "Session", "c") == "Available", 90
     )
-    name = compute_of(api_client, namespace, "c")["status"]["sessionName"]
+    name = compute_of(api_client, namespace, "c")["status"]["launch"]["name"]
     client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, "sessions", "c", {"spec": {"cancel": True}}
     )
@@ -209,7 +209,7 @@ def test_stuck_pending_session_fails_at_its_deadline_and_is_deleted(
             ),
         )
         launched = wait_for(
-            "Compute launched", lambda: _status(api_client, namespace, "stuck").get("sessionId"), 60
+            "Compute launched", lambda: _status(api_client, namespace, "stuck").get("launch", {}).get("id"), 60
         )
     finally:
         sim.clear_faults()
@@ -261,4 +261,4 @@ def test_launch_faults_never_duplicate_a_session(
     finally:
         sim.clear_faults()
     status = compute_of(api_client, namespace, "f")["status"]
-    assert watcher.seen[status["sessionName"]] == {status["sessionId"]}
+    assert watcher.seen[status["launch"]["name"]] == {status["launch"]["id"]}

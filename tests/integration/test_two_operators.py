@@ -116,7 +116,7 @@ def test_two_operators_launch_once_and_never_regress(
         status = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
             GROUP, VERSION, namespace, "computes", f"{n}-compute"
         )["status"]
-        assert launched[status["sessionName"]] == {status["sessionId"]}
+        assert launched[status["launch"]["name"]] == {status["launch"]["id"]}
     for name, seq in computes.phases.items():
         for old, new in itertools.pairwise(seq):
             assert new in COMPUTE_TRANSITIONS[old], f"Compute {name}: {seq}"

@@ -1,4 +1,5 @@
-"""step_job, table-driven: marker, adoption by name, both eras of Skaha status, bounded retries."""
+"""job_step / job_release, table-driven: the launch protocol with per-attempt names, both eras of
+Skaha status, bounded retries, a job removed before its outcome was seen, release."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import pytest
 
 from skaha_operator.domain.common import Phase
 from skaha_operator.domain.data import DataStatus
+from skaha_operator.domain.launch import Launch
 from skaha_operator.reconcile.jobs import (
     PREPARE_TRANSITIONS,
     JobOutcome,
-    JobView,
+    JobStep,
+    job_policy,
+    job_release,
+    job_step,
     make_job_name,
-    step_job,
     with_phase,
 )
+from skaha_operator.reconcile.launch import AMBIGUOUS_LAUNCH, LAUNCH_LOST, LaunchView, Next, Seen
 from skaha_operator.reconcile.timing import Timing
 from skaha_operator.reconcile.transitions import IllegalTransition, check_transition
 
@@ -24,62 +29,76 @@ NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 T = Timing(adopt_grace=90.0, max_job_attempts=2)
 UID = "0b7c5a4e-1111-2222-3333-444455556666"
 NAME1 = make_job_name("dl", UID, 1)
+NAME2 = make_job_name("dl", UID, 2)
 
 
-def job(**fields: Any) -> DataStatus:
-    return DataStatus.model_validate(fields)
-
-
-def step(status: DataStatus, view: JobView | None) -> Any:
-    return step_job(
-        status, view, NOW, T, tag="dl", uid=UID, what="download", failure_reason="DownloadFailed"
+def step(job: Launch | None, view: LaunchView | None = None, detail: str | None = None) -> JobStep:
+    return job_step(
+        job,
+        view or LaunchView(),
+        detail,
+        NOW,
+        T,
+        tag="dl",
+        uid=UID,
+        what="download",
+        failure_reason="DownloadFailed",
     )
 
 
-def pending(seconds_ago: float = 10, **extra: Any) -> DataStatus:
-    since = (NOW - timedelta(seconds=seconds_ago)).isoformat()
-    return job(jobSessionName=NAME1, jobPendingSince=since, jobAttempts=1, **extra)
+def pending(seconds_ago: float = 10, attempts: int = 1, **extra: Any) -> Launch:
+    return Launch(
+        name=make_job_name("dl", UID, attempts),
+        pending_since=NOW - timedelta(seconds=seconds_ago),
+        attempts=attempts,
+        **extra,
+    )
+
+
+def by_id(status: str, sid: str = "abc12345") -> LaunchView:
+    return LaunchView(by_id=Seen(sid, NAME1, state=status))
 
 
 def test_job_names_are_derived_from_uid_and_attempt_and_valid_for_skaha() -> None:
     assert NAME1 == "skop-dl-0b7c5a4e111122223333444455556666-1"
-    assert make_job_name("dl", UID, 2).endswith("-2")
+    assert NAME2.endswith("-2")
     assert len(NAME1) <= 63
+    policy = job_policy(T, tag="dl", uid=UID, what="download")
+    assert (policy.name(1), policy.name(2), policy.what) == (NAME1, NAME2, "download job")
+    assert (policy.per_attempt_names, policy.lost_fails, policy.max_attempts) == (True, True, 2)
 
 
 def test_no_marker_launches_attempt_one_writing_the_marker() -> None:
-    s = step(job(), None)
+    s = step(None)
     assert (s.outcome, s.name) == (JobOutcome.LAUNCH, NAME1)
-    assert s.changes["job_pending_since"] == NOW
-    assert s.changes["job_attempts"] == 1
-    assert s.changes["job_session_id"] == ""  # cleared explicitly (the write only adds)
+    assert s.launch == Launch(name=NAME1, pending_since=NOW, attempts=1)
 
 
 @pytest.mark.parametrize(
-    ("waited", "candidates", "outcome", "reason"),
+    ("waited", "listed", "outcome", "reason"),
     [
-        (10, None, JobOutcome.WAIT, "JobPending"),  # not listed: no evidence either way
-        (10, (), JobOutcome.WAIT, "JobPending"),  # inside the grace period
-        (10, ("abc12345",), JobOutcome.WAIT, "JobAdopted"),
-        (10, ("abc12345", "def67890"), JobOutcome.STALLED, "AmbiguousLaunch"),
-        (200, (), JobOutcome.LAUNCH, "LaunchingJob"),  # lost: attempt 2 under a new name
+        (10, None, JobOutcome.WAIT, "LaunchPending"),  # not listed: no evidence either way
+        (10, (), JobOutcome.WAIT, "LaunchPending"),  # inside the grace period
+        (10, (("abc12345", NAME1),), JobOutcome.WAIT, "Adopted"),
+        (10, (("abc12345", NAME1), ("def67890", NAME1)), JobOutcome.STALLED, AMBIGUOUS_LAUNCH),
+        (200, (), JobOutcome.LAUNCH, "Launching"),  # lost: attempt 2 under a new name
     ],
 )
 def test_a_marker_without_an_id_is_adopted_by_name(
-    waited: float, candidates: tuple[str, ...] | None, outcome: JobOutcome, reason: str
+    waited: float, listed: tuple[tuple[str, str], ...] | None, outcome: JobOutcome, reason: str
 ) -> None:
-    s = step(pending(waited), JobView(candidates=candidates))
+    seen = None if listed is None else tuple(Seen(i, n, state="Running") for i, n in listed)
+    s = step(pending(waited), LaunchView(listed=seen))
     assert (s.outcome, s.reason) == (outcome, reason)
-    if reason == "JobAdopted":
-        assert s.changes == {"job_session_id": "abc12345"}
+    if reason == "Adopted":
+        assert (s.launch.id, s.launch.observed, s.requeue) == ("abc12345", "Running", 0.0)
     if outcome == JobOutcome.LAUNCH:
-        assert s.name == make_job_name("dl", UID, 2)
+        assert (s.name, s.launch.name, s.launch.attempts) == (NAME2, NAME2, 2)
 
 
 def test_a_lost_launch_at_the_attempt_limit_fails() -> None:
-    status = pending(200).model_copy(update={"job_attempts": 2})
-    s = step(status, JobView(candidates=()))
-    assert (s.outcome, s.reason) == (JobOutcome.FAILED, "LaunchLost")
+    s = step(pending(200, attempts=2), LaunchView(listed=()))
+    assert (s.outcome, s.reason) == (JobOutcome.FAILED, LAUNCH_LOST)
 
 
 @pytest.mark.parametrize(
@@ -90,46 +109,105 @@ def test_a_lost_launch_at_the_attempt_limit_fails() -> None:
         ("Terminating", JobOutcome.WAIT, "JobRunning"),
         ("Completed", JobOutcome.DONE, "JobCompleted"),
         ("Succeeded", JobOutcome.DONE, "JobCompleted"),  # the pod-phase era (skaha-api.md §3)
-        ("Failed", JobOutcome.LAUNCH, "LaunchingJob"),  # one retry left
-        ("Error", JobOutcome.LAUNCH, "LaunchingJob"),
+        ("Failed", JobOutcome.LAUNCH, "Launching"),  # one retry left
+        ("Error", JobOutcome.LAUNCH, "Launching"),
     ],
 )
 def test_skaha_statuses_of_a_known_job(skaha: str, outcome: JobOutcome, reason: str) -> None:
-    s = step(pending(jobSessionId="abc12345"), JobView(status=skaha, detail="curl: (22) 404"))
+    s = step(pending(id="abc12345"), by_id(skaha), "curl: (22) 404")
     assert (s.outcome, s.reason) == (outcome, reason)
     if outcome == JobOutcome.LAUNCH:
         assert "curl: (22) 404" in s.message  # why it is retried
-        assert s.changes["job_attempts"] == 2
+        assert (s.launch.attempts, s.launch.id, s.name) == (2, None, NAME2)
+    else:
+        assert s.launch.observed == skaha  # every step records what was seen
 
 
 def test_the_last_failure_carries_the_log_tail_and_the_reason() -> None:
-    status = pending(jobSessionId="abc12345").model_copy(update={"job_attempts": 2})
-    s = step(status, JobView(status="Failed", detail="sha256sum: WARNING: 1 computed checksum"))
+    detail = "sha256sum: WARNING: 1 computed checksum"
+    s = step(pending(attempts=2, id="abc12345"), by_id("Failed"), detail)
     assert (s.outcome, s.reason) == (JobOutcome.FAILED, "DownloadFailed")
-    assert s.message.endswith("(attempt 2 of 2): sha256sum: WARNING: 1 computed checksum")
-    assert s.changes == {"job_status": "Failed"}
+    assert s.message.endswith(f"(attempt 2 of 2): {detail}")
+    assert s.launch.observed == "Failed"
 
 
-def test_a_job_that_vanished_is_relaunched_then_fails() -> None:
-    s = step(pending(jobSessionId="abc12345"), JobView(gone=True))
-    assert s.outcome == JobOutcome.LAUNCH
-    last = pending(jobSessionId="abc12345").model_copy(update={"job_attempts": 2})
-    assert step(last, JobView(gone=True)).reason == "JobVanished"
+@pytest.mark.parametrize(
+    ("last", "attempts", "outcome", "reason", "says"),
+    [
+        # attempts remain: relaunch, saying the outcome was not observed
+        ("Running", 1, JobOutcome.LAUNCH, "Launching", "outcome was not observed"),
+        ("Pending", 1, JobOutcome.LAUNCH, "Launching", "outcome was not observed"),
+        (None, 1, JobOutcome.LAUNCH, "Launching", "disappeared"),
+        # none remain: an unknown outcome is not reported as a failure of the job
+        ("Running", 2, JobOutcome.FAILED, "OutcomeNotObserved", "was not observed"),
+        ("Pending", 2, JobOutcome.FAILED, "OutcomeNotObserved", "was not observed"),
+        (None, 2, JobOutcome.FAILED, "JobVanished", "disappeared"),
+    ],
+)
+def test_a_job_gone_before_its_outcome_was_seen(
+    last: str | None, attempts: int, outcome: JobOutcome, reason: str, says: str
+) -> None:
+    s = step(pending(attempts=attempts, id="abc12345", observed=last), LaunchView(gone=True))
+    assert (s.outcome, s.reason) == (outcome, reason)
+    assert says in s.message
+    if outcome == JobOutcome.FAILED:
+        assert "failed" not in s.message
+        assert s.launch.observed == "Gone"
+
+
+def test_an_id_not_looked_up_is_polled() -> None:
+    s = step(pending(id="abc12345", observed="Running"))
+    assert (s.outcome, s.reason, s.requeue) == (JobOutcome.WAIT, "Polling", T.poll_base)
+    assert s.launch.observed == "Running"
 
 
 def test_polling_backs_off_with_the_time_since_launch() -> None:
-    early = step(pending(2, jobSessionId="a"), JobView(status="Running"))
-    late = step(pending(40, jobSessionId="a"), JobView(status="Running"))
+    early = step(pending(2, id="a"), by_id("Running", "a"))
+    late = step(pending(40, id="a"), by_id("Running", "a"))
     assert early.requeue == T.poll_base
     assert late.requeue == 20.0
 
 
+def test_a_late_attempt_is_swept_once_after_the_grace() -> None:
+    view = LaunchView(
+        listed=(Seen("j1", NAME1, "Running"), Seen("j2", NAME2, "Running")),
+        by_id=Seen("j2", NAME2, "Running"),
+    )
+    s = step(pending(200, attempts=2, id="j2"), view)
+    assert (s.outcome, s.delete, s.launch.swept_at) == (JobOutcome.WAIT, ("j1",), NOW)
+    done = step(pending(200, attempts=2, id="j2"), LaunchView(listed=view.listed,
+                by_id=Seen("j2", NAME2, "Completed")))  # fmt: skip
+    assert (done.outcome, done.delete) == (JobOutcome.DONE, ("j1",))
+
+
+@pytest.mark.parametrize(
+    ("job", "view", "nxt", "delete"),
+    [
+        (None, LaunchView(), Next.RELEASED, ()),
+        (pending(200, attempts=2, id="j2"),
+         LaunchView(listed=(Seen("j1", NAME1, "Running"), Seen("j2", NAME2, "Running"))),
+         Next.WAIT, ("j1", "j2")),
+        (pending(10), LaunchView(listed=()), Next.WAIT, ()),  # may still commit
+        (pending(200, id="j1"), LaunchView(listed=()), Next.RELEASED, ()),
+    ],
+)  # fmt: skip
+def test_job_release_deletes_every_attempt_and_waits_through_the_grace(
+    job: Launch | None, view: LaunchView, nxt: Next, delete: tuple[str, ...]
+) -> None:
+    s = job_release(job, view, NOW, T, tag="dl", uid=UID, what="download")
+    assert (s.next, s.delete) == (nxt, delete)
+
+
 def test_prepare_transitions_keep_terminal_phases_and_allow_no_step_back() -> None:
     check_transition(PREPARE_TRANSITIONS, Phase.PREPARING, Phase.AVAILABLE)
+    for old in (Phase.INITIALIZING, Phase.PREPARING, Phase.AVAILABLE):
+        check_transition(PREPARE_TRANSITIONS, old, Phase.RELEASING)
     for old, new in [
         (Phase.AVAILABLE, Phase.PREPARING),
         (Phase.FAILED, Phase.PREPARING),
+        (Phase.FAILED, Phase.RELEASING),
         (Phase.COMPLETED, Phase.AVAILABLE),
+        (Phase.RELEASING, Phase.AVAILABLE),
     ]:
         with pytest.raises(IllegalTransition):
             check_transition(PREPARE_TRANSITIONS, old, new)

@@ -35,6 +35,7 @@ from skaha_operator.domain.common import (
     check_unique,
     name_field,
 )
+from skaha_operator.domain.launch import Launch
 from skaha_operator.domain.status import ComponentStatus
 
 ENV_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]*$"
@@ -141,21 +142,8 @@ class ComputeSpec(ComputeTemplate):
 class ComputeStatus(ComponentStatus):
     """The Skaha session as last observed."""
 
-    session_name: str | None = Field(
-        None, description="Skaha session name, derived from the object's UID.", max_length=63
-    )
-    launch_pending_since: Timestamp | None = Field(
-        None, description="Create-pending marker: set before the launch request is sent."
-    )
-    launch_attempts: int | None = Field(
-        None,
-        description="Launches sent. Another is sent only when a lost one is not found by name "
-        "after the grace period; Stalled when the limit is reached.",
-        ge=0,
-    )
-    session_id: str | None = Field(None, description="Skaha session id.", max_length=63)
-    skaha_status: str | None = Field(
-        None, description="Last Skaha status (Pending, Running, Completed, ...).", max_length=63
+    launch: Launch | None = Field(
+        None, description="The Skaha session launched for this Compute (marker, name, id)."
     )
     launched_cores: int | None = Field(None, description="Cores requested at launch.", ge=0)
     launched_ram_gib: int | None = Field(
@@ -169,6 +157,7 @@ class ComputeStatus(ComponentStatus):
     last_polled: Timestamp | None = Field(None, description="When Skaha was last polled.")
     polls: int | None = Field(None, description="Polls made so far.", ge=0)
     renewals: int | None = Field(None, description="Renewals made so far.", ge=0)
+    renewed_at: Timestamp | None = Field(None, description="When the session was last renewed.")
 
 
 class Compute(KindModel):
@@ -182,8 +171,8 @@ class Compute(KindModel):
             PrinterColumn("Type", "string", ".spec.type", "Skaha session type"),
             PHASE_COLUMN,
             READY_COLUMN,
-            PrinterColumn("Skaha", "string", ".status.skahaStatus", "Skaha status"),
-            PrinterColumn("Session-ID", "string", ".status.sessionId", "Skaha session id"),
+            PrinterColumn("Skaha", "string", ".status.launch.observed", "Skaha status"),
+            PrinterColumn("Session-ID", "string", ".status.launch.id", "Skaha session id"),
             PrinterColumn("Cores", "integer", ".spec.cores", "Requested cores", priority=1),
             PrinterColumn("RAM", "integer", ".spec.ramGiB", "Requested RAM (GiB)", priority=1),
             REASON_COLUMN,

@@ -33,6 +33,7 @@ from skaha_operator.domain.common import (
     name_field,
     relative_path_field,
 )
+from skaha_operator.domain.launch import Launch
 from skaha_operator.domain.status import ComponentStatus
 
 # "scope:name". Rucio leaves the name grammar to each deployment's schema; we accept its default
@@ -151,29 +152,11 @@ class DataStatus(ComponentStatus):
         description="Path of the placed data inside sessions, e.g. /arc/home/u/x/file.fits.",
         max_length=4096,
     )
-    rule_pending_since: Timestamp | None = Field(
-        None, description="Create-pending marker: set before creating the Rucio rule."
+    rule: Launch | None = Field(
+        None, description="The Rucio rule created or adopted for this Data (marker, id, state)."
     )
-    rule_id: str | None = Field(None, description="Rucio rule id.", max_length=64)
-    rule_state: str | None = Field(
-        None, description="Last Rucio rule state (REPLICATING, OK, STUCK, ...).", max_length=32
-    )
-    job_session_name: str | None = Field(
-        None, description="Skaha name of the download job (derived from the UID).", max_length=63
-    )
-    job_pending_since: Timestamp | None = Field(
-        None, description="Create-pending marker: set before launching the download job."
-    )
-    job_session_id: str | None = Field(
-        None, description="Skaha session id of the download job.", max_length=63
-    )
-    job_status: str | None = Field(
-        None, description="Last Skaha status of the download job.", max_length=63
-    )
-    job_attempts: int | None = Field(
-        None,
-        description="Jobs launched so far (a failed job is retried a bounded number of times).",
-        ge=0,
+    job: Launch | None = Field(
+        None, description="The download job launched for this Data (marker, name, id, status)."
     )
     staging_job_id: str | None = Field(None, description="SRCNet staging job id.", max_length=128)
     checksum_verified: bool | None = Field(
@@ -193,8 +176,8 @@ class Data(KindModel):
         columns=(
             PHASE_COLUMN,
             READY_COLUMN,
-            PrinterColumn("Rule", "string", ".status.ruleId", "Rucio rule id"),
-            PrinterColumn("Job", "string", ".status.jobSessionId", "Download job session id"),
+            PrinterColumn("Rule", "string", ".status.rule.id", "Rucio rule id"),
+            PrinterColumn("Job", "string", ".status.job.id", "Download job session id"),
             PrinterColumn("Storage", "string", ".spec.storageRef", "Storage", priority=1),
             REASON_COLUMN,
             AGE_COLUMN,

@@ -30,6 +30,7 @@ from skaha_operator.domain.common import (
     relative_path_field,
 )
 from skaha_operator.domain.docker_container import DIGEST_PATTERN, image_field
+from skaha_operator.domain.launch import Launch
 from skaha_operator.domain.status import ComponentStatus
 
 
@@ -110,22 +111,8 @@ class JupyterNotebookStatus(ComponentStatus):
         description="Path of the placed notebook inside sessions, e.g. /arc/home/u/x/a.ipynb.",
         max_length=2048,
     )
-    job_session_name: str | None = Field(
-        None, description="Skaha name of the install job (derived from the UID).", max_length=63
-    )
-    job_pending_since: Timestamp | None = Field(
-        None, description="Create-pending marker: set before launching the install job."
-    )
-    job_session_id: str | None = Field(
-        None, description="Skaha session id of the install job.", max_length=63
-    )
-    job_status: str | None = Field(
-        None, description="Last Skaha status of the install job.", max_length=63
-    )
-    job_attempts: int | None = Field(
-        None,
-        description="Jobs launched so far (a failed job is retried a bounded number of times).",
-        ge=0,
+    job: Launch | None = Field(
+        None, description="The setup job launched for this notebook (marker, name, id, status)."
     )
 
 
@@ -139,7 +126,7 @@ class JupyterNotebook(KindModel):
         columns=(
             PHASE_COLUMN,
             READY_COLUMN,
-            PrinterColumn("Job", "string", ".status.jobSessionId", "Install job session id"),
+            PrinterColumn("Job", "string", ".status.job.id", "Install job session id"),
             PrinterColumn("Image", "string", ".spec.image", "Base image", priority=1),
             REASON_COLUMN,
             AGE_COLUMN,

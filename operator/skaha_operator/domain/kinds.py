@@ -29,3 +29,13 @@ def parse_object(body: dict[str, object]) -> KindModel:
     if not isinstance(kind, str) or kind not in KINDS_BY_NAME:
         raise ValueError(f"not a skaha kind: {kind!r}")
     return KINDS_BY_NAME[kind].model_validate(body)
+
+
+def plural_of(kind: str) -> str:
+    """The resource plural of a kind's name (`Compute` -> `computes`)."""
+    return KINDS_BY_NAME[kind].crd.plural
+
+
+# Kinds a Session creates and owns, and kinds a Compute waits for.
+PART_KINDS = ("DockerContainer", "JupyterNotebook", "Storage", "Data", "Compute")
+DEPENDENCY_KIND_NAMES = ("DockerContainer", "JupyterNotebook", "Storage", "Data")

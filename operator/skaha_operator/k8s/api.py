@@ -173,6 +173,35 @@ class Kube:
             raise SecretError(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
 
+    async def hold_secret(self, namespace: str, name: str, finalizer: str, hold: bool) -> None:
+        """Add (`hold`) or remove our finalizer on a Secret, so it outlives what needs it.
+
+        A read then a write carrying the resourceVersion: a concurrent change is a conflict.
+        A missing Secret is nothing to hold.
+        """
+        try:
+            secret = await _run(self.core.read_namespaced_secret, name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        finalizers = list(secret.metadata.finalizers or [])
+        if (finalizer in finalizers) == hold:
+            return
+        finalizers = [*finalizers, finalizer] if hold else [f for f in finalizers if f != finalizer]
+        patch = {
+            "metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": secret.metadata.resource_version,
+            }
+        }
+        try:
+            await _run(self.core.patch_namespaced_secret, name, namespace, patch)
+        except client.ApiException as exc:
+            if exc.status in (404, 409):
+                raise ConflictError(f"Secret {namespace}/{name} changed while we held it") from None
+            raise
+
     async def read_config_map(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a ConfigMap in `namespace`; None when the ConfigMap or the key is missing."""
         try:

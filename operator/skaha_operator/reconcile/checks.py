@@ -280,7 +280,18 @@ def _options(options: tuple[int, ...], default: int | None) -> ResourceOptions |
     return ResourceOptions(default=default, options=list(options) or None)
 
 
+def decide_held_release(users: list[str]) -> tuple[float | None, bool]:
+    """Release of an object others use (an image check, a platform): (requeue, released).
+
+    Nothing external to delete; it is held while any user remains so that theirs can release.
+    """
+    if users:
+        return 10.0, False
+    return None, True
+
+
 __all__ = [
+    "decide_held_release",
     "CheckDecision",
     "ImageView",
     "ProbeResult",

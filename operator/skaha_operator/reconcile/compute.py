@@ -1,31 +1,36 @@
-"""The Compute decision: (spec, status, observation, now) -> next status and at most one action.
+"""The Compute decision: (spec, status, observation, now) -> next status and the actions to take.
 
-Pure: imports neither kopf, kubernetes nor httpx. The handler observes (Kubernetes objects, the
-Skaha session), calls `decide_compute` once, performs the one action and writes the status with a
-guarded write. Facts: Skaha statuses of both eras (skaha-api.md §3), launch parameters (§2),
-the create-pending marker pattern (kubernetes-tooling.md §D.3), design.md §3-4.
+Pure: imports neither kopf, kubernetes nor httpx. The controller observes (Kubernetes objects, the
+Skaha session), calls `decide_compute` once, performs the actions and writes the status with a
+guarded write. The launch itself (marker, adoption by name, re-sends, late commits, release) is
+the shared protocol of reconcile/launch.py; this module adds what is particular to a Skaha
+session: gating on dependencies and the start time, fitting resources, polling until usable,
+renewing, and ending at the booked time. Release (deletion, an ended booking, a deadline) is the
+same decision: delete what carries our name and wait until nothing can still appear.
+Facts: Skaha statuses of both eras and launch parameters (docs/platform-api.md §2-3), the
+create-pending marker (docs/design.md §4.3).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from skaha_operator.domain.common import Connector, Phase, SessionType, parse_duration
 from skaha_operator.domain.compute import Compute, ComputeStatus
+from skaha_operator.domain.launch import Launch
 from skaha_operator.reconcile.conditions import set_condition, summary_conditions
+from skaha_operator.reconcile.launch import (
+    LaunchPolicy,
+    LaunchStep,
+    LaunchView,
+    Next,
+    marker,
+    release_launch,
+    step_launch,
+)
 from skaha_operator.reconcile.timing import Timing, poll_delay, schedule_bounds
 from skaha_operator.reconcile.transitions import COMPUTE_TRANSITIONS, check_transition
-
-
-class Act(StrEnum):
-    """The one external action a decision may ask for."""
-
-    NONE = "None"
-    LAUNCH = "Launch"
-    RENEW = "Renew"
-    DELETE = "Delete"
 
 
 # Reasons that end a release in Failed or Cancelled rather than Completed.
@@ -35,6 +40,8 @@ FAILURE_REASONS = frozenset(
 CANCEL_REASONS = frozenset({"Cancelled"})
 # Platform probe reasons (reconcile/checks.py) that no amount of waiting fixes.
 PLATFORM_NEEDS_HUMAN = frozenset({"Unauthorized", "TokenSecretMissing"})
+# Skaha statuses of a session that still holds resources (docs/platform-api.md §3).
+LIVE_STATUSES = frozenset({"Pending", "Running", "Terminating", "Unknown"})
 
 INTERACTIVE_USABLE = Phase.AVAILABLE
 """An interactive session that runs is usable; a headless one is Running (design §3)."""
@@ -62,9 +69,8 @@ class PlatformView:
 
 @dataclass(frozen=True)
 class SkahaView:
-    """The Skaha session as observed by id; `gone` when Skaha answers 404."""
+    """The recorded Skaha session as observed by id (None in the observation: not looked up)."""
 
-    gone: bool = False
     status: str | None = None
     connect_url: str | None = None
     start_time: datetime | None = None
@@ -79,9 +85,15 @@ class ComputeObservation:
     now: datetime
     platform: PlatformView | None
     dependencies: tuple[DependencyView, ...] = ()
-    skaha: SkahaView | None = None  # None: not looked up (no id yet)
-    candidates: tuple[str, ...] | None = None  # session ids with our name; None: not listed
+    launch: LaunchView = field(default_factory=LaunchView)  # sessions under our name, by id
+    skaha: SkahaView | None = None  # the recorded session's details (None: not looked up)
     open_path: str | None = None  # a notebook file the connect URL should open (in-session path)
+    # Resolved before the marker: why the launch inputs (image, registry secret) are not ready.
+    inputs_problem: tuple[str, str] | None = None  # (reason, message)
+    refused: str | None = None  # Skaha refused the launch just sent (400): its message
+    deleting: bool = False  # the object has a deletionTimestamp
+    reachable: bool = True  # the platform's clients exist (release needs them)
+    abandon: bool = False  # a person asked to leave the external session behind
 
 
 @dataclass(frozen=True)
@@ -97,18 +109,36 @@ class LaunchPlan:
 
 @dataclass(frozen=True)
 class ComputeDecision:
-    """The next status, the one action, and when to look again."""
+    """The next status, the actions, and when to look again.
+
+    Actions run in this order: the status write (with the marker, guarded by resourceVersion
+    when `launch` is set), the launch, the deletes, the renew.
+    """
 
     status: ComputeStatus
-    action: Act = Act.NONE
     launch: LaunchPlan | None = None
+    delete: tuple[str, ...] = ()
+    renew: bool = False
     requeue_after: float | None = None
     events: tuple[str, ...] = field(default=())
+    released: bool = False  # deleting: nothing is left, the finalizer may go
+    warning: str | None = None  # a Warning Event (release blocked, something left behind)
+    write: bool = True  # False: the status must not be written (terminal, or released)
 
 
 def make_skaha_session_name(uid: str) -> str:
     """The Skaha `name` of a Compute: deterministic from its UID, valid for Skaha (§2)."""
     return "skop-" + uid.replace("-", "").lower()[:32]
+
+
+def launch_policy(compute: Compute, timing: Timing) -> LaunchPolicy:
+    """How a Compute launches: one name for every attempt, Stalled when attempts run out."""
+    return LaunchPolicy(
+        what="Skaha session",
+        base=make_skaha_session_name(str(compute.metadata.get("uid", ""))),
+        max_attempts=timing.max_launch_attempts,
+        grace=timing.adopt_grace,
+    )
 
 
 def fit_option(wanted: int | None, options: tuple[int, ...]) -> int | None:
@@ -136,7 +166,9 @@ def decide_compute(compute: Compute, obs: ComputeObservation, timing: Timing) ->
     """The next step for one Compute."""
     status = compute.status or ComputeStatus()
     phase = status.phase or Phase.INITIALIZING
-    step = _Step(compute, status, obs, timing)
+    step = _Step(compute, status, obs, timing, launch_policy(compute, timing))
+    if obs.deleting:
+        return step.release()
     match phase:
         case Phase.INITIALIZING | Phase.WAITING | Phase.PREPARING:
             return step.prepare()
@@ -145,7 +177,7 @@ def decide_compute(compute: Compute, obs: ComputeObservation, timing: Timing) ->
         case Phase.RELEASING:
             return step.releasing()
         case Phase.COMPLETED | Phase.FAILED | Phase.CANCELLED:
-            return ComputeDecision(status=status)
+            return ComputeDecision(status=status, write=False)
     raise AssertionError(f"unhandled phase {phase}")
 
 
@@ -157,10 +189,15 @@ class _Step:
     status: ComputeStatus
     obs: ComputeObservation
     timing: Timing
+    policy: LaunchPolicy
 
     @property
     def now(self) -> datetime:
         return self.obs.now
+
+    @property
+    def launched(self) -> Launch:
+        return marker(self.status.launch)
 
     def _result(
         self,
@@ -168,11 +205,13 @@ class _Step:
         reason: str,
         message: str | None,
         *,
-        action: Act = Act.NONE,
         requeue: float | None = None,
         stalled: bool = False,
         launch: LaunchPlan | None = None,
+        delete: tuple[str, ...] = (),
+        renew: bool = False,
         changes: dict[str, object] | None = None,
+        warning: str | None = None,
     ) -> ComputeDecision:
         old = self.status.phase or Phase.INITIALIZING
         check_transition(COMPUTE_TRANSITIONS, old, phase)
@@ -218,16 +257,26 @@ class _Step:
                 **(changes or {}),
             }
         )
-        events = (f"{old}->{phase}: {reason}",) if phase != old else ()
-        return ComputeDecision(new, action, launch, requeue, events)
+        events = (f"{old}->{phase}: {message or reason}",) if phase != old else ()
+        if stalled and warning is None and self.status.reason != reason:
+            warning = message
+        return ComputeDecision(new, launch, delete, renew, requeue, events, warning=warning)
 
     # -- before use -------------------------------------------------------------------------
 
     def prepare(self) -> ComputeDecision:
         start, end, deadline = schedule_bounds(self.compute.spec.schedule, self._created())
-        if self.status.session_id:
+        if self.obs.refused is not None:
+            # Skaha answered 400: nothing was created, and sending it again would not help.
+            return self._result(
+                Phase.FAILED,
+                "LaunchRejected",
+                f"Skaha refused the launch: {self.obs.refused}",
+                changes={"launch": self.launched.model_copy(update={"observed": "Refused"})},
+            )
+        if self.launched.id:
             return self._await_running(deadline)
-        if self.status.launch_pending_since is not None:
+        if self.launched.pending_since is not None:
             return self._adopt(deadline)
         if self.now < start:
             wait = (start - self.now).total_seconds()
@@ -274,6 +323,16 @@ class _Step:
                 # Waiting will not help: someone must fix the token, its Secret or the name.
                 stalled=platform is None or platform.reason in PLATFORM_NEEDS_HUMAN,
             )
+        if self.obs.inputs_problem is not None:
+            # Resolved before the marker: nothing is sent and no attempt is used until fixed.
+            reason, message = self.obs.inputs_problem
+            return self._result(
+                Phase.PREPARING,
+                reason,
+                message,
+                requeue=self._until(deadline, self.timing.dependency_recheck),
+                stalled=True,
+            )
         spec = self.compute.spec
         cores = fit_option(spec.cores, platform.cores_options)
         ram = fit_option(spec.ram_gib, platform.ram_options)
@@ -281,28 +340,22 @@ class _Step:
             return self._no_fit("cores", spec.cores, platform.cores_options)
         if ram is None and spec.ram_gib is not None:
             return self._no_fit("RAM (GiB)", spec.ram_gib, platform.ram_options)
-        return self._launch(cores, ram)
+        return self._launch(step_launch(None, LaunchView(), self.now, self.policy), cores, ram)
 
-    def _launch(self, cores: int | None, ram: int | None) -> ComputeDecision:
+    def _launch(self, step: LaunchStep, cores: int | None, ram: int | None) -> ComputeDecision:
         spec = self.compute.spec
-        name = make_skaha_session_name(str(self.compute.metadata.get("uid", "")))
-        plan = LaunchPlan(name=name, type=spec.type, cores=cores, ram_gib=ram, gpus=spec.gpus)
-        attempt = (self.status.launch_attempts or 0) + 1
+        assert step.launch.name is not None
+        plan = LaunchPlan(
+            name=step.launch.name, type=spec.type, cores=cores, ram_gib=ram, gpus=spec.gpus
+        )
         # The marker goes into the same guarded write as the phase, before the POST (design §4.3).
         return self._result(
             Phase.PREPARING,
-            "Launching",
-            f"launching Skaha session {name}" + (f" (attempt {attempt})" if attempt > 1 else ""),
-            action=Act.LAUNCH,
+            step.reason,
+            step.message,
             launch=plan,
             requeue=self.timing.poll_base,
-            changes={
-                "session_name": name,
-                "launch_pending_since": self.now,
-                "launch_attempts": attempt,
-                "launched_cores": cores,
-                "launched_ram_gib": ram,
-            },
+            changes={"launch": step.launch, "launched_cores": cores, "launched_ram_gib": ram},
         )
 
     def _no_fit(self, what: str, wanted: int, options: tuple[int, ...]) -> ComputeDecision:
@@ -313,72 +366,48 @@ class _Step:
         )
 
     def _adopt(self, deadline: datetime | None) -> ComputeDecision:
-        # A launch was started but its id was never recorded (crash, timeout, 500 after commit).
-        found = self.obs.candidates
-        pending_since = self.status.launch_pending_since
-        assert pending_since is not None
-        if found is not None and len(found) == 1:
-            return self._result(
-                Phase.PREPARING,
-                "Adopted",
-                f"adopted Skaha session {found[0]} found by name",
-                requeue=0.0,
-                changes={"session_id": found[0]},
-            )
-        if found is not None and len(found) > 1:
-            return self._result(
-                Phase.PREPARING,
-                "AmbiguousLaunch",
-                f"{len(found)} Skaha sessions named {self.status.session_name}: "
-                f"{', '.join(found)}; delete all but one by hand",
-                stalled=True,
-                requeue=self.timing.resync,
-            )
-        waited = (self.now - pending_since).total_seconds()
-        # Not listed (Skaha or the platform unavailable): no evidence the launch was lost.
-        if found is None or waited < self.timing.adopt_grace:
-            return self._result(
-                Phase.PREPARING,
-                "LaunchPending",
-                f"looking for Skaha session {self.status.session_name}",
-                requeue=min(self.timing.poll_cap, max(self.timing.poll_base, waited / 2)),
-            )
-        # Listed after the grace period and still absent: that launch never took effect (a POST
-        # lost before Skaha committed it; a committed one shows up by name well within the grace).
-        if deadline is not None and self.now >= deadline:
+        # A launch was sent but its id was never recorded (crash, timeout, 500 after commit).
+        step = step_launch(self.status.launch, self.obs.launch, self.now, self.policy)
+        if step.next == Next.LAUNCH and deadline is not None and self.now >= deadline:
             return self._result(
                 Phase.FAILED,
                 "PrepareDeadlineExceeded",
-                f"the launch of {self.status.session_name} was lost and the prepare deadline "
+                f"the launch of {self.launched.name} was lost and the prepare deadline "
                 f"{deadline.isoformat()} has passed",
             )
-        if (self.status.launch_attempts or 1) < self.timing.max_launch_attempts:
-            return self._launch(self.status.launched_cores, self.status.launched_ram_gib)
-        return self._result(
-            Phase.PREPARING,
-            "LaunchLost",
-            f"{self.status.launch_attempts or 1} launches of {self.status.session_name} left no "
-            f"session (the last {int(waited)}s ago); not launching again: inspect Skaha and "
-            "delete this Compute",
-            stalled=True,
-            requeue=self.timing.resync,
-        )
+        match step.next:
+            case Next.LAUNCH:
+                return self._launch(step, self.status.launched_cores, self.status.launched_ram_gib)
+            case Next.TRACK:
+                return self._result(
+                    Phase.PREPARING, step.reason, step.message, requeue=0.0,
+                    changes={"launch": step.launch},
+                )  # fmt: skip
+            case Next.STALLED | Next.LOST:
+                return self._result(
+                    Phase.PREPARING, step.reason, step.message, requeue=step.requeue,
+                    stalled=True, changes={"launch": step.launch},
+                )  # fmt: skip
+            case _:
+                return self._result(
+                    Phase.PREPARING, step.reason, step.message, requeue=step.requeue,
+                    changes={"launch": step.launch},
+                )  # fmt: skip
+
+    def _track(self) -> LaunchStep:
+        return step_launch(self.status.launch, self.obs.launch, self.now, self.policy)
 
     def _await_running(self, deadline: datetime | None) -> ComputeDecision:
         seen = self.obs.skaha
         polls = (self.status.polls or 0) + 1
+        track = self._track()
+        if self.obs.launch.gone:
+            return self._vanished(before_use=True)
         if seen is None:
             return self._result(
                 Phase.PREPARING, "Polling", "polling Skaha", requeue=self.timing.poll_base
             )
-        common = {"polls": polls, "last_polled": self.now}
-        if seen.gone:
-            return self._result(
-                Phase.FAILED,
-                "SessionVanished",
-                f"Skaha session {self.status.session_id} disappeared before it ran",
-                changes=common,
-            )
+        common = {"polls": polls, "last_polled": self.now, "launch": track.launch}
         target = skaha_phase(seen.status, self.compute.spec.type)
         observed = self._observed(seen) | common
         if target is None:
@@ -398,49 +427,83 @@ class _Step:
             return self._result(
                 Phase.PREPARING,
                 "SessionPending",
-                f"Skaha session is {seen.status}",
+                f"Skaha session {self.launched.id} is {seen.status}",
                 requeue=self._until(deadline, poll_delay(self._since_launch(), self.timing)),
+                delete=track.delete,
                 changes=observed,
             )
-        return self._entered(target, seen, observed)
+        return self._entered(target, seen, observed, track.delete)
+
+    def _vanished(self, *, before_use: bool) -> ComputeDecision:
+        sid = self.launched.id
+        gone = self.launched.model_copy(update={"observed": "Gone"})
+        if self.compute.spec.type == SessionType.HEADLESS:
+            # Skaha drops finished headless sessions after a TTL: the outcome was not seen.
+            return self._result(
+                Phase.COMPLETED,
+                "OutcomeNotObserved",
+                f"Skaha no longer lists headless session {sid}; it ended without the operator "
+                "seeing whether it succeeded (its record expired)",
+                changes={"launch": gone},
+            )
+        when = "before it ran" if before_use else "outside the operator"
+        return self._result(
+            Phase.FAILED,
+            "SessionVanished",
+            f"Skaha session {sid} disappeared {when}",
+            changes={"launch": gone},
+        )
 
     # -- in use -----------------------------------------------------------------------------
 
     def _entered(
-        self, target: Phase, seen: SkahaView, observed: dict[str, object]
+        self,
+        target: Phase,
+        seen: SkahaView,
+        observed: dict[str, object],
+        delete: tuple[str, ...] = (),
     ) -> ComputeDecision:
         if target == Phase.FAILED:
             detail = f": {seen.detail}" if seen.detail else ""
             return self._result(
                 Phase.FAILED,
                 "SessionFailed",
-                f"Skaha session {seen.status}{detail}",
+                f"Skaha session {self.launched.id} {seen.status}{detail}",
+                delete=delete,
                 changes=observed,
             )
         if target == Phase.COMPLETED:
             return self._result(
-                Phase.COMPLETED, "SessionCompleted", "Skaha session completed", changes=observed
+                Phase.COMPLETED,
+                "SessionCompleted",
+                f"Skaha session {self.launched.id} completed",
+                delete=delete,
+                changes=observed,
             )
         _, end, _ = schedule_bounds(self.compute.spec.schedule, self._created())
         return self._result(
             target,
             "SessionRunning",
-            f"Skaha session {self.status.session_id} is running",
+            f"Skaha session {self.launched.id} is running",
             requeue=self._in_use_requeue(seen, end),
+            delete=delete,
             changes=observed,
         )
 
     def in_use(self) -> ComputeDecision:
         seen = self.obs.skaha
+        if self.obs.launch.gone:
+            return self._vanished(before_use=False)
         if seen is None:
             return self._result(self._phase(), "Polling", "polling Skaha", requeue=0.0)
+        track = self._track()
         _, end, _ = schedule_bounds(self.compute.spec.schedule, self._created())
-        observed = self._observed(seen)
-        if seen.gone or seen.status == "Terminating":
+        observed = self._observed(seen) | {"launch": track.launch}
+        if seen.status == "Terminating":
             return self._result(
                 Phase.FAILED,
                 "SessionVanished",
-                f"Skaha session {self.status.session_id} ended outside the operator",
+                f"Skaha session {self.launched.id} is being deleted outside the operator",
                 changes=observed,
             )
         if end is not None and self.now >= end:
@@ -448,29 +511,49 @@ class _Step:
         target = skaha_phase(seen.status, self.compute.spec.type)
         if target in {Phase.FAILED, Phase.COMPLETED}:
             assert target is not None
-            return self._entered(target, seen, observed)
+            return self._entered(target, seen, observed, track.delete)
         if self._needs_renewal(seen, end):
             return self._result(
                 self._phase(),
                 "Renewing",
-                "renewing the Skaha session before it expires",
-                action=Act.RENEW,
+                f"renewing Skaha session {self.launched.id} before it expires",
+                renew=True,
                 requeue=self.timing.poll_base,
-                changes={**observed, "renewals": (self.status.renewals or 0) + 1},
+                delete=track.delete,
+                changes={
+                    **observed,
+                    "renewals": (self.status.renewals or 0) + 1,
+                    "renewed_at": self.now,
+                },
             )
         return self._result(
             self._phase(),
             "SessionRunning",
-            f"Skaha session {self.status.session_id} is running",
+            f"Skaha session {self.launched.id} is running",
             requeue=self._in_use_requeue(seen, end),
+            delete=track.delete,
             changes=observed,
         )
+
+    def _renew_margin(self, seen: SkahaView) -> float:
+        """Renew when less than the smaller of the margin and half the site's expiry remains."""
+        margin = self.timing.renew_before
+        if seen.start_time is not None and seen.expiry_time is not None:
+            lifetime = (seen.expiry_time - seen.start_time).total_seconds()
+            if lifetime > 0:
+                margin = min(margin, lifetime / 2)
+        return margin
 
     def _needs_renewal(self, seen: SkahaView, end: datetime | None) -> bool:
         if self.compute.spec.type == SessionType.HEADLESS or seen.expiry_time is None:
             return False  # a headless renew is a no-op at Skaha (skaha-api.md §3)
         booked_beyond = end is None or end > seen.expiry_time
-        margin = timedelta(seconds=self.timing.renew_before)
+        margin = timedelta(seconds=self._renew_margin(seen))
+        last = self.status.renewed_at
+        # At most one renew per margin window: a renew Skaha did not honour is not repeated
+        # on every poll.
+        if last is not None and self.now - last < margin:
+            return False
         return booked_beyond and self.now >= seen.expiry_time - margin
 
     def _in_use_requeue(self, seen: SkahaView, end: datetime | None = None) -> float:
@@ -479,8 +562,12 @@ class _Step:
             wake = poll_delay(self._since_launch(), self.timing)
         if end is not None:
             wake = min(wake, max(0.0, (end - self.now).total_seconds()))
-        if seen.expiry_time is not None:
-            renew_at = seen.expiry_time - timedelta(seconds=self.timing.renew_before)
+        if seen.expiry_time is not None and self.compute.spec.type != SessionType.HEADLESS:
+            margin = self._renew_margin(seen)
+            renew_at = seen.expiry_time - timedelta(seconds=margin)
+            last = self.status.renewed_at
+            if last is not None:
+                renew_at = max(renew_at, last + timedelta(seconds=margin))
             wake = min(wake, max(self.timing.poll_base, (renew_at - self.now).total_seconds()))
         return wake
 
@@ -489,34 +576,74 @@ class _Step:
     def _release(
         self, reason: str, message: str, changes: dict[str, object] | None = None
     ) -> ComputeDecision:
+        delete = (self.launched.id,) if self.launched.id else ()
         return self._result(
             Phase.RELEASING,
             reason,
             message,
-            action=Act.DELETE,
+            delete=delete,
             requeue=self.timing.poll_base,
             changes=changes,
         )
 
-    def releasing(self) -> ComputeDecision:
-        seen = self.obs.skaha
+    def _final_phase(self) -> Phase:
         reason = self.status.reason or "Released"
-        if (seen is not None and seen.gone) or not self.status.session_id:
-            final = (
-                Phase.FAILED
-                if reason in FAILURE_REASONS
-                else Phase.CANCELLED
-                if reason in CANCEL_REASONS
-                else Phase.COMPLETED
-            )
-            return self._result(final, reason, self.status.message or "released")
-        action = Act.NONE if seen is not None and seen.status == "Terminating" else Act.DELETE
+        if reason in FAILURE_REASONS:
+            return Phase.FAILED
+        return Phase.CANCELLED if reason in CANCEL_REASONS else Phase.COMPLETED
+
+    def releasing(self) -> ComputeDecision:
+        """Phase Releasing (an ended booking, a deadline): the release protocol, then terminal."""
+        step = release_launch(self.status.launch, self.obs.launch, self.now, self.policy)
+        reason = self.status.reason or "Released"
+        if step.next == Next.RELEASED:
+            return self._result(self._final_phase(), reason, self.status.message or "released")
         return self._result(
             Phase.RELEASING,
             reason,
             self.status.message,
-            action=action,
-            requeue=poll_delay(self._since_phase(Phase.RELEASING), self.timing),
+            delete=step.delete,
+            requeue=min(
+                step.requeue or 2.0, poll_delay(self._since_phase(Phase.RELEASING), self.timing)
+            ),
+        )
+
+    def release(self) -> ComputeDecision:
+        """The object is being deleted: release what was launched, then let the finalizer go."""
+        phase = self._phase()
+        terminal = phase in {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
+        launched = self.launched.pending_since is not None
+        if launched and not self.obs.reachable:
+            what = f"Skaha session {self.launched.id or self.launched.name}"
+            ref = self.compute.spec.platform_ref
+            if self.obs.abandon:
+                return ComputeDecision(
+                    self.status, released=True, write=False,
+                    warning=f"abandoned {what}: SkahaPlatform {ref} is unusable and the "
+                    "abandon annotation is set; the session may still run at the platform",
+                )  # fmt: skip
+            message = (
+                f"cannot release {what}: SkahaPlatform {ref} or its token is unusable; restore "
+                "it, or annotate this object skaha.broker.dev/abandon=true to leave the session "
+                "behind"
+            )
+            if terminal:
+                return ComputeDecision(
+                    self.status, requeue_after=30.0, write=False, warning=message
+                )
+            return self._result(
+                Phase.RELEASING, "ReleaseBlocked", message, requeue=30.0, stalled=True,
+                warning=message if self.status.reason != "ReleaseBlocked" else None,
+            )  # fmt: skip
+        step = release_launch(self.status.launch, self.obs.launch, self.now, self.policy)
+        if step.next == Next.RELEASED:
+            return ComputeDecision(self.status, released=True, write=False)
+        if terminal:
+            return ComputeDecision(
+                self.status, delete=step.delete, requeue_after=step.requeue, write=False
+            )
+        return self._result(
+            Phase.RELEASING, step.reason, step.message, delete=step.delete, requeue=step.requeue
         )
 
     # -- helpers ----------------------------------------------------------------------------
@@ -531,7 +658,7 @@ class _Step:
         return self.now
 
     def _since_launch(self) -> float:
-        since = self.status.launch_pending_since or self.now
+        since = self.launched.pending_since or self.now
         return max(0.0, (self.now - since).total_seconds())
 
     def _since_phase(self, phase: Phase) -> float:
@@ -548,7 +675,7 @@ class _Step:
         return (schedule.max_polls if schedule else None) or self.timing.max_polls
 
     def _observed(self, seen: SkahaView) -> dict[str, object]:
-        out: dict[str, object] = {"skaha_status": seen.status}
+        out: dict[str, object] = {}
         if seen.connect_url:
             url = seen.connect_url
             if self.obs.open_path and self.compute.spec.type == SessionType.NOTEBOOK:
@@ -590,7 +717,7 @@ def _camel(text: str) -> str:
 
 
 __all__ = [
-    "Act",
+    "LIVE_STATUSES",
     "ComputeDecision",
     "ComputeObservation",
     "DependencyView",
@@ -599,6 +726,7 @@ __all__ = [
     "SkahaView",
     "decide_compute",
     "fit_option",
+    "launch_policy",
     "make_skaha_session_name",
     "open_file_url",
     "parse_duration",

@@ -2,37 +2,52 @@
 
 - HTTP(S): a short headless Skaha job on a small downloader image fetches the URL into the
   storage path and verifies the checksum; data never moves through the operator (design §2).
-  The job step (marker, adoption by name, bounded retries, log tail) is `reconcile.jobs`.
-- Rucio: a replication rule to the RSE expression with a lifetime (skaha-api.md §8). The marker
-  `rulePendingSince` is written before the POST; a `DuplicateRule` answer, or a restart that finds
-  a marker without an id, adopts the existing rule found on the DID. Polled until OK; STUCK past
-  the deadline (the platform's default prepare deadline, from the Data's creation) is Failed with
-  the rule's error.
+  The job step (bounded retries, log tail) is `reconcile.jobs`.
+- Rucio: a replication rule to the RSE expression with a lifetime (skaha-api.md §8), launched
+  through the shared protocol (`reconcile.launch`) under one name, the DID and RSE expression:
+  the marker `status.rule` is written before the POST; a `DuplicateRule` answer, or a restart that
+  finds a marker without an id, adopts the rule listed on the DID. Polled until OK; STUCK past the
+  deadline (the platform's default prepare deadline, from the Data's creation) is Failed with the
+  rule's error.
 - SRCNet staging: the Data Management API's staging paths and job states are not public
   (skaha-api.md §8 [NF]), so such a Data fails with reason UnsupportedSource saying so.
+
+Release (the object is being deleted) goes through the same decision: wait while a live Compute
+uses the Data, stop the download (every attempt), then per the release policy delete the file or
+the rule (a rule another Data also records is kept).
 Pure: imports neither kopf, kubernetes nor httpx.
 """
 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from urllib.parse import urlsplit
 
-from skaha_operator.domain.common import TERMINAL_PHASES, Phase, parse_duration
+from skaha_operator.domain.common import TERMINAL_PHASES, Phase, ReleasePolicy, parse_duration
 from skaha_operator.domain.data import Data, DataStatus
+from skaha_operator.domain.launch import Launch
 from skaha_operator.reconcile.jobs import (
     JOB_ARGS,
     JOB_CMD,
     SCRIPT_ENV,
     JobOutcome,
     JobPlan,
-    JobView,
-    step_job,
+    job_policy,
+    job_release,
+    job_step,
     with_phase,
 )
+from skaha_operator.reconcile.launch import (
+    LaunchPolicy,
+    LaunchView,
+    Next,
+    marker,
+    release_launch,
+    step_launch,
+)
+from skaha_operator.reconcile.storage import node_of_mount
 from skaha_operator.reconcile.timing import Timing, poll_delay
 
 JOB_TAG = "dl"
@@ -59,12 +74,8 @@ DOWNLOAD_SCRIPT = "; ".join(
 )
 
 
-class DataAct(StrEnum):
-    """The one external action of a Data decision."""
-
-    NONE = "None"
-    LAUNCH_JOB = "LaunchJob"
-    CREATE_RULE = "CreateRule"
+ABANDON_ANNOTATION = "skaha.broker.dev/abandon"
+REFUSED = "Refused"  # the `observed` of a launch the platform answered 4xx: nothing was created
 
 
 @dataclass(frozen=True)
@@ -75,16 +86,6 @@ class StorageView:
     phase: str | None
     mount_path: str | None
     reason: str | None = None
-
-
-@dataclass(frozen=True)
-class RuleView:
-    """The Rucio rule: candidates on the DID (no id yet), or the rule by id."""
-
-    candidates: tuple[str, ...] | None = None  # ids of our rules on the DID; None: not listed
-    gone: bool = False
-    state: str | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,13 @@ class RulePlan:
 
 @dataclass(frozen=True)
 class DataObservation:
-    """Everything observed for one decision."""
+    """Everything observed for one decision.
+
+    `job`: the download jobs listed under the job policy's base name (when `needs_listing` says
+    so, and always while deleting) and the recorded id looked up. `rule`: the DID's rules of our
+    account for the RSE expression, each as `Seen(id, name=rule_policy(...).base, state=<rule
+    state>, live=True)`, and the recorded rule looked up.
+    """
 
     now: datetime
     platform_ready: bool
@@ -107,20 +114,40 @@ class DataObservation:
     storage: StorageView | None = None
     prepare_deadline: str | None = None  # the platform's default, a duration
     rucio_configured: bool = False
-    job: JobView | None = None
-    rule: RuleView | None = None
+    job: LaunchView = field(default_factory=LaunchView)
+    job_detail: str | None = None  # the job's log tail, fetched when it failed
+    rule: LaunchView = field(default_factory=LaunchView)
+    rule_error: str | None = None  # the recorded rule's error text
+    refused: str | None = None  # Skaha or Rucio answered 4xx to the create just sent
+    deleting: bool = False  # deletionTimestamp is set: release
+    reachable: bool = True  # the platform's clients exist (release needs them)
+    abandon: bool = False  # the abandon annotation is set
+    users: tuple[str, ...] = ()  # live Computes still using this Data; release waits for them
+    # Another Data records the rule this one would delete (its recorded id or, with none
+    # recorded, the one listed under its name): keep it.
+    rule_shared: bool = False
 
 
 @dataclass(frozen=True)
 class DataDecision:
-    """The next status, the one action (with its plan), and when to look again."""
+    """The next status and the actions, and when to look again.
+
+    Actions run in this order: the status write (guarded by resourceVersion when `job` or `rule`
+    is set: it carries the marker), the launch of `job` or the creation of `rule`, the deletes.
+    `released`: nothing is left, the finalizer may go (after the deletes succeeded).
+    """
 
     status: DataStatus
-    action: DataAct = DataAct.NONE
     job: JobPlan | None = None
     rule: RulePlan | None = None
+    delete_jobs: tuple[str, ...] = ()  # Skaha session ids
+    delete_rule: str | None = None  # a Rucio rule id
+    delete_tree: str | None = None  # a Cavern node path to remove recursively
     requeue_after: float | None = None
     events: tuple[str, ...] = ()
+    released: bool = False
+    warning: str | None = None  # a Warning Event (stalled, release blocked, left behind)
+    write: bool = True  # False: the status must not be written (terminal, or released)
 
 
 def data_path(data: Data) -> str:
@@ -146,6 +173,25 @@ def download_job(data: Data, dest: str, image: str, name: str) -> JobPlan:
     return JobPlan(name=name, image=image, cmd=JOB_CMD, args=JOB_ARGS, env=env)
 
 
+def download_policy(data: Data, timing: Timing) -> LaunchPolicy:
+    """How a Data's download job launches (names `skop-dl-<uid hex>-<n>`)."""
+    return job_policy(timing, tag=JOB_TAG, uid=_uid(data), what=DOWNLOAD)
+
+
+def rule_policy(data: Data, timing: Timing) -> LaunchPolicy:
+    """How a Data's Rucio rule is created: one name (DID@RSE expression) for every attempt;
+    Stalled when the attempts run out (Rucio refuses a duplicate, so a re-send is safe)."""
+    rucio = data.spec.rucio
+    base = f"{rucio.did}@{rucio.rse_expression}" if rucio is not None else ""
+    return LaunchPolicy(
+        what="Rucio rule",
+        base=base,
+        per_attempt_names=False,
+        max_attempts=timing.max_launch_attempts,
+        grace=timing.adopt_grace,
+    )
+
+
 def rule_deadline(data: Data, obs: DataObservation) -> datetime | None:
     """Creation plus the platform's default prepare deadline (None when it has none)."""
     if not obs.prepare_deadline:
@@ -162,8 +208,24 @@ def rule_deadline(data: Data, obs: DataObservation) -> datetime | None:
 def decide_data(
     data: Data, obs: DataObservation, timing: Timing, downloader_image: str
 ) -> DataDecision:
-    """The next step for one Data."""
-    return _Step(data, data.status or DataStatus(), obs, timing, downloader_image).decide()
+    """The next step for one Data (its release too, once it is being deleted)."""
+    step = _Step(data, data.status or DataStatus(), obs, timing, downloader_image)
+    return step.release() if obs.deleting else step.decide()
+
+
+DOWNLOAD = "download"
+
+
+def _uid(data: Data) -> str:
+    return str(data.metadata.get("uid", ""))
+
+
+def _sent(launch: Launch | None) -> bool:
+    """Whether a request may have created something (a refused first request did not)."""
+    s = marker(launch)
+    if s.pending_since is None:
+        return False
+    return bool(s.id) or s.observed != REFUSED or (s.attempts or 1) > 1
 
 
 @dataclass
@@ -180,13 +242,16 @@ class _Step:
         reason: str,
         message: str,
         *,
-        action: DataAct = DataAct.NONE,
         job: JobPlan | None = None,
         rule: RulePlan | None = None,
         requeue: float | None = None,
         stalled: bool = False,
         changes: dict[str, object] | None = None,
+        delete_jobs: tuple[str, ...] = (),
+        delete_rule: str | None = None,
+        warning: str | None = None,
     ) -> DataDecision:
+        """The one place a status is moved: phase, reason, message and conditions together."""
         new, events = with_phase(
             self.status,
             phase,
@@ -197,13 +262,26 @@ class _Step:
             stalled=stalled,
             changes=changes,
         )
-        return DataDecision(new, action, job, rule, requeue, events)
+        if stalled and warning is None and self.status.reason != reason:
+            warning = message
+        return DataDecision(
+            new,
+            job=job,
+            rule=rule,
+            delete_jobs=delete_jobs,
+            delete_rule=delete_rule,
+            requeue_after=requeue,
+            events=events,
+            warning=warning,
+        )
 
     def decide(self) -> DataDecision:
         phase = self.status.phase or Phase.INITIALIZING
         if phase in TERMINAL_PHASES or phase in {Phase.AVAILABLE, Phase.RELEASING}:
-            return DataDecision(self.status)  # placed once; release is the finalizer's business
+            return DataDecision(self.status, write=False)  # placed once; released on deletion
         spec = self.data.spec
+        if self.obs.refused is not None:
+            return self.refused(self.obs.refused)
         if spec.srcnet_staging is not None:
             return self.result(
                 Phase.FAILED,
@@ -242,21 +320,40 @@ class _Step:
             return self.download(location)
         return self.replicate(location)
 
+    def refused(self, why: str) -> DataDecision:
+        # The platform answered 4xx to the create just sent: nothing was created, and sending
+        # it again would not help.
+        if self.data.spec.http is not None:
+            job = marker(self.status.job).model_copy(update={"observed": REFUSED})
+            return self.result(
+                Phase.FAILED,
+                "JobRejected",
+                f"Skaha refused the download job: {why}",
+                changes={"job": job},
+            )
+        rule = marker(self.status.rule).model_copy(update={"observed": REFUSED})
+        return self.result(
+            Phase.FAILED,
+            "RuleRejected",
+            f"Rucio refused the rule: {why}",
+            changes={"rule": rule},
+        )
+
     # -- HTTP(S) ---------------------------------------------------------------------------
 
     def download(self, location: str) -> DataDecision:
-        uid = str(self.data.metadata.get("uid", ""))
-        step = step_job(
-            self.status,
+        step = job_step(
+            self.status.job,
             self.obs.job,
+            self.obs.job_detail,
             self.obs.now,
             self.timing,
             tag=JOB_TAG,
-            uid=uid,
-            what="download",
+            uid=_uid(self.data),
+            what=DOWNLOAD,
             failure_reason="DownloadFailed",
         )
-        changes: dict[str, object] = {"location": location, **step.changes}
+        changes: dict[str, object] = {"location": location, "job": step.launch}
         match step.outcome:
             case JobOutcome.LAUNCH:
                 assert step.name is not None
@@ -264,27 +361,20 @@ class _Step:
                     Phase.PREPARING,
                     step.reason,
                     step.message,
-                    action=DataAct.LAUNCH_JOB,
                     job=download_job(self.data, location, self.image, step.name),
                     requeue=self.timing.poll_base,
                     changes=changes,
+                    delete_jobs=step.delete,
                 )
-            case JobOutcome.WAIT:
+            case JobOutcome.WAIT | JobOutcome.STALLED:
                 return self.result(
                     Phase.PREPARING,
                     step.reason,
                     step.message,
                     requeue=step.requeue,
+                    stalled=step.outcome == JobOutcome.STALLED,
                     changes=changes,
-                )
-            case JobOutcome.STALLED:
-                return self.result(
-                    Phase.PREPARING,
-                    step.reason,
-                    step.message,
-                    requeue=step.requeue,
-                    stalled=True,
-                    changes=changes,
+                    delete_jobs=step.delete,
                 )
             case JobOutcome.DONE:
                 checked = self.data.spec.http is not None and bool(self.data.spec.http.checksum)
@@ -293,9 +383,16 @@ class _Step:
                     "Downloaded",
                     f"downloaded to {location}" + (" (checksum verified)" if checked else ""),
                     changes={**changes, "checksum_verified": True if checked else None},
+                    delete_jobs=step.delete,
                 )
             case JobOutcome.FAILED:
-                return self.result(Phase.FAILED, step.reason, step.message, changes=changes)
+                return self.result(
+                    Phase.FAILED,
+                    step.reason,
+                    step.message,
+                    changes=changes,
+                    delete_jobs=step.delete,
+                )
 
     # -- Rucio -----------------------------------------------------------------------------
 
@@ -314,118 +411,224 @@ class _Step:
         scope, name = rucio.did.split(":", 1)
         lifetime = int(parse_duration(rucio.lifetime).total_seconds()) if rucio.lifetime else None
         plan = RulePlan(scope, name, rucio.rse_expression, lifetime)
-        common: dict[str, object] = {"location": location}
-        if self.status.rule_pending_since is None:
-            return self._create(plan, common)
-        if not self.status.rule_id:
-            return self._adopt_rule(plan, common)
-        return self._poll_rule(common)
+        policy = rule_policy(self.data, self.timing)
+        step = step_launch(self.status.rule, self.obs.rule, self.obs.now, policy)
+        changes: dict[str, object] = {"location": location, "rule": step.launch}
+        match step.next:
+            case Next.LAUNCH:
+                # The marker goes into the same guarded write as the phase, before the POST.
+                return self.result(
+                    Phase.PREPARING,
+                    step.reason,
+                    step.message,
+                    rule=plan,
+                    requeue=self.timing.poll_base,
+                    changes=changes,
+                )
+            case Next.WAIT | Next.STALLED | Next.LOST | Next.RELEASED:
+                stalled = step.next in {Next.STALLED, Next.LOST}
+                return self.result(
+                    Phase.PREPARING,
+                    step.reason,
+                    step.message,
+                    requeue=step.requeue,
+                    stalled=stalled,
+                    changes=changes,
+                )
+            case Next.TRACK if not marker(self.status.rule).id:  # adopted: look at it by id
+                return self.result(
+                    Phase.PREPARING, step.reason, step.message, requeue=0.0, changes=changes
+                )
+        return self._poll_rule(step.launch, changes, step.delete)
 
-    def _create(self, plan: RulePlan, common: dict[str, object]) -> DataDecision:
-        # The marker goes into the same guarded write as the phase, before the POST (design §4.3).
-        return self.result(
-            Phase.PREPARING,
-            "CreatingRule",
-            f"creating a Rucio rule for {plan.scope}:{plan.name} on {plan.rse_expression}",
-            action=DataAct.CREATE_RULE,
-            rule=plan,
-            requeue=self.timing.poll_base,
-            changes={**common, "rule_pending_since": self.obs.now},
-        )
-
-    def _adopt_rule(self, plan: RulePlan, common: dict[str, object]) -> DataDecision:
-        found = self.obs.rule.candidates if self.obs.rule is not None else None
-        if found is None:
-            return self.result(
-                Phase.PREPARING,
-                "RulePending",
-                "looking for the Rucio rule on the DID",
-                requeue=self.timing.poll_base,
-                changes=common,
-            )
-        if len(found) == 1:
-            return self.result(
-                Phase.PREPARING,
-                "RuleAdopted",
-                f"adopted Rucio rule {found[0]} found on the DID",
-                requeue=0.0,
-                changes={**common, "rule_id": found[0]},
-            )
-        if found:
-            return self.result(
-                Phase.PREPARING,
-                "AmbiguousRule",
-                f"{len(found)} rules of this account on the DID for {plan.rse_expression}: "
-                f"{', '.join(found)}; delete all but one by hand",
-                requeue=self.timing.resync,
-                stalled=True,
-                changes=common,
-            )
-        # None exists: the POST never took effect. Sending it again is safe, because Rucio
-        # refuses a second identical rule with DuplicateRule, which is then adopted.
-        return self._create(plan, common)
-
-    def _poll_rule(self, common: dict[str, object]) -> DataDecision:
+    def _poll_rule(
+        self, rule: Launch, changes: dict[str, object], sweep: tuple[str, ...]
+    ) -> DataDecision:
         seen = self.obs.rule
-        rule_id = self.status.rule_id
-        if seen is None:
-            return self.result(
-                Phase.PREPARING, "Polling", f"polling Rucio rule {rule_id}", requeue=0.0
-            )
-        polls = (self.status.polls or 0) + 1
-        changes = {**common, "polls": polls, "last_polled": self.obs.now}
+        delete = sweep[0] if sweep else None
         if seen.gone:
+            gone = rule.model_copy(update={"observed": "Gone"})
             return self.result(
                 Phase.FAILED,
                 "RuleVanished",
-                f"Rucio rule {rule_id} disappeared before it was OK",
-                changes=changes,
+                f"Rucio rule {rule.id} disappeared before it was OK",
+                changes={**changes, "rule": gone},
+                delete_rule=delete,
             )
-        changes["rule_state"] = seen.state or ""
-        if seen.state == "OK":
+        if seen.by_id is None:
+            return self.result(
+                Phase.PREPARING,
+                "Polling",
+                f"polling Rucio rule {rule.id}",
+                requeue=self.timing.poll_base,
+                changes=changes,
+                delete_rule=delete,
+            )
+        state = seen.by_id.state
+        polls = (self.status.polls or 0) + 1
+        changes = {**changes, "polls": polls, "last_polled": self.obs.now}
+        if state == "OK":
+            rse = self.data.spec.rucio.rse_expression if self.data.spec.rucio else "its RSEs"
             return self.result(
                 Phase.AVAILABLE,
                 "Replicated",
-                f"Rucio rule {rule_id} is OK: replicated to {self.data.spec.rucio.rse_expression}"
-                if self.data.spec.rucio
-                else f"Rucio rule {rule_id} is OK",
+                f"Rucio rule {rule.id} is OK: replicated to {rse}",
                 changes=changes,
+                delete_rule=delete,
             )
         deadline = rule_deadline(self.data, self.obs)
-        error = f": {seen.error}" if seen.error else ""
+        error = f": {self.obs.rule_error}" if self.obs.rule_error else ""
         if deadline is not None and self.obs.now >= deadline:
-            reason = "RuleStuck" if seen.state == "STUCK" else "PrepareDeadlineExceeded"
+            reason = "RuleStuck" if state == "STUCK" else "PrepareDeadlineExceeded"
             return self.result(
                 Phase.FAILED,
                 reason,
-                f"Rucio rule {rule_id} is {seen.state} at the prepare deadline "
+                f"Rucio rule {rule.id} is {state} at the prepare deadline "
                 f"{deadline.isoformat()}{error}",
                 changes=changes,
+                delete_rule=delete,
             )
-        since = self.status.rule_pending_since or self.obs.now
+        since = rule.pending_since or self.obs.now
         delay = poll_delay((self.obs.now - since).total_seconds(), self.timing)
         if deadline is not None:
             delay = max(0.0, min(delay, (deadline - self.obs.now).total_seconds()))
         until = f"; failing at {deadline.isoformat()} unless OK" if deadline is not None else ""
         return self.result(
             Phase.PREPARING,
-            "RuleStuck" if seen.state == "STUCK" else "Replicating",
-            f"Rucio rule {rule_id} is {seen.state}{error}{until}",
+            "RuleStuck" if state == "STUCK" else "Replicating",
+            f"Rucio rule {rule.id} is {state}{error}{until}",
             requeue=delay,
             changes=changes,
+            delete_rule=delete,
+        )
+
+    # -- release ---------------------------------------------------------------------------
+
+    def release(self) -> DataDecision:
+        """The object is being deleted: wait for users, stop the download, delete per policy."""
+        obs, st = self.obs, self.status
+        if obs.users:
+            return self._hold(
+                "InUse", f"still used by Compute {', '.join(obs.users)}", requeue=10.0
+            )
+        rule = marker(st.rule)
+        if (_sent(st.job) or _sent(st.rule)) and not obs.reachable:
+            return self._blocked()
+        step = job_release(
+            st.job, obs.job, obs.now, self.timing, tag=JOB_TAG, uid=_uid(self.data), what=DOWNLOAD
+        )
+        if _sent(st.job) and step.next != Next.RELEASED:
+            return self._hold(step.reason, step.message, requeue=step.requeue, jobs=step.delete)
+        done = DataDecision(st, released=True, write=False)
+        spec = self.data.spec
+        if spec.release_policy != ReleasePolicy.DELETE:
+            return done
+        if spec.http is not None:
+            if st.location and _sent(st.job):
+                return DataDecision(
+                    st, delete_tree=node_of_mount(st.location), released=True, write=False
+                )
+            return done
+        if not _sent(st.rule) or obs.rule_shared:
+            return done
+        if rule.id:
+            return DataDecision(st, delete_rule=rule.id, released=True, write=False)
+        # A create was sent but its id never recorded: remove what appears under our name, and
+        # wait through the grace period of the last request before saying nothing is left.
+        rstep = release_launch(st.rule, obs.rule, obs.now, rule_policy(self.data, self.timing))
+        if rstep.next == Next.RELEASED:
+            return done
+        delete = rstep.delete[0] if rstep.delete else None
+        return self._hold(rstep.reason, rstep.message, requeue=rstep.requeue, rule=delete)
+
+    def _left_behind(self) -> str:
+        st, spec = self.status, self.data.spec
+        job, rule = marker(st.job), marker(st.rule)
+        parts = []
+        if _sent(st.job):
+            parts.append(f"download job {job.id or job.name}")
+        if _sent(st.rule):
+            parts.append(f"Rucio rule {rule.id or rule.name}")
+        deletes = spec.release_policy == ReleasePolicy.DELETE and spec.http is not None
+        if deletes and st.location and _sent(st.job):
+            parts.append(f"file {st.location}")
+        return ", ".join(parts)
+
+    def _blocked(self) -> DataDecision:
+        ref = self.data.spec.platform_ref
+        left = self._left_behind()
+        if self.obs.abandon:
+            return DataDecision(
+                self.status,
+                released=True,
+                write=False,
+                warning=f"abandoned {left}: SkahaPlatform {ref} is unusable and the "
+                f"{ABANDON_ANNOTATION} annotation is set; left behind at the platform",
+            )
+        message = (
+            f"cannot release {left}: SkahaPlatform {ref} or its credentials are unusable; "
+            f"restore it, or annotate this object {ABANDON_ANNOTATION}=true to leave "
+            "them behind"
+        )
+        first = self.status.reason != "ReleaseBlocked" or self._terminal
+        return self._hold(
+            "ReleaseBlocked",
+            message,
+            requeue=30.0,
+            stalled=True,
+            warning=message if first else None,
+        )
+
+    @property
+    def _terminal(self) -> bool:
+        return (self.status.phase or Phase.INITIALIZING) in TERMINAL_PHASES
+
+    def _hold(
+        self,
+        reason: str,
+        message: str,
+        *,
+        requeue: float | None,
+        stalled: bool = False,
+        jobs: tuple[str, ...] = (),
+        rule: str | None = None,
+        warning: str | None = None,
+    ) -> DataDecision:
+        """Release is not done: Releasing (a terminal status is kept, not written)."""
+        if self._terminal:
+            return DataDecision(
+                self.status,
+                delete_jobs=jobs,
+                delete_rule=rule,
+                requeue_after=requeue,
+                warning=warning,
+                write=False,
+            )
+        return self.result(
+            Phase.RELEASING,
+            reason,
+            message,
+            requeue=requeue,
+            stalled=stalled,
+            delete_jobs=jobs,
+            delete_rule=rule,
+            warning=warning,
         )
 
 
 __all__ = [
+    "ABANDON_ANNOTATION",
     "DEFAULT_DOWNLOADER_IMAGE",
-    "DataAct",
+    "JOB_TAG",
+    "REFUSED",
     "DataDecision",
     "DataObservation",
     "RulePlan",
-    "RuleView",
     "StorageView",
     "data_path",
     "decide_data",
     "download_job",
+    "download_policy",
     "rule_deadline",
+    "rule_policy",
 ]

@@ -5,31 +5,35 @@ notebook when it comes from a ConfigMap) into the storage with Cavern PUTs (skah
 then a short headless job on the notebook's own image fetches the notebook when it comes from a
 URL (data never moves through the operator) and installs the requirements into a per-notebook
 virtual environment inside the storage. Available when that job Completed; a failed job's log
-tail (pip's error) is the message. The job step is `reconcile.jobs`.
+tail (pip's error) is the message. The job step is `reconcile.jobs` (over the shared launch
+protocol). Release (the object is being deleted) goes through the same decision: wait while a
+live Compute uses the notebook, stop the setup job (every attempt), then per the release policy
+remove the environment, the requirements file and the notebook.
 Pure: imports neither kopf, kubernetes nor httpx.
 """
 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from urllib.parse import urlsplit
 
-from skaha_operator.domain.common import TERMINAL_PHASES, Phase
+from skaha_operator.domain.common import TERMINAL_PHASES, Phase, ReleasePolicy
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook, JupyterNotebookStatus
-from skaha_operator.reconcile.data import StorageView
+from skaha_operator.reconcile.data import ABANDON_ANNOTATION, REFUSED, StorageView
 from skaha_operator.reconcile.jobs import (
     JOB_ARGS,
     JOB_CMD,
     SCRIPT_ENV,
     JobOutcome,
     JobPlan,
-    JobView,
-    step_job,
+    job_policy,
+    job_release,
+    job_step,
     with_phase,
 )
+from skaha_operator.reconcile.launch import LaunchPolicy, LaunchView, Next, marker
 from skaha_operator.reconcile.storage import node_of_mount
 from skaha_operator.reconcile.timing import Timing
 
@@ -48,14 +52,6 @@ SETUP_SCRIPT = "; ".join(
         'echo "notebook environment ready in $SKOP_ENV"',
     ]
 )
-
-
-class NotebookAct(StrEnum):
-    """The one external action of a JupyterNotebook decision."""
-
-    NONE = "None"
-    UPLOAD = "Upload"
-    LAUNCH_JOB = "LaunchJob"
 
 
 @dataclass(frozen=True)
@@ -88,19 +84,36 @@ class NotebookObservation:
     platform_reason: str | None = None
     storage: StorageView | None = None
     config_map_found: bool | None = None  # None: not looked (URL source, or already uploaded)
-    job: JobView | None = None
+    # The setup jobs listed under the job policy's base name (when `needs_listing` says so, and
+    # always while deleting) and the recorded id looked up.
+    job: LaunchView = field(default_factory=LaunchView)
+    job_detail: str | None = None  # the job's log tail, fetched when it failed
+    refused: str | None = None  # Skaha answered 4xx to the launch just sent: nothing created
+    deleting: bool = False  # deletionTimestamp is set: release
+    reachable: bool = True  # the platform's clients exist (release needs them)
+    abandon: bool = False  # the abandon annotation is set
+    users: tuple[str, ...] = ()  # live Computes still using this notebook; release waits
 
 
 @dataclass(frozen=True)
 class NotebookDecision:
-    """The next status, the one action (with its plan), and when to look again."""
+    """The next status and the actions, and when to look again.
+
+    Actions run in this order: the status write (guarded by resourceVersion when `job` is set: it
+    carries the marker; after the upload when `upload` is set), the upload or the launch, the
+    deletes. `released`: nothing is left, the finalizer may go (after the deletes succeeded).
+    """
 
     status: JupyterNotebookStatus
-    action: NotebookAct = NotebookAct.NONE
     upload: UploadPlan | None = None
     job: JobPlan | None = None
+    delete_jobs: tuple[str, ...] = ()  # Skaha session ids
+    delete_paths: tuple[str, ...] = ()  # Cavern node paths to remove recursively, in order
     requeue_after: float | None = None
     events: tuple[str, ...] = ()
+    released: bool = False
+    warning: str | None = None  # a Warning Event (stalled, release blocked, left behind)
+    write: bool = True  # False: the status must not be written (terminal, or released)
 
 
 def notebook_file_name(nb: JupyterNotebook) -> str:
@@ -148,133 +161,288 @@ def setup_job(nb: JupyterNotebook, files: NotebookFiles, name: str) -> JobPlan:
     return JobPlan(name=name, image=nb.spec.image, cmd=JOB_CMD, args=JOB_ARGS, env=env)
 
 
+def setup_policy(nb: JupyterNotebook, timing: Timing) -> LaunchPolicy:
+    """How a notebook's setup job launches (names `skop-nb-<uid hex>-<n>`)."""
+    return job_policy(timing, tag=JOB_TAG, uid=_uid(nb), what=SETUP)
+
+
+def placed_files(status: JupyterNotebookStatus) -> NotebookFiles | None:
+    """The files a notebook placed, from its recorded path (None: nothing was placed)."""
+    if not status.notebook_path:
+        return None
+    directory, name = status.notebook_path.rsplit("/", 1)
+    return files_at(directory, name)
+
+
 def decide_notebook(
     nb: JupyterNotebook, obs: NotebookObservation, timing: Timing
 ) -> NotebookDecision:
-    """The next step for one JupyterNotebook."""
-    status = nb.status or JupyterNotebookStatus()
-    gen = nb.metadata.get("generation")
-    phase = status.phase or Phase.INITIALIZING
-    if phase in TERMINAL_PHASES or phase in {Phase.AVAILABLE, Phase.RELEASING}:
-        return NotebookDecision(status)
+    """The next step for one JupyterNotebook (its release too, once it is being deleted)."""
+    step = _Step(nb, nb.status or JupyterNotebookStatus(), obs, timing)
+    return step.release() if obs.deleting else step.decide()
+
+
+SETUP = "notebook setup"
+
+
+def _uid(nb: JupyterNotebook) -> str:
+    return str(nb.metadata.get("uid", ""))
+
+
+def _sent(status: JupyterNotebookStatus) -> bool:
+    """Whether a setup job may have been created (a refused first launch was not)."""
+    s = marker(status.job)
+    if s.pending_since is None:
+        return False
+    return bool(s.id) or s.observed != REFUSED or (s.attempts or 1) > 1
+
+
+@dataclass
+class _Step:
+    nb: JupyterNotebook
+    status: JupyterNotebookStatus
+    obs: NotebookObservation
+    timing: Timing
 
     def result(
+        self,
         phase: Phase,
         reason: str,
         message: str,
         *,
-        action: NotebookAct = NotebookAct.NONE,
         upload: UploadPlan | None = None,
         job: JobPlan | None = None,
         requeue: float | None = None,
         stalled: bool = False,
         changes: dict[str, object] | None = None,
+        delete_jobs: tuple[str, ...] = (),
+        warning: str | None = None,
     ) -> NotebookDecision:
+        """The one place a status is moved: phase, reason, message and conditions together."""
         new, events = with_phase(
-            status, phase, reason, message, obs.now, gen, stalled=stalled, changes=changes
+            self.status,
+            phase,
+            reason,
+            message,
+            self.obs.now,
+            self.nb.metadata.get("generation"),
+            stalled=stalled,
+            changes=changes,
         )
-        return NotebookDecision(new, action, upload, job, requeue, events)
+        if stalled and warning is None and self.status.reason != reason:
+            warning = message
+        return NotebookDecision(
+            new,
+            upload=upload,
+            job=job,
+            delete_jobs=delete_jobs,
+            requeue_after=requeue,
+            events=events,
+            warning=warning,
+        )
 
-    spec = nb.spec
-    if not obs.platform_ready:
-        why = f" ({obs.platform_reason})" if obs.platform_reason else ""
-        return result(
-            Phase.PREPARING,
-            "WaitingForPlatform",
-            f"waiting for SkahaPlatform {spec.platform_ref}{why}",
-            requeue=timing.dependency_recheck,
-        )
-    storage = obs.storage
-    if storage is None or storage.phase != Phase.AVAILABLE or not storage.mount_path:
-        if storage is not None and storage.phase in TERMINAL_PHASES:
-            return result(
+    def decide(self) -> NotebookDecision:
+        status, obs, timing, spec = self.status, self.obs, self.timing, self.nb.spec
+        phase = status.phase or Phase.INITIALIZING
+        if phase in TERMINAL_PHASES or phase in {Phase.AVAILABLE, Phase.RELEASING}:
+            return NotebookDecision(status, write=False)  # placed once; released on deletion
+        if obs.refused is not None:
+            # Skaha answered 4xx to the launch just sent: nothing was created, and sending it
+            # again would not help.
+            job = marker(status.job).model_copy(update={"observed": REFUSED})
+            return self.result(
                 Phase.FAILED,
-                "StorageFailed",
-                f"Storage {storage.name} is {storage.phase}"
-                + (f" ({storage.reason})" if storage.reason else ""),
+                "JobRejected",
+                f"Skaha refused the notebook setup job: {obs.refused}",
+                changes={"job": job},
             )
-        state = "not found" if storage is None else (storage.phase or "new")
-        return result(
-            Phase.PREPARING,
-            "WaitingForStorage",
-            f"waiting for Storage {spec.storage_ref} ({state})",
-            requeue=timing.dependency_recheck,
-        )
-    files = notebook_files(nb, storage.mount_path)
-    cm = spec.notebook.config_map_ref
-    if not status.notebook_path:
-        if cm is not None and obs.config_map_found is False:
-            return result(
+        if not obs.platform_ready:
+            why = f" ({obs.platform_reason})" if obs.platform_reason else ""
+            return self.result(
                 Phase.PREPARING,
-                "WaitingForConfigMap",
-                f"ConfigMap {cm.name} with key {cm.key} not found",
+                "WaitingForPlatform",
+                f"waiting for SkahaPlatform {spec.platform_ref}{why}",
                 requeue=timing.dependency_recheck,
             )
-        text = "".join(f"{r}\n" for r in spec.requirements or [])
-        plan = UploadPlan(
-            directory_node=node_of_mount(files.directory),
-            requirements_node=node_of_mount(files.requirements),
-            requirements=text.encode(),
-            notebook_node=node_of_mount(files.notebook) if cm is not None else None,
-            config_map=(cm.name, cm.key) if cm is not None else None,
-        )
-        # Uploads are PUTs that overwrite (§7): repeating them after a crash is harmless, so the
-        # path is recorded after the upload, not before.
-        return result(
-            Phase.PREPARING,
-            "Uploading",
-            f"uploading {'the notebook and ' if cm is not None else ''}requirements to "
-            f"{files.directory}",
-            action=NotebookAct.UPLOAD,
-            upload=plan,
-            requeue=0.0,
-            changes={"notebook_path": files.notebook},
-        )
-    step = step_job(
-        status,
-        obs.job,
-        obs.now,
-        timing,
-        tag=JOB_TAG,
-        uid=str(nb.metadata.get("uid", "")),
-        what="notebook setup",
-        failure_reason="NotebookSetupFailed",
-    )
-    match step.outcome:
-        case JobOutcome.LAUNCH:
-            assert step.name is not None
-            return result(
+        storage = obs.storage
+        if storage is None or storage.phase != Phase.AVAILABLE or not storage.mount_path:
+            if storage is not None and storage.phase in TERMINAL_PHASES:
+                return self.result(
+                    Phase.FAILED,
+                    "StorageFailed",
+                    f"Storage {storage.name} is {storage.phase}"
+                    + (f" ({storage.reason})" if storage.reason else ""),
+                )
+            state = "not found" if storage is None else (storage.phase or "new")
+            return self.result(
                 Phase.PREPARING,
-                step.reason,
-                step.message,
-                action=NotebookAct.LAUNCH_JOB,
-                job=setup_job(nb, files, step.name),
-                requeue=timing.poll_base,
-                changes=step.changes,
+                "WaitingForStorage",
+                f"waiting for Storage {spec.storage_ref} ({state})",
+                requeue=timing.dependency_recheck,
             )
-        case JobOutcome.WAIT | JobOutcome.STALLED:
-            stalled = step.outcome == JobOutcome.STALLED
-            return result(
+        files = notebook_files(self.nb, storage.mount_path)
+        cm = spec.notebook.config_map_ref
+        if not status.notebook_path:
+            if cm is not None and obs.config_map_found is False:
+                return self.result(
+                    Phase.PREPARING,
+                    "WaitingForConfigMap",
+                    f"ConfigMap {cm.name} with key {cm.key} not found",
+                    requeue=timing.dependency_recheck,
+                )
+            text = "".join(f"{r}\n" for r in spec.requirements or [])
+            plan = UploadPlan(
+                directory_node=node_of_mount(files.directory),
+                requirements_node=node_of_mount(files.requirements),
+                requirements=text.encode(),
+                notebook_node=node_of_mount(files.notebook) if cm is not None else None,
+                config_map=(cm.name, cm.key) if cm is not None else None,
+            )
+            # Uploads are PUTs that overwrite (§7): repeating them after a crash is harmless, so
+            # the path is recorded after the upload, not before.
+            return self.result(
                 Phase.PREPARING,
-                step.reason,
-                step.message,
-                requeue=step.requeue,
-                stalled=stalled,
-                changes=step.changes,
+                "Uploading",
+                f"uploading {'the notebook and ' if cm is not None else ''}requirements to "
+                f"{files.directory}",
+                upload=plan,
+                requeue=0.0,
+                changes={"notebook_path": files.notebook},
             )
-        case JobOutcome.DONE:
-            return result(
-                Phase.AVAILABLE,
-                "NotebookReady",
-                f"notebook at {files.notebook}; requirements installed in {files.environment}",
-                changes=step.changes,
+        step = job_step(
+            status.job,
+            obs.job,
+            obs.job_detail,
+            obs.now,
+            timing,
+            tag=JOB_TAG,
+            uid=_uid(self.nb),
+            what=SETUP,
+            failure_reason="NotebookSetupFailed",
+        )
+        changes: dict[str, object] = {"job": step.launch}
+        match step.outcome:
+            case JobOutcome.LAUNCH:
+                assert step.name is not None
+                return self.result(
+                    Phase.PREPARING,
+                    step.reason,
+                    step.message,
+                    job=setup_job(self.nb, files, step.name),
+                    requeue=timing.poll_base,
+                    changes=changes,
+                    delete_jobs=step.delete,
+                )
+            case JobOutcome.WAIT | JobOutcome.STALLED:
+                return self.result(
+                    Phase.PREPARING,
+                    step.reason,
+                    step.message,
+                    requeue=step.requeue,
+                    stalled=step.outcome == JobOutcome.STALLED,
+                    changes=changes,
+                    delete_jobs=step.delete,
+                )
+            case JobOutcome.DONE:
+                return self.result(
+                    Phase.AVAILABLE,
+                    "NotebookReady",
+                    f"notebook at {files.notebook}; requirements installed in {files.environment}",
+                    changes=changes,
+                    delete_jobs=step.delete,
+                )
+            case JobOutcome.FAILED:
+                return self.result(
+                    Phase.FAILED,
+                    step.reason,
+                    step.message,
+                    changes=changes,
+                    delete_jobs=step.delete,
+                )
+
+    # -- release ---------------------------------------------------------------------------
+
+    def _paths(self) -> tuple[str, ...]:
+        files = placed_files(self.status)
+        if files is None or self.nb.spec.release_policy != ReleasePolicy.DELETE:
+            return ()
+        return tuple(
+            node_of_mount(p) for p in (files.environment, files.requirements, files.notebook)
+        )
+
+    def release(self) -> NotebookDecision:
+        """The object is being deleted: wait for users, stop the setup job, delete per policy."""
+        obs, st = self.obs, self.status
+        if obs.users:
+            return self._hold(
+                "InUse", f"still used by Compute {', '.join(obs.users)}", requeue=10.0
             )
-        case JobOutcome.FAILED:
-            return result(Phase.FAILED, step.reason, step.message, changes=step.changes)
+        paths = self._paths()
+        if (_sent(st) or paths) and not obs.reachable:
+            return self._blocked(paths)
+        step = job_release(
+            st.job, obs.job, obs.now, self.timing, tag=JOB_TAG, uid=_uid(self.nb), what=SETUP
+        )
+        if _sent(st) and step.next != Next.RELEASED:
+            return self._hold(step.reason, step.message, requeue=step.requeue, jobs=step.delete)
+        return NotebookDecision(st, delete_paths=paths, released=True, write=False)
+
+    def _blocked(self, paths: tuple[str, ...]) -> NotebookDecision:
+        ref = self.nb.spec.platform_ref
+        job = marker(self.status.job)
+        parts = [f"notebook setup job {job.id or job.name}"] if _sent(self.status) else []
+        parts += [f"Cavern node {p}" for p in paths]
+        left = ", ".join(parts)
+        if self.obs.abandon:
+            return NotebookDecision(
+                self.status,
+                released=True,
+                write=False,
+                warning=f"abandoned {left}: SkahaPlatform {ref} is unusable and the "
+                f"{ABANDON_ANNOTATION} annotation is set; left behind at the platform",
+            )
+        message = (
+            f"cannot release {left}: SkahaPlatform {ref} or its token is unusable; restore it, "
+            f"or annotate this object {ABANDON_ANNOTATION}=true to leave them behind"
+        )
+        terminal = (self.status.phase or Phase.INITIALIZING) in TERMINAL_PHASES
+        first = self.status.reason != "ReleaseBlocked" or terminal
+        return self._hold(
+            "ReleaseBlocked",
+            message,
+            requeue=30.0,
+            stalled=True,
+            warning=message if first else None,
+        )
+
+    def _hold(
+        self,
+        reason: str,
+        message: str,
+        *,
+        requeue: float | None,
+        stalled: bool = False,
+        jobs: tuple[str, ...] = (),
+        warning: str | None = None,
+    ) -> NotebookDecision:
+        """Release is not done: Releasing (a terminal status is kept, not written)."""
+        if (self.status.phase or Phase.INITIALIZING) in TERMINAL_PHASES:
+            return NotebookDecision(
+                self.status, delete_jobs=jobs, requeue_after=requeue, warning=warning, write=False
+            )
+        return self.result(
+            Phase.RELEASING,
+            reason,
+            message,
+            requeue=requeue,
+            stalled=stalled,
+            delete_jobs=jobs,
+            warning=warning,
+        )
 
 
 __all__ = [
-    "NotebookAct",
+    "JOB_TAG",
     "NotebookDecision",
     "NotebookFiles",
     "NotebookObservation",
@@ -283,5 +451,7 @@ __all__ = [
     "files_at",
     "notebook_file_name",
     "notebook_files",
+    "placed_files",
     "setup_job",
+    "setup_policy",
 ]

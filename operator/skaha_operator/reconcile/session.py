@@ -219,6 +219,17 @@ def decide_session_deletion(
     return _Step(session, obs, timing or Timing()).deletion()
 
 
+# The rungs of a live Session: its phase moves up this ladder (or to a terminal phase), never down.
+LADDER = {
+    SessionPhase.INITIALIZING: 0,
+    SessionPhase.WAITING: 1,
+    SessionPhase.PREPARING: 2,
+    SessionPhase.AVAILABLE: 3,
+    SessionPhase.RUNNING: 3,
+    SessionPhase.RELEASING: 4,
+}
+
+
 @dataclass
 class _Step:
     """One decision's working state."""
@@ -320,6 +331,16 @@ class _Step:
             # Parts prepare ahead of the start, so the session is usable when it comes.
             phase, reason = SessionPhase.WAITING, "WaitingForStart"
             message = f"starts at {start.isoformat()}; {verdict.message}"
+        if LADDER.get(phase, 0) < LADDER.get(self.old, 0):
+            # A live Session never steps down its ladder: a lower phase here comes from a stale
+            # view of a part (another operator, a lagging cache). Keep the phase; look again.
+            return self._result(
+                self.old,
+                self.status.reason or reason,
+                self.status.message or message,
+                create=create,
+                requeue=self.timing.poll_base,
+            )
         until_start = (start - self.now).total_seconds()
         match phase:
             case SessionPhase.WAITING:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from skaha_operator.domain.common import TERMINAL_PHASES, Phase
+from skaha_operator.domain.common import ReleasePolicy, TERMINAL_PHASES, Phase
 from skaha_operator.domain.storage import CavernArea, Storage, StorageStatus, StorageTemplate
 from skaha_operator.reconcile.jobs import with_phase
 from skaha_operator.reconcile.timing import Timing
@@ -148,7 +148,53 @@ def storage_failed(storage: Storage, reason: str, message: str, now: datetime) -
     return new
 
 
+@dataclass(frozen=True)
+class StorageRelease:
+    """What releasing a Storage does: the tree to empty, the levels to remove, or why it waits."""
+
+    released: bool
+    requeue_after: float | None = None
+    delete_tree: str | None = None  # a leaf this Storage created: its contents go with it
+    delete_levels: tuple[str, ...] = ()  # created levels, deepest first (kept once not empty)
+    message: str | None = None
+    warning: str | None = None
+
+
+def decide_storage_release(
+    storage: Storage, users: list[str], reachable: bool, abandon: bool
+) -> StorageRelease:
+    """Release per policy, touching only what this Storage created (docs/design.md §4.6).
+
+    A directory that existed before (not in `createdPaths`) is never deleted, nor anything in
+    it, whatever the policy; levels it created are removed deepest first, and a level that is not
+    empty (someone else's files) stops the removal there.
+    """
+    if users:
+        return StorageRelease(False, 10.0, message=f"still used by {', '.join(users)}")
+    status = storage.status
+    created = list((status.created_paths if status else None) or [])
+    if storage.spec.release_policy != ReleasePolicy.DELETE or not created:
+        return StorageRelease(True)  # Retain, or nothing of ours was made
+    if not reachable:
+        left = ", ".join(created)
+        if abandon:
+            return StorageRelease(True, warning=f"abandoned Cavern directories {left}")
+        return StorageRelease(
+            False,
+            30.0,
+            warning=f"cannot delete Cavern directories {left}: SkahaPlatform "
+            f"{storage.spec.platform_ref} or its token is unusable; restore it, or annotate "
+            "this object skaha.broker.dev/abandon=true to leave them behind",
+        )
+    leaf = node_of_mount(status.mount_path) if status and status.mount_path else None
+    tree = leaf if leaf in created else None
+    levels_ = tuple(p for p in reversed(created) if p != tree)
+    return StorageRelease(True, delete_tree=tree, delete_levels=levels_)
+
+
 __all__ = [
+    "StorageRelease",
+    "decide_storage_release",
     "CavernLayout",
     "StorageAct",
     "StorageDecision",

@@ -1,7 +1,7 @@
 """Transition tables: which phase may follow which, per kind (design §3, calycopis-domain.md §1.5).
 
-A decision that would make an illegal move raises `IllegalTransition`; the handler turns that into
-Stalled for a human rather than writing it. The CEL rule on the status schema backs up the
+A decision that would make an illegal move raises `IllegalTransition`: a bug in a decision, which
+the runtime logs and retries later rather than writing it. The CEL rule on the status schema backs up the
 terminal part of this table on the API server.
 """
 
@@ -14,8 +14,9 @@ Table = dict[str, frozenset[str]]
 _TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
 
 COMPUTE_TRANSITIONS: Table = {
-    Phase.INITIALIZING: frozenset({Phase.WAITING, Phase.PREPARING, Phase.FAILED}),
-    Phase.WAITING: frozenset({Phase.PREPARING, Phase.FAILED, Phase.CANCELLED}),
+    # Releasing from any live phase: a deletion is released through the same decision.
+    Phase.INITIALIZING: frozenset({Phase.WAITING, Phase.PREPARING, Phase.RELEASING, Phase.FAILED}),
+    Phase.WAITING: frozenset({Phase.PREPARING, Phase.RELEASING, Phase.FAILED, Phase.CANCELLED}),
     Phase.PREPARING: frozenset(
         {Phase.AVAILABLE, Phase.RUNNING, Phase.RELEASING, Phase.COMPLETED, Phase.FAILED}
     ),

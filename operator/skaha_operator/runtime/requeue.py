@@ -57,6 +57,12 @@ class Requeuer:
         self._timers[key] = (due, loop.call_at(due, self._fire, key))
         logger.debug("wake-up of %s %s/%s in %.1fs", *key, delay)
 
+    def cancel(self, key: Key) -> None:
+        """Drop a pending wake-up (the delete handler drives the object now)."""
+        current = self._timers.pop(key, None)
+        if current is not None:
+            current[1].cancel()
+
     def forget(self, key: Key) -> None:
         """The object is gone: drop its timer and lock."""
         current = self._timers.pop(key, None)

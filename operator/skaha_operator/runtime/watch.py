@@ -10,7 +10,7 @@ back to a GET.
 Wake-ups replace waiting for the next requeue: a part whose state a Session shows (phase, reason,
 message, Ready/Stalled, connectors) wakes its Session; a DockerContainer, JupyterNotebook, Storage
 or Data whose phase changed wakes the Computes that use it. Wake-ups are scheduled a moment later
-so that a burst of events coalesces into one step (handlers/requeue.py).
+so that a burst of events coalesces into one step (runtime/requeue.py).
 """
 
 from __future__ import annotations
@@ -21,25 +21,14 @@ from typing import Any
 import kopf
 
 from skaha_operator import GROUP, VERSION
-from skaha_operator.handlers.objects import part_view
-from skaha_operator.handlers.state import OperatorState, state
+from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, KINDS, PART_KINDS, plural_of
+from skaha_operator.k8s.objects import part_view
+from skaha_operator.runtime.state import OperatorState, state
 
-PLURALS = (
-    "skahaplatforms",
-    "dockercontainers",
-    "jupyternotebooks",
-    "storages",
-    "data",
-    "computes",
-    "sessions",
-)
-PART_PLURALS = frozenset({"dockercontainers", "jupyternotebooks", "storages", "data", "computes"})
-DEPENDENCY_KINDS = {
-    "dockercontainers": "DockerContainer",
-    "jupyternotebooks": "JupyterNotebook",
-    "storages": "Storage",
-    "data": "Data",
-}
+PLURALS = tuple(k.crd.plural for k in KINDS)
+# Kinds a Session owns (their events wake it) and kinds a Compute waits for (theirs wake it).
+PART_PLURALS = frozenset(plural_of(k) for k in PART_KINDS)
+DEPENDENCY_KINDS = {plural_of(k): k for k in DEPENDENCY_KIND_NAMES}
 WAKE_DELAY = 0.1  # coalesce a burst of part events into one Session step
 
 
@@ -51,14 +40,15 @@ def observe_event(
     ns, name = meta.get("namespace"), meta.get("name")
     if not ns or not name:
         return
+    cache = st.ctx.cache
     if event_type == "DELETED":
-        old = st.cache.peek(plural, ns, name)
-        st.cache.drop(plural, ns, name)
+        old = cache.peek(plural, ns, name)
+        cache.drop(plural, ns, name)
         st.requeuer.forget((plural, ns, name))
         st.forget(str(meta.get("uid", "")))
         changed = True
     else:
-        old = st.cache.put(plural, body)
+        old = cache.put(plural, body)
         changed = old is None or part_view(old) != part_view(body)
     if not changed:
         return
@@ -71,7 +61,7 @@ def observe_event(
     old_phase = ((old or {}).get("status") or {}).get("phase")
     new_phase = (body.get("status") or {}).get("phase") if event_type != "DELETED" else None
     if kind is not None and old_phase != new_phase:
-        for compute in st.cache.users(ns, kind, name):
+        for compute in cache.users(ns, kind, name):
             st.requeuer.schedule(("computes", ns, compute), WAKE_DELAY)
 
 
@@ -82,13 +72,11 @@ class QuietCacheHandler(logging.Filter):
         return not str(record.msg).startswith("Handler 'cache' ")
 
 
-def _register(plural: str) -> None:
+def register_watch(plural: str) -> None:
+    """Feed the cache from every watch event of `plural`."""
+
     @kopf.on.event(GROUP, VERSION, plural, id="cache")
     async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the cache current and wake whoever waits for this object."""
         kind = event.get("type") if isinstance(event, dict) else None
         observe_event(plural, kind, dict(body), state(memo))
-
-
-for _plural in PLURALS:
-    _register(_plural)

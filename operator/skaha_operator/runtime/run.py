@@ -1,4 +1,4 @@
-"""Run the operator: register every handler module, then kopf's operator loop with our settings."""
+"""Run the operator: register every handler, then kopf's operator loop with our settings."""
 
 from __future__ import annotations
 
@@ -9,21 +9,12 @@ from collections.abc import Sequence
 
 import kopf
 
-# Importing the modules registers their handlers with kopf's default registry.
-from skaha_operator.handlers import (  # noqa: F401
-    cache,
-    compute,
-    data,
-    docker_container,
-    jupyter_notebook,
-    operator,
-    session,
-    skaha_platform,
-    storage,
-)
-from skaha_operator.handlers.cache import QuietCacheHandler
-from skaha_operator.handlers.common import RequeueIsNotAnError
-from skaha_operator.handlers.state import OperatorConfig
+from skaha_operator.controllers.context import OperatorConfig
+
+# Importing these modules registers the handlers with kopf's default registry.
+from skaha_operator.runtime import register, startup  # noqa: F401
+from skaha_operator.runtime.driver import RequeueIsNotAnError
+from skaha_operator.runtime.watch import QuietCacheHandler
 
 
 def run_operator(

@@ -1,9 +1,9 @@
 """Operator start-up and clean-up: kopf settings under our API group, shared state in memo.
 
 The finalizer lives under `skaha.broker.dev` so it is recognisably ours (issue 5 §7). kopf's
-progress and diffbase bookkeeping is kept in memory (handlers/persistence.py), never in our status
-schema; requeues are in-memory timers (handlers/requeue.py) and observed objects come from a
-watch-fed cache (handlers/cache.py): see docs/performance.md for what each saves.
+progress and diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status
+schema; requeues are in-memory timers (runtime/requeue.py) and observed objects come from a
+watch-fed cache (runtime/watch.py): see docs/performance.md for what each saves.
 """
 
 from __future__ import annotations
@@ -16,24 +16,18 @@ from typing import Any
 import kopf
 
 from skaha_operator import GROUP, VERSION, metrics
-from skaha_operator.handlers import (
-    compute,
-    data,
-    docker_container,
-    jupyter_notebook,
-    session,
-    skaha_platform,
-    storage,
-)
-from skaha_operator.handlers.cache import observe_event
-from skaha_operator.handlers.common import Step, step_once
-from skaha_operator.handlers.objects import ObjectCache
-from skaha_operator.handlers.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
-from skaha_operator.handlers.platforms import PlatformCache
-from skaha_operator.handlers.requeue import Key, Runner
-from skaha_operator.handlers.state import OperatorConfig, OperatorState
+from skaha_operator.controllers.base import Controller
+from skaha_operator.controllers.context import Context, OperatorConfig
+from skaha_operator.controllers.platforms import PlatformCache
+from skaha_operator.controllers.registry import CONTROLLERS
 from skaha_operator.k8s.api import Kube, make_api_client
+from skaha_operator.k8s.objects import ObjectCache
 from skaha_operator.platform.base import CallRecord
+from skaha_operator.runtime.driver import step_once
+from skaha_operator.runtime.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
+from skaha_operator.runtime.requeue import Key, Runner
+from skaha_operator.runtime.state import OperatorState
+from skaha_operator.runtime.watch import observe_event
 
 API_THREADS = 16
 
@@ -64,36 +58,34 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="kube")
     )
-    st = OperatorState(
+    ctx = Context(
         config=config,
         kube=kube,
         platforms=PlatformCache(
             kube, on_call=_record_call, http_timeout=config.http_timeout, reader=cache.get
         ),
         cache=cache,
-        forgetters=[progress.forget, diffbase.forget],
+        post=_post_event,
     )
-    for kind, plural, step in STEPS:
-        st.requeuer.register(plural, _runner(kind, plural, step, st))
+    st = OperatorState(ctx=ctx, forgetters=[progress.forget, diffbase.forget])
+    for controller in CONTROLLERS:
+        st.requeuer.register(controller.plural, _runner(controller, st))
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
     memo.state = st
 
 
-# What an in-memory wake-up runs, per kind (the same step as the kind's create/resume handler).
-STEPS: tuple[tuple[str, str, Step], ...] = (
-    (compute.KIND, compute.PLURAL, compute.step_compute),
-    (session.KIND, session.PLURAL, session.step_session),
-    (docker_container.KIND, docker_container.PLURAL, docker_container.step_docker_container),
-    (storage.KIND, storage.PLURAL, storage.step_storage),
-    (data.KIND, data.PLURAL, data.step_data),
-    (jupyter_notebook.KIND, jupyter_notebook.PLURAL, jupyter_notebook.step_notebook),
-    (skaha_platform.KIND, skaha_platform.PLURAL, skaha_platform.step_platform),
-)
+def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    # kopf's poster reads only the object's reference fields, which a plain dict has.
+    obj: Any = body
+    kopf.event(obj, type=type_, reason=reason, message=message)
 
 
-def _runner(kind: str, plural: str, step: Step, st: OperatorState) -> Runner:
+def _runner(controller: Controller, st: OperatorState) -> Runner:
     async def run(key: Key) -> float | None:
-        return await step_once(kind, plural, step, st, key)
+        body = await st.ctx.cache.get(*key)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return None  # gone, or the delete handler drives it now
+        return (await step_once(controller, st, key, body)).requeue_after
 
     return run
 
@@ -115,12 +107,12 @@ async def probe_api(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     try:
         if namespaces:
             found = await asyncio.to_thread(
-                st.kube.custom.list_namespaced_custom_object,
+                st.ctx.kube.custom.list_namespaced_custom_object,
                 GROUP, VERSION, namespaces[0], "sessions", limit=1, _request_timeout=5,
             )  # fmt: skip
         else:
             found = await asyncio.to_thread(
-                st.kube.custom.list_cluster_custom_object,
+                st.ctx.kube.custom.list_cluster_custom_object,
                 GROUP, VERSION, "sessions", limit=1, _request_timeout=5,
             )  # fmt: skip
     except Exception as exc:
@@ -139,5 +131,5 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     st = getattr(memo, "state", None)
     if isinstance(st, OperatorState):
         await st.requeuer.aclose()
-        await st.platforms.aclose()
-        st.kube.api.close()
+        await st.ctx.platforms.aclose()
+        st.ctx.kube.api.close()

@@ -1,0 +1,269 @@
+"""The Compute controller: observe the platform, dependencies and the Skaha session; decide; act.
+
+Launching follows the one protocol (reconcile/launch.py): everything that can fail without
+talking to Skaha (the platform, dependencies, the image and its registry Secret) is resolved
+before the create-pending marker is written with a resourceVersion-guarded write; only then is
+the session POSTed and its id recorded. A refused launch is fed back to the decision as an
+observation. Deletion runs through the same step: the decision deletes what carries our name and
+says released once nothing can still appear (docs/design.md §4.3, §4.6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from skaha_operator.controllers import skaha_sessions
+from skaha_operator.controllers.base import Outcome, tell, write
+from skaha_operator.controllers.context import Context, abandoned
+from skaha_operator.domain.common import Phase, SessionType
+from skaha_operator.domain.compute import Compute
+from skaha_operator.domain.docker_container import DockerContainer
+from skaha_operator.domain.jupyter_notebook import JupyterNotebook
+from skaha_operator.domain.kinds import plural_of
+from skaha_operator.domain.skaha_platform import SkahaPlatform
+from skaha_operator.k8s.api import SecretError
+from skaha_operator.platform.clients import PlatformClients
+from skaha_operator.platform.errors import AuthError, Rejected, Unavailable
+from skaha_operator.platform.skaha import RegistryAuth
+from skaha_operator.platform.wire import SessionParams
+from skaha_operator.platform.wire import SessionType as WireType
+from skaha_operator.reconcile.checks import platform_view
+from skaha_operator.reconcile.compute import (
+    ComputeDecision,
+    ComputeObservation,
+    DependencyView,
+    PlatformView,
+    SkahaView,
+    decide_compute,
+    launch_policy,
+)
+from skaha_operator.reconcile.launch import LaunchView, needs_listing
+
+TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
+Inputs = tuple[str, RegistryAuth | None]  # the image and its registry credentials
+
+
+class ComputeController:
+    """Drives Computes."""
+
+    kind = "Compute"
+    plural = "computes"
+
+    async def step(self, body: dict[str, Any], ctx: Context) -> Outcome:
+        """Observe, decide once, act, write with a guarded write."""
+        compute = Compute.model_validate(body)
+        clients, platform_body = await _clients(compute, ctx)
+        obs, inputs = await self.observe(compute, clients, platform_body, ctx)
+        decision = decide_compute(compute, obs, ctx.config.timing)
+        if decision.launch is not None and clients is not None and inputs is not None:
+            stored = await write(ctx, self.plural, body, decision.status, strict=True)
+            tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
+            return await self._launch(compute, stored, decision, clients, inputs, obs, ctx)
+        return await self._act(body, decision, clients, ctx)
+
+    async def observe(
+        self,
+        compute: Compute,
+        clients: PlatformClients | None,
+        platform_body: dict[str, Any] | None,
+        ctx: Context,
+    ) -> tuple[ComputeObservation, Inputs | None]:
+        """Read only what the decision for the current phase needs."""
+        now = datetime.now(UTC)
+        status = compute.status
+        phase = (status.phase if status else None) or Phase.INITIALIZING
+        launch = status.launch if status else None
+        deleting = bool(compute.metadata.get("deletionTimestamp"))
+        base = launch_policy(compute, ctx.config.timing).base
+        if deleting or phase == Phase.RELEASING:
+            view = None
+            if clients is not None and launch is not None and launch.pending_since is not None:
+                view, _ = await skaha_sessions.observe(clients, launch, base, listing=True)
+            return ComputeObservation(
+                now=now,
+                platform=None,
+                launch=view or LaunchView(),
+                deleting=deleting,
+                reachable=clients is not None,
+                abandon=abandoned(compute.model_dump(by_alias=True), platform_body),
+            ), None
+        if phase in TERMINAL:
+            return ComputeObservation(now=now, platform=None), None
+        if launch is None or launch.pending_since is None:
+            platform = _platform_view(platform_body)
+            deps = await _dependencies(compute, ctx)
+            inputs, problem = await _inputs(compute, ctx)
+            obs = ComputeObservation(
+                now=now, platform=platform, dependencies=deps, inputs_problem=problem
+            )
+            return obs, inputs
+        if clients is None:
+            return ComputeObservation(now=now, platform=None), None
+        listing = needs_listing(launch, now, launch_policy(compute, ctx.config.timing))
+        view, session = await skaha_sessions.observe(clients, launch, base, listing=listing)
+        skaha = None
+        if session is not None:
+            detail = None
+            if str(session.status) in {"Failed", "Error"}:
+                detail = await skaha_sessions.log_tail(clients, session.id)
+            skaha = SkahaView(
+                status=str(session.status),
+                connect_url=session.connect_url or None,
+                start_time=session.start_time,
+                expiry_time=session.expiry_time,
+                detail=detail,
+            )
+        return ComputeObservation(
+            now=now,
+            platform=None,
+            launch=view,
+            skaha=skaha,
+            open_path=await _notebook_path(compute, ctx),
+        ), None
+
+    async def _launch(
+        self,
+        compute: Compute,
+        stored: dict[str, Any],
+        decision: ComputeDecision,
+        clients: PlatformClients,
+        inputs: Inputs,
+        obs: ComputeObservation,
+        ctx: Context,
+    ) -> Outcome:
+        """POST the session (the marker is stored) and record its id with a guarded write."""
+        plan = decision.launch
+        assert plan is not None
+        spec = compute.spec
+        params = SessionParams(
+            name=plan.name,
+            image=inputs[0],
+            type=WireType(str(plan.type)),
+            cores=plan.cores,
+            ram=plan.ram_gib,
+            gpus=plan.gpus,
+            cmd=spec.command,
+            args=" ".join(spec.args) if spec.args else None,
+            env=dict(spec.env or {}),
+        )
+        try:
+            session_id = await skaha_sessions.create(clients, params, inputs[1])
+        except AuthError:
+            raise  # a credentials problem is a state of the platform, never a refused launch
+        except Rejected as exc:
+            # Nothing was created: the refusal is an observation the decision turns into Failed.
+            refused = Compute.model_validate(stored)
+            again = decide_compute(
+                refused, dataclasses.replace(obs, refused=exc.message), ctx.config.timing
+            )
+            await write(ctx, self.plural, stored, again.status)
+            tell(ctx, stored, self.kind, again.status, again.events, again.warning)
+            return Outcome(again.requeue_after)
+        except Unavailable:
+            # Maybe committed (timeout, 500 after commit): the marker stays, the next step adopts.
+            return Outcome(2.0)
+        current = Compute.model_validate(stored).status
+        assert current is not None
+        assert current.launch is not None
+        launched = current.model_copy(
+            update={
+                "launch": current.launch.model_copy(update={"id": session_id}),
+                "reason": "Launched",
+                "message": f"launched Skaha session {session_id}",
+            }
+        )
+        await write(ctx, self.plural, stored, launched)
+        return Outcome(decision.requeue_after)
+
+    async def _act(
+        self,
+        body: dict[str, Any],
+        decision: ComputeDecision,
+        clients: PlatformClients | None,
+        ctx: Context,
+    ) -> Outcome:
+        if decision.write:
+            await write(ctx, self.plural, body, decision.status)
+        if clients is not None:
+            await skaha_sessions.delete(clients, decision.delete)
+            sid = decision.status.launch.id if decision.status.launch else None
+            if decision.renew and sid:
+                await clients.skaha.renew(sid)
+        tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
+        return Outcome(decision.requeue_after, decision.released)
+
+
+async def _clients(
+    compute: Compute, ctx: Context
+) -> tuple[PlatformClients | None, dict[str, Any] | None]:
+    ns = str(compute.metadata["namespace"])
+    body = await ctx.cache.get("skahaplatforms", ns, compute.spec.platform_ref)
+    if body is None:
+        return None, None
+    try:
+        return await ctx.platforms.clients(SkahaPlatform.model_validate(body)), body
+    except SecretError:
+        return None, body  # the platform's own status reports the missing Secret
+
+
+def _platform_view(body: dict[str, Any] | None) -> PlatformView | None:
+    return None if body is None else platform_view(SkahaPlatform.model_validate(body))
+
+
+async def _notebook_path(compute: Compute, ctx: Context) -> str | None:
+    """The placed notebook a notebook session should open (its JupyterNotebook's status)."""
+    ref = compute.spec.executable_ref
+    if str(ref.kind) != "JupyterNotebook" or compute.spec.type != SessionType.NOTEBOOK:
+        return None
+    body = await ctx.cache.get(
+        plural_of("JupyterNotebook"), str(compute.metadata["namespace"]), ref.name
+    )
+    path = ((body or {}).get("status") or {}).get("notebookPath")
+    return path if isinstance(path, str) and path else None
+
+
+async def _dependencies(compute: Compute, ctx: Context) -> tuple[DependencyView, ...]:
+    ns = str(compute.metadata["namespace"])
+    spec = compute.spec
+    wanted = [(str(spec.executable_ref.kind), spec.executable_ref.name)]
+    wanted += [("Storage", n) for n in spec.storage_refs or []]
+    wanted += [("Data", n) for n in spec.data_refs or []]
+    views = []
+    for kind, name in wanted:
+        body = await ctx.cache.get(plural_of(kind), ns, name)
+        status = (body or {}).get("status") or {}
+        views.append(
+            DependencyView(kind, name, status.get("phase") if body else None, status.get("reason"))
+        )
+    return tuple(views)
+
+
+async def _inputs(compute: Compute, ctx: Context) -> tuple[Inputs | None, tuple[str, str] | None]:
+    """The image and registry credentials, resolved before any marker (no attempt is spent)."""
+    ns = str(compute.metadata["namespace"])
+    ref = compute.spec.executable_ref
+    body = await ctx.cache.get(plural_of(str(ref.kind)), ns, ref.name)
+    if body is None:
+        return None, ("ExecutableMissing", f"{ref.kind} {ref.name} does not exist")
+    if str(ref.kind) == "JupyterNotebook":
+        return (JupyterNotebook.model_validate(body).spec.image, None), None
+    dc = DockerContainer.model_validate(body)
+    if dc.spec.registry_secret_ref is None:
+        return (dc.spec.image, None), None
+    name = dc.spec.registry_secret_ref.name
+    try:
+        auth = RegistryAuth(
+            username=await ctx.kube.read_secret(ns, name, "username"),
+            secret=SecretStr(await ctx.kube.read_secret(ns, name, "password")),
+        )
+    except SecretError as exc:
+        return None, (
+            "RegistrySecretMissing",
+            f"the registry Secret of DockerContainer {ref.name} is not usable ({exc}); "
+            "the launch waits until it is fixed",
+        )
+    return (dc.spec.image, auth), None

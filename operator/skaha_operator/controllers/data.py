@@ -1,0 +1,222 @@
+"""The Data controller: a download job or a Rucio rule, launched once; released per policy.
+
+Both go through the one launch protocol (reconcile/launch.py): the marker is written with a
+resourceVersion-guarded write before the request, the job is found again by its UID-derived
+name, the rule by (DID, RSE expression) — a DuplicateRule answer is adopted. A refused create is
+fed back to the decision. Deletion is the same step: wait until no live Compute uses the data,
+stop every download attempt, then delete the file or the rule when the policy says so and it is
+provably ours (docs/design.md §4.3, §4.6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from skaha_operator.controllers import rucio_rules, skaha_sessions
+from skaha_operator.controllers.access import (
+    PlatformAccess,
+    live_users,
+    platform_access,
+    storage_view,
+)
+from skaha_operator.controllers.base import Outcome, tell, write
+from skaha_operator.controllers.context import Context
+from skaha_operator.domain.data import Data, DataStatus
+from skaha_operator.domain.launch import Launch
+from skaha_operator.platform.clients import PlatformClients
+from skaha_operator.platform.errors import AuthError, Rejected, Unavailable
+from skaha_operator.platform.wire import SessionParams, SessionType
+from skaha_operator.reconcile.data import (
+    DataDecision,
+    DataObservation,
+    RulePlan,
+    decide_data,
+    download_policy,
+    rule_policy,
+)
+from skaha_operator.reconcile.launch import LaunchView, needs_listing
+
+
+class DataController:
+    """Drives Data."""
+
+    kind = "Data"
+    plural = "data"
+
+    async def step(self, body: dict[str, Any], ctx: Context) -> Outcome:
+        """Observe, decide once, act, write with a guarded write."""
+        data = Data.model_validate(body)
+        ns = str(data.metadata["namespace"])
+        access = await platform_access(ctx, ns, data.spec.platform_ref)
+        obs = await self.observe(data, body, access, ctx)
+        decision = decide_data(data, obs, ctx.config.timing, ctx.config.downloader_image)
+        clients = access.clients
+        if decision.job is not None and clients is not None:
+            stored = await write(ctx, self.plural, body, decision.status, strict=True)
+            tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
+            return await self._launch_job(data, stored, decision, clients, obs, ctx)
+        if decision.rule is not None and clients is not None and clients.rucio is not None:
+            stored = await write(ctx, self.plural, body, decision.status, strict=True)
+            tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
+            return await self._create_rule(stored, decision.rule, clients, obs, ctx)
+        if decision.write:
+            await write(ctx, self.plural, body, decision.status)
+        if clients is not None:
+            await skaha_sessions.delete(clients, decision.delete_jobs)
+            if decision.delete_rule and clients.rucio is not None:
+                await rucio_rules.delete(clients.rucio, decision.delete_rule)
+            if decision.delete_tree:
+                await clients.cavern.delete_tree(decision.delete_tree)
+        tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
+        return Outcome(decision.requeue_after, decision.released)
+
+    async def observe(
+        self, data: Data, body: dict[str, Any], access: PlatformAccess, ctx: Context
+    ) -> DataObservation:
+        """Read what the decision needs: platform, storage, the job or rule, users on release."""
+        now = datetime.now(UTC)
+        ns, name = str(data.metadata["namespace"]), str(data.metadata["name"])
+        status = data.status or DataStatus()
+        clients = access.clients
+        deleting = bool(data.metadata.get("deletionTimestamp"))
+        timing = ctx.config.timing
+        job, job_detail = LaunchView(), None
+        rule, rule_error, shared = LaunchView(), None, False
+        if clients is not None and data.spec.http is not None and _sent(status.job):
+            policy = download_policy(data, timing)
+            listing = deleting or needs_listing(status.job, now, policy)
+            job, session = await skaha_sessions.observe(
+                clients, status.job, policy.base, listing=listing
+            )
+            if session is not None and str(session.status) in {"Failed", "Error"}:
+                job_detail = await skaha_sessions.log_tail(clients, session.id)
+        plan = _rule_plan(data)
+        if clients is not None and clients.rucio is not None and plan and _sent(status.rule):
+            policy = rule_policy(data, timing)
+            listing = deleting or needs_listing(status.rule, now, policy)
+            rule, rule_error = await rucio_rules.observe(
+                clients.rucio, status.rule, plan, policy.base, listing=listing
+            )
+            if deleting and status.rule and status.rule.id:
+                shared = await _rule_shared(ctx, data, status.rule.id)
+        users: tuple[str, ...] = ()
+        if deleting:
+            users = tuple(
+                await live_users(ctx, ns, "computes", lambda s: name in (s.get("dataRefs") or []))
+            )
+        defaults = access.platform.spec.defaults if access.platform else None
+        return DataObservation(
+            now=now,
+            platform_ready=access.ready,
+            platform_reason=access.reason,
+            storage=await storage_view(ctx, ns, data.spec.storage_ref),
+            prepare_deadline=defaults.prepare_deadline if defaults else None,
+            rucio_configured=clients is not None and clients.rucio is not None,
+            job=job,
+            job_detail=job_detail,
+            rule=rule,
+            rule_error=rule_error,
+            deleting=deleting,
+            reachable=clients is not None,
+            abandon=access.abandon(body),
+            users=users,
+            rule_shared=shared,
+        )
+
+    async def _launch_job(
+        self,
+        data: Data,
+        stored: dict[str, Any],
+        decision: DataDecision,
+        clients: PlatformClients,
+        obs: DataObservation,
+        ctx: Context,
+    ) -> Outcome:
+        """POST the download job (its marker is stored) and record its id."""
+        plan = decision.job
+        assert plan is not None
+        params = SessionParams(
+            name=plan.name, image=plan.image, type=SessionType.HEADLESS,
+            cmd=plan.cmd, args=plan.args, env=plan.env,
+        )  # fmt: skip
+        try:
+            job_id = await skaha_sessions.create(clients, params)
+        except AuthError:
+            raise
+        except Rejected as exc:
+            return await self._refused(stored, obs, f"Skaha refused the job: {exc.message}", ctx)
+        except Unavailable:
+            return Outcome(2.0)  # maybe committed: the marker stays, the next step adopts
+        await self._record(stored, "job", job_id, f"download job {plan.name} is {job_id}", ctx)
+        return Outcome(decision.requeue_after)
+
+    async def _create_rule(
+        self,
+        stored: dict[str, Any],
+        plan: RulePlan,
+        clients: PlatformClients,
+        obs: DataObservation,
+        ctx: Context,
+    ) -> Outcome:
+        """POST the rule (its marker is stored); DuplicateRule is adopted at the next step."""
+        assert clients.rucio is not None
+        try:
+            rule_id = await rucio_rules.create(clients.rucio, plan)
+        except AuthError:
+            raise
+        except Rejected as exc:
+            return await self._refused(stored, obs, f"Rucio refused the rule: {exc}", ctx)
+        except Unavailable:
+            return Outcome(2.0)
+        if rule_id is None:
+            return Outcome(0.5)  # DuplicateRule: list the DID's rules and adopt
+        await self._record(stored, "rule", rule_id, f"Rucio rule {rule_id} created", ctx)
+        return Outcome(1.0)
+
+    async def _refused(
+        self, stored: dict[str, Any], obs: DataObservation, message: str, ctx: Context
+    ) -> Outcome:
+        data = Data.model_validate(stored)
+        again = decide_data(
+            data, dataclasses.replace(obs, refused=message), ctx.config.timing,
+            ctx.config.downloader_image,
+        )  # fmt: skip
+        await write(ctx, self.plural, stored, again.status)
+        tell(ctx, stored, self.kind, again.status, again.events, again.warning)
+        return Outcome(again.requeue_after)
+
+    async def _record(
+        self, stored: dict[str, Any], field: str, ext_id: str, message: str, ctx: Context
+    ) -> None:
+        current = Data.model_validate(stored).status
+        assert current is not None
+        launch = getattr(current, field) or Launch()
+        new = current.model_copy(
+            update={field: launch.model_copy(update={"id": ext_id}), "message": message}
+        )
+        await write(ctx, self.plural, stored, new)
+
+
+def _rule_plan(data: Data) -> RulePlan | None:
+    rucio = data.spec.rucio
+    if rucio is None:
+        return None
+    scope, name = rucio.did.split(":", 1)
+    return RulePlan(scope, name, rucio.rse_expression, None)
+
+
+def _sent(launch: Launch | None) -> bool:
+    return launch is not None and launch.pending_since is not None
+
+
+async def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:
+    """Whether another Data in the namespace records the same rule (keep it for them)."""
+    ns, name = str(data.metadata["namespace"]), str(data.metadata["name"])
+    for other in await ctx.kube.list("data", ns):
+        if other["metadata"]["name"] == name:
+            continue
+        if (((other.get("status") or {}).get("rule")) or {}).get("id") == rule_id:
+            return True
+    return False

@@ -1,0 +1,118 @@
+"""The SkahaPlatform controller: probe /capabilities and /context; hold what release needs.
+
+A platform is never terminal: an unreachable or unauthorised one is re-probed with backoff and
+recovers by itself. The token comes only from a Secret in the platform's namespace. While the
+platform exists its Secrets carry our finalizer, and the platform itself is released only when
+nothing in its namespace refers to it any more: so `kubectl delete namespace` or a GitOps prune
+that removes everything at once still leaves the Computes, Data and Storages the platform and
+token they need to release what they launched (docs/design.md §4.6).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from skaha_operator.controllers.base import Outcome, tell, write
+from skaha_operator.controllers.context import Context
+from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, plural_of
+from skaha_operator.domain.skaha_platform import SkahaPlatform
+from skaha_operator.k8s.api import SecretError
+from skaha_operator.platform.errors import AuthError, SkahaError, Unavailable
+from skaha_operator.reconcile.checks import ProbeResult, decide_held_release, decide_platform
+
+# Kinds that name a platform in spec.platformRef (every part but the Session).
+DEPENDENT_PLURALS = tuple(plural_of(k) for k in (*DEPENDENCY_KIND_NAMES, "Compute"))
+
+
+class SkahaPlatformController:
+    """Drives SkahaPlatforms."""
+
+    kind = "SkahaPlatform"
+    plural = "skahaplatforms"
+
+    async def step(self, body: dict[str, Any], ctx: Context) -> Outcome:
+        """Probe once, decide, write, hold the Secrets; or release once nothing uses it."""
+        platform = SkahaPlatform.model_validate(body)
+        if platform.metadata.get("deletionTimestamp"):
+            users = await _dependents(platform, ctx)
+            requeue, released = decide_held_release(users)
+            if released:
+                await _hold_secrets(platform, ctx, hold=False)
+            return Outcome(requeue, released)
+        probe = await probe_platform(platform, ctx)
+        decision = decide_platform(platform, probe, datetime.now(UTC), ctx.config.timing)
+        await write(ctx, self.plural, body, decision.status)
+        tell(ctx, body, self.kind, decision.status, decision.events)
+        await _hold_secrets(platform, ctx, hold=True)
+        return Outcome(decision.requeue_after)
+
+
+def _secret_names(platform: SkahaPlatform) -> list[str]:
+    names = [platform.spec.token_secret_ref.name]
+    rucio = platform.spec.rucio
+    if rucio is not None and rucio.credentials_secret_ref is not None:
+        names.append(rucio.credentials_secret_ref.name)
+    return names
+
+
+async def _hold_secrets(platform: SkahaPlatform, ctx: Context, *, hold: bool) -> None:
+    ns = str(platform.metadata["namespace"])
+    for name in _secret_names(platform):
+        await ctx.kube.hold_secret(ns, name, ctx.config.finalizer, hold)
+
+
+async def _dependents(platform: SkahaPlatform, ctx: Context) -> list[str]:
+    """Objects in the platform's namespace that still name it (deleting ones included)."""
+    ns, name = str(platform.metadata["namespace"]), str(platform.metadata["name"])
+    found = []
+    for plural in DEPENDENT_PLURALS:
+        for obj in await ctx.kube.list(plural, ns):
+            if (obj.get("spec") or {}).get("platformRef") == name:
+                found.append(f"{obj.get('kind', plural)} {obj['metadata']['name']}")
+    return found
+
+
+def _failed(reason: str, message: str) -> ProbeResult:
+    return ProbeResult(
+        ok=False,
+        api_version=None,
+        cores=(),
+        cores_default=None,
+        ram=(),
+        ram_default=None,
+        gpus=(),
+        max_interactive=None,
+        reason=reason,
+        message=message,
+    )
+
+
+async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
+    """Capabilities (API version) and context (resource options), as a ProbeResult."""
+    try:
+        clients = await ctx.platforms.clients(platform)
+        caps = await clients.skaha.capabilities()
+        skaha_ctx = await clients.skaha.context()
+    except SecretError as exc:
+        return _failed("TokenSecretMissing", str(exc))
+    except AuthError as exc:
+        return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
+    except Unavailable as exc:
+        return _failed("PlatformUnreachable", f"Skaha did not answer: {exc.message}")
+    except SkahaError as exc:
+        return _failed("ProbeFailed", str(exc))
+    return ProbeResult(
+        ok=True,
+        api_version=str(caps.api_version) if caps.api_version else None,
+        cores=tuple(skaha_ctx.cores.options),
+        cores_default=int(skaha_ctx.cores.default) if skaha_ctx.cores.default is not None else None,
+        ram=tuple(skaha_ctx.memory_gb.options),
+        ram_default=(
+            int(skaha_ctx.memory_gb.default) if skaha_ctx.memory_gb.default is not None else None
+        ),
+        gpus=tuple(skaha_ctx.gpus.options),
+        max_interactive=skaha_ctx.max_interactive_sessions,
+        reason=None,
+        message=None,
+    )

@@ -1,1 +1,0 @@
-"""kopf handlers, the only package that imports kopf: parse, observe, decide, act once, write."""

@@ -1,0 +1,38 @@
+"""What the runtime keeps for the operator's lifetime: the controllers' context and the wake-ups.
+
+Created at start-up, kept in kopf's `memo` (no module globals), closed at clean-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from skaha_operator.controllers.context import Context
+from skaha_operator.runtime.requeue import Requeuer
+
+
+@dataclass
+class OperatorState:
+    """The controllers' context, the in-memory wake-ups and kopf's in-memory bookkeeping."""
+
+    ctx: Context
+    requeuer: Requeuer = field(default_factory=Requeuer)
+    # kopf bookkeeping kept in memory (runtime/persistence.py): told when an object is deleted.
+    forgetters: list[Callable[[str], None]] = field(default_factory=list)
+
+    def forget(self, uid: str) -> None:
+        """An object is gone: drop what we kept in memory about it."""
+        for forget in self.forgetters:
+            forget(uid)
+
+
+def state(memo: Any) -> OperatorState:
+    """The OperatorState kept in kopf's memo."""
+    found = getattr(memo, "state", None)
+    if not isinstance(found, OperatorState):
+        raise kopf.PermanentError("operator state missing: the startup handler did not run")
+    return found

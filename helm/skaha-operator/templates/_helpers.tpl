@@ -49,7 +49,8 @@ against the API server's audit log by tests/chaos/test_rbac.py): users create an
 Sessions and SkahaPlatforms, the operator watches them and patches them (kopf's finalizer);
 a Session's parts are also created and deleted by the operator; every status is written with
 a JSON patch (reads go through the main resource); a platform's token Secret and notebook
-ConfigMaps are read; kopf posts core/v1 Events.
+ConfigMaps are read, and the platform's Secrets are patched to carry the operator's finalizer
+while the platform exists (so release still has its token); kopf posts core/v1 Events.
 */}}
 {{- define "skaha-operator.rules" -}}
 - apiGroups: ["skaha.broker.dev"]
@@ -69,7 +70,10 @@ ConfigMaps are read; kopf posts core/v1 Events.
     - sessions/status
   verbs: [patch]
 - apiGroups: [""]
-  resources: [secrets, configmaps]
+  resources: [secrets]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [configmaps]
   verbs: [get]
 - apiGroups: [""]
   resources: [events]

@@ -3,7 +3,7 @@
 Per Session: create the Session, its DockerContainer and its Compute; write the same phase
 transitions the operator writes with the same guards (resourceVersion `test` on a first write and
 on the create-pending marker, phase `test` afterwards); post the one Event per transition the
-design requires (design §3); launch once and poll the simulator until Running. No finalizers,
+design requires (docs/design.md §3); launch once and poll the simulator until Running. No finalizers,
 no image check, no re-reads, no bookkeeping: nothing a correct operator could skip beyond this.
 """
 

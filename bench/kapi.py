@@ -64,7 +64,7 @@ class KubeApi:
         return out
 
     async def event(self, ns: str, obj: dict[str, Any], reason: str, message: str) -> None:
-        """POST one core/v1 Event about `obj` (what a transition costs by design §3)."""
+        """POST one core/v1 Event about `obj` (one per phase change, docs/design.md §3)."""
         meta = obj["metadata"]
         body = {
             "metadata": {"generateName": f"{meta['name']}."},

@@ -1,6 +1,6 @@
 """Prometheus metrics, named as controller-runtime names them so Go-operator dashboards carry over.
 
-(kubernetes-tooling.md §G.) Only prometheus-client is imported here; the handlers record, the
+(docs/kubernetes-notes.md §8.) Only prometheus-client is imported here; the handlers record, the
 CLI serves them on the metrics port.
 """
 

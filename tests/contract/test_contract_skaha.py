@@ -1,4 +1,7 @@
-"""Skaha session contract, run against the fake and the simulator (skaha-api.md §2–§4, §9 a–o)."""
+"""Skaha session contract, run against the fake and the simulator.
+
+Facts: docs/platform-api.md §2–§4 and §9.11 a–o.
+"""
 
 from __future__ import annotations
 

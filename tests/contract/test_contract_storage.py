@@ -1,4 +1,7 @@
-"""Cavern and Rucio contract, against the fakes and the simulator (skaha-api.md §7–§8, §9 l–m)."""
+"""Cavern and Rucio contract, against the fakes and the simulator.
+
+Facts: docs/platform-api.md §7–§8 and §9.11 l–m.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fault behaviour of the real clients against the simulator only (skaha-api.md §9 fault knobs).
+"""Fault behaviour of the real clients against the simulator only (docs/platform-api.md §9.10).
 
 The in-memory fakes model no transport, so 503s, 429s, hangs, dropped connections, 500 after
 commit, a second user and the legacy API era are exercised here against the simulator alone.

@@ -1,6 +1,6 @@
 """Storage, Data and JupyterNotebook end to end: the real operator, API server and simulator.
 
-Covers issue 6's acceptance: a Session with Storage + HTTP Data + JupyterNotebook becomes
+What must hold: a Session with Storage + HTTP Data + JupyterNotebook becomes
 Available only after the file is in the simulated Cavern tree and the setup job completed, and its
 Compute launched after both; a failing download, a STUCK rule past its deadline and a failing
 requirements install each end the Session Failed naming the cause, with nothing left running; a

@@ -1,4 +1,4 @@
-"""The one-command demo end to end: `skaha-operator demo` as a user runs it (issue 7 §1).
+"""The one-command demo end to end: `skaha-operator demo` as a user runs it (docs/demo.md).
 
 Each test runs the whole demo (its own control plane, simulator and operator) in a temporary
 work dir, then checks that no process mentioning that dir is left.

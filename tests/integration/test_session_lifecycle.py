@@ -1,6 +1,6 @@
 """Sessions end to end: the real operator process, the real API server, the simulator.
 
-Covers issue 5's acceptance: a notebook Session becomes Available with a connect URL and Ready
+What must hold: a notebook Session becomes Available with a connect URL and Ready
 for `kubectl wait`; a headless one runs then completes; a future start waits and launches on
 time; cancel and delete release every part and every Skaha session; launch faults never
 duplicate a session.

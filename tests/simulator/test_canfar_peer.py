@@ -1,8 +1,8 @@
 """Peer conformance: the official `canfar` 1.5.2 client drives the simulator unchanged.
 
-Needs the optional extra `peer` (`pip install -e '.[peer]'`). Following skaha-api.md §6 gotchas:
-HOME is isolated, no `CANFAR_*` variable is set, and the URL is `<base>/skaha/v1` (no other
-`/v` in the prefix, since `Overview` splits at the first `/v`).
+Needs the optional extra `peer` (`pip install -e '.[peer]'`). Avoiding the traps of
+docs/platform-api.md §6: HOME is isolated, no `CANFAR_*` variable is set, and the URL is
+`<base>/skaha/v1` (no other `/v` in the prefix, since `Overview` splits at the first `/v`).
 """
 
 from __future__ import annotations

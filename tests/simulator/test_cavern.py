@@ -1,4 +1,4 @@
-"""Cavern over HTTP: skaha-api.md §7 and §9 item 8, behaviour l."""
+"""Cavern over HTTP: docs/platform-api.md §7 and §9.8, §9.11 l."""
 
 from __future__ import annotations
 

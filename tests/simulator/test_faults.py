@@ -1,4 +1,4 @@
-"""Fault knobs at the HTTP level: skaha-api.md §9 "Fault-injection knobs"."""
+"""Fault knobs at the HTTP level: docs/platform-api.md §9.10."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rucio over HTTP: skaha-api.md §8 and §9 item 9, behaviour m."""
+"""Rucio over HTTP: docs/platform-api.md §8 and §9.9, §9.11 m."""
 
 from __future__ import annotations
 

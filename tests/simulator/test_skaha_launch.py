@@ -1,4 +1,4 @@
-"""Launch semantics over HTTP: skaha-api.md §2, §9 items 1–3, behaviours a, b, c, f, g, o."""
+"""Launch semantics over HTTP: docs/platform-api.md §2, §9.1–§9.3, §9.11 a, b, c, f, g, o."""
 
 from __future__ import annotations
 

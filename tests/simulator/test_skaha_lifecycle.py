@@ -1,4 +1,4 @@
-"""Session JSON and lifecycle: skaha-api.md §3, §9 items 4–6, behaviours d, e, h–k."""
+"""Session JSON and lifecycle: docs/platform-api.md §3, §9.4–§9.6, §9.11 d, e, h–k."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Auth, images, context, repository, stats, view=all, VOSI: skaha-api.md §1, §4, §5, §9 item 7."""
+"""Auth, images, context, repository, stats, view=all, VOSI.
+
+Facts: docs/platform-api.md §1, §4, §5 and §9.7.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """kstatus (Flux, kpt, cli-utils) reads our objects as documented in docs/gitops.md.
 
 `kstatus` below is the generic rule set of cli-utils `pkg/kstatus/status/generic.go` as the
-reference describes it (kubernetes-tooling.md §F): Terminating on deletion; InProgress while
+docs/kubernetes-notes.md §7 describes it: Terminating on deletion; InProgress while
 observedGeneration lags; Reconciling=True is InProgress and Stalled=True is Failed; then Ready
 True is Current and Ready False InProgress; no conditions at all is Current.
 """

@@ -1,4 +1,7 @@
-"""CavernClient against a mock Cavern that, like the real one, has no mkdir -p (skaha-api.md §7)."""
+"""CavernClient against a mock Cavern that, like the real one, has no mkdir -p.
+
+Facts: docs/platform-api.md §7.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""HTTP failures map to the platform error hierarchy with the server's text (skaha-api.md §5)."""
+"""HTTP failures map to the platform error hierarchy, keeping the server's text.
+
+Facts: docs/platform-api.md §5.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retry policy: idempotent calls retried briefly, POST never (design.md rule 8)."""
+"""Retry policy: idempotent calls retried briefly, POST never (docs/design.md §4.8)."""
 
 from __future__ import annotations
 

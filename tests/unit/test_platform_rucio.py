@@ -1,4 +1,7 @@
-"""RucioClient: token auth and re-auth, rules, NDJSON lists, error headers (skaha-api.md §8)."""
+"""RucioClient: token auth and re-auth, rules, NDJSON lists, error headers.
+
+Facts: docs/platform-api.md §8.
+"""
 
 from __future__ import annotations
 

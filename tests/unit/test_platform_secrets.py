@@ -1,4 +1,4 @@
-"""No token or password ever appears in a log line, exception text or repr (design.md rule 7)."""
+"""No token or password ever appears in a log line, exception text or repr (docs/design.md §4.7)."""
 
 from __future__ import annotations
 

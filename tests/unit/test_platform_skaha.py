@@ -1,4 +1,4 @@
-"""SkahaClient wire behaviour against a mock transport (reference skaha-api.md §1–§4)."""
+"""SkahaClient wire behaviour against a mock transport (docs/platform-api.md §1–§4)."""
 
 from __future__ import annotations
 

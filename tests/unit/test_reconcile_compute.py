@@ -92,7 +92,7 @@ def obs(**kw: Any) -> ComputeObservation:
     return ComputeObservation(now=kw.pop("now", NOW), platform=kw.pop("platform", None), **kw)
 
 
-# -- the Skaha status map, both eras (skaha-api.md §3) ------------------------------------------
+# -- the Skaha status map, both eras (docs/platform-api.md §3) ---------------------------------
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,8 @@ def test_a_lost_launch_at_the_attempt_limit_fails() -> None:
         ("Running", JobOutcome.WAIT, "JobRunning"),
         ("Terminating", JobOutcome.WAIT, "JobRunning"),
         ("Completed", JobOutcome.DONE, "JobCompleted"),
-        ("Succeeded", JobOutcome.DONE, "JobCompleted"),  # the pod-phase era (skaha-api.md §3)
+        # the pod-phase era (docs/platform-api.md §3)
+        ("Succeeded", JobOutcome.DONE, "JobCompleted"),
         ("Failed", JobOutcome.LAUNCH, "Launching"),  # one retry left
         ("Error", JobOutcome.LAUNCH, "Launching"),
     ],

@@ -102,7 +102,7 @@ def conditions(d: SessionDecision) -> dict[str, tuple[ConditionStatus, str]]:
     return {c.type: (c.status, c.reason) for c in d.status.conditions or []}
 
 
-# -- the precedence (design §3) -----------------------------------------------------------------
+# -- the precedence (docs/design.md §3) --------------------------------------------------------
 
 A, R = st(Phase.AVAILABLE), st(Phase.RUNNING)
 

@@ -44,7 +44,7 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-Exactly what the operator does (kubernetes-tooling.md §F, kopf's deployment RBAC; checked
+Exactly what the operator does (docs/kubernetes-notes.md §7, kopf's deployment RBAC; checked
 against the API server's audit log by tests/chaos/test_rbac.py): users create and delete
 Sessions and SkahaPlatforms, the operator watches them and patches them (kopf's finalizer);
 a Session's parts are also created and deleted by the operator; every status is written with

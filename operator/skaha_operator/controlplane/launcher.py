@@ -1,6 +1,6 @@
 """Start and stop a throwaway control plane: etcd, kube-apiserver, maybe kube-controller-manager.
 
-The envtest model (reference kubernetes-tooling.md §C.1): plain processes on free loopback ports,
+The envtest model (docs/kubernetes-notes.md §9): plain processes on free loopback ports,
 a throwaway data dir, a static bearer token in group system:masters (no manual auth step), the
 apiserver's self-signed serving cert as the kubeconfig's CA. Without kube-controller-manager there
 is no garbage collection and no namespace finalization; start it when a test needs those.

@@ -1,4 +1,4 @@
-"""`skaha-operator demo`: the whole product on one machine, in one command (issue 7 §1).
+"""`skaha-operator demo`: the whole product on one machine, in one command (docs/demo.md).
 
 `table` is pure (rows, usable/failed, rendering), `stack` starts and stops the processes (local
 control plane, simulator, operator) and `run` is the flow and its flags. Imports no kopf: the

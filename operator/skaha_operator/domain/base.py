@@ -23,7 +23,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 @dataclass(frozen=True)
 class Rule:
-    """One CEL `x-kubernetes-validations` entry (kubernetes-tooling.md §D.4)."""
+    """One CEL `x-kubernetes-validations` entry (docs/kubernetes-notes.md §5)."""
 
     rule: str
     message: str

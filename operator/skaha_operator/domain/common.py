@@ -1,8 +1,8 @@
 """Types shared by every kind: phases, conditions, connectors, schedules, durations, references.
 
-Phase names are Calycopis' LifecyclePhase in Kubernetes casing (calycopis-domain.md §1.2,
-design.md §3). Conditions follow metav1.Condition (kubernetes-tooling.md §D.4). Durations are
-Go-style strings ("2h30m") so that CEL's `duration()` can check them inside the CRD.
+Phase names are Calycopis' LifecyclePhase in Kubernetes casing (docs/domain.md §1,
+docs/design.md §3). Conditions follow metav1.Condition (docs/kubernetes-notes.md §5). Durations
+are Go-style strings ("2h30m") so that CEL's `duration()` can check them inside the CRD.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class ConditionStatus(StrEnum):
 
 
 class SessionType(StrEnum):
-    """Skaha session types (skaha-api.md §2, `type`)."""
+    """Skaha session types (docs/platform-api.md §2, `type`)."""
 
     NOTEBOOK = "notebook"
     DESKTOP = "desktop"
@@ -244,7 +244,7 @@ class Schedule(WireModel):
         "How long the session is booked from start; everything is released after it."
     )
     prepare_deadline: str | None = duration_field(
-        "Measured from start: fail if not usable by then (the seed's 'toolong')."
+        "Measured from start: fail if not usable by then (Calycopis' 'toolong', docs/domain.md §4)."
     )
     poll_interval: str | None = duration_field(
         "Time between polls of an external service.", minimum="1s"

@@ -1,8 +1,8 @@
 """Compute: one Skaha session (type, cores, RAM, GPUs; command/args/env for headless).
 
-Launch parameters and their limits follow skaha-api.md §2 (types, `cmd`/`args`/`env` for
+Launch parameters and their limits follow docs/platform-api.md §2 (types, `cmd`/`args`/`env` for
 headless only, gpus never 0); the status keeps the create-pending marker and the Skaha name
-derived from the UID so a launch is never duplicated (design.md §4.3).
+derived from the UID so a launch is never duplicated (docs/design.md §4.3).
 """
 
 from __future__ import annotations

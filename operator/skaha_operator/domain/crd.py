@@ -6,7 +6,7 @@ unified diff when the committed files differ from what the models generate.
 
 Every kind is namespaced, served and stored as v1alpha1, has the status subresource, the
 `skaha` category (so `kubectl get skaha` lists everything) and printer columns for Phase,
-Ready, the external id and Age (kubernetes-tooling.md §D.4, §E).
+Ready, the external id and Age (docs/kubernetes-notes.md §5, §6).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Data: input data placed into a Storage from exactly one source (HTTP(S), Rucio, SRCNet staging).
 
 An HTTP download runs as a headless Skaha job that fetches into the storage and verifies a
-checksum; data never moves through the operator (design.md §2). A Rucio source becomes a
-replication rule polled until OK (skaha-api.md §8); SRCNet staging asks the Data Management API
-to stage DIDs into a storage area. Plural: `data` (singular and plural are the same word, as
-kubectl accepts for `endpoints`); short name `dat`.
+checksum; data never moves through the operator (docs/design.md §2). A Rucio source becomes a
+replication rule polled until OK (docs/platform-api.md §8); SRCNet staging asks the Data
+Management API to stage DIDs into a storage area. Plural: `data` (singular and plural are the
+same word, as kubectl accepts for `endpoints`); short name `dat`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """DockerContainer: the executable image of a session, checked against Skaha's image list.
 
 Skaha launches only images from its configured registry hosts and lists them with the session
-types they support and a digest (skaha-api.md §2, §4). Private images need the
+types they support and a digest (docs/platform-api.md §2, §4). Private images need the
 `x-skaha-registry-auth` header, built from a basic-auth Secret.
 """
 

@@ -1,7 +1,8 @@
 """JupyterNotebook: a notebook (URL or ConfigMap) and its Python requirements, on a base image.
 
-Preparation uploads the notebook and a requirements file into Cavern (skaha-api.md §7) and runs
-a short headless Skaha job that installs the requirements into the storage (design.md §2).
+Preparation uploads the notebook and a requirements file into Cavern (docs/platform-api.md §7)
+and runs a short headless Skaha job that installs the requirements into the storage
+(docs/design.md §2).
 """
 
 from __future__ import annotations

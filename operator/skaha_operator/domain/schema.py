@@ -1,6 +1,6 @@
 """Turn a pydantic v2 JSON schema into a Kubernetes structural schema.
 
-Each rewrite answers a shape listed in kubernetes-tooling.md §E: `$ref`s are inlined (a CRD has
+Each rewrite answers a shape listed in docs/kubernetes-notes.md §6: `$ref`s are inlined (a CRD has
 no references), `anyOf` with null collapses to the plain type (an absent field; the API server
 prunes nulls of non-nullable fields), `integer | string` becomes x-kubernetes-int-or-string,
 `const` becomes a one-value `enum`, `uniqueItems` becomes `x-kubernetes-list-type: set`,

@@ -2,9 +2,9 @@
 
 Each part is either a `template` (the child kind's spec minus what the Session supplies: the
 platform, and for compute also the executable, storages, data and schedule) or a `ref` to a
-shared object that is prepared once and used by many sessions (design.md §2). Inside a Session,
+shared object that is prepared once and used by many sessions (docs/design.md §2). Inside a Session,
 a template's `storageRef` names one of the Session's own `storages` entries. The phase is
-derived from the parts (design.md §3); Expired joins the terminal phases.
+derived from the parts (docs/design.md §3); Expired joins the terminal phases.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """SkahaPlatform: one Skaha / Cavern / Rucio deployment, the token Secret and platform defaults.
 
 Skaha serves `/v1/...` under its base URL and publishes the API version in `/capabilities`
-(skaha-api.md §1). Cavern's generic layout is `home` and `projects` directories under the
-service root (skaha-api.md §7). The platform has no lifecycle of its own: its phase is the
+(docs/platform-api.md §1). Cavern's generic layout is `home` and `projects` directories under the
+service root (docs/platform-api.md §7). The platform has no lifecycle of its own: its phase is the
 result of the last probe and may move back from Failed to Available.
 """
 
@@ -29,7 +29,7 @@ URL_PATTERN = r"^https?://[^\s]+$"
 
 
 class SkahaApiVersion(StrEnum):
-    """Skaha REST API versions (skaha-api.md §1)."""
+    """Skaha REST API versions (docs/platform-api.md §1)."""
 
     V0 = "v0"
     V1 = "v1"
@@ -95,7 +95,8 @@ class RucioEndpoint(WireModel):
     credentials_secret_ref: LocalObjectRef | None = Field(
         None,
         description="Secret in this namespace with keys username and password for Rucio "
-        "userpass auth (skaha-api.md §8); absent: Data with a rucio source cannot be prepared.",
+        "userpass auth (docs/platform-api.md §8); absent: Data with a rucio source cannot be "
+        "prepared.",
     )
 
 
@@ -134,7 +135,7 @@ class SkahaPlatformSpec(WireModel):
 
 
 class ResourceOptions(WireModel):
-    """Allowed values of one resource, from Skaha /context (skaha-api.md §4)."""
+    """Allowed values of one resource, from Skaha /context (docs/platform-api.md §4)."""
 
     default: int | None = Field(None, description="Default value.", ge=0)
     options: list[int] | None = Field(None, description="Allowed values.", max_length=512)

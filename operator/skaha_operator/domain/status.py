@@ -1,8 +1,9 @@
 """The status fields every kind shares: phase, phase times, conditions, observedGeneration, reason.
 
-Conventions from kubernetes-tooling.md §D.4: `phase` is the summary for humans, `conditions`
+Conventions from docs/kubernetes-notes.md §5: `phase` is the summary for humans, `conditions`
 (Ready, Reconciling, Stalled) the API for tools, `observedGeneration` tells kstatus/Flux which
-spec the status describes. A CEL transition rule keeps terminal phases terminal (design §4.2).
+spec the status describes. A CEL transition rule keeps terminal phases terminal
+(docs/design.md §4.2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Storage: a Cavern directory in the user's home or in a project.
 
 Cavern has no mkdir -p, so preparation creates each level and records what it created; a
-non-empty container cannot be deleted directly (skaha-api.md §7). Release honours the policy.
+non-empty container cannot be deleted directly (docs/platform-api.md §7). Release honours the
+policy.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class CavernArea(StrEnum):
     PROJECT = "project"
 
 
-# The generator turns `integer | string` into x-kubernetes-int-or-string (kubernetes-tooling.md §E).
+# The generator turns `integer | string` into x-kubernetes-int-or-string
+# (docs/kubernetes-notes.md §6).
 Quantity = (
     Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)]
 )

@@ -1,6 +1,6 @@
 """The operator's own Kubernetes access: reads, creates, deletes and guarded status writes.
 
-kopf's `patch` is last-writer-wins (kubernetes-tooling.md §0.1, §A.1), so every phase change goes
+kopf's `patch` is last-writer-wins (docs/kubernetes-notes.md §1), so every phase change goes
 through `write_status`: a JSON patch to `/status` that first `test`s the phase the decision was
 made from (or the resourceVersion, for the first write and for create-pending markers). A failed
 test is a 422 and a stale resourceVersion a 409 (both shown in tests/integration/
@@ -161,7 +161,7 @@ class Kube:
         return stored
 
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
-        """One key of a Secret in `namespace` (the object's own namespace, design §4.7)."""
+        """One key of a Secret in `namespace` (the object's own namespace, docs/design.md §4.7)."""
         try:
             secret = await _run(self.core.read_namespaced_secret, name, namespace)
         except client.ApiException as exc:
@@ -215,7 +215,7 @@ class Kube:
 
 
 async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    # The official client blocks; keep the event loop free (style.md §7).
+    # The official client blocks; keep the event loop free (docs/design.md §7.7).
     return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
 

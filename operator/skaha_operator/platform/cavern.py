@@ -1,4 +1,4 @@
-"""`CavernClient`: the Cavern (VOSpace 2.1) calls the operator uses (`skaha-api.md` §7).
+"""`CavernClient`: the Cavern (VOSpace 2.1) calls the operator uses (`docs/platform-api.md` §7).
 
 Cavern has no `mkdir -p` (a missing parent is 404 `ContainerNotFound`) and will not delete a
 non-empty container (400), so this client creates directories level by level and deletes trees

@@ -1,7 +1,7 @@
 """The error hierarchy of the platform clients (Skaha, Cavern, Rucio).
 
 Every failure of a platform call surfaces as one of these, carrying the server's own text
-(reference `skaha-api.md` §5: OpenCADC services answer `text/plain` `<message>\\n`; §8: Rucio
+(`docs/platform-api.md` §5: OpenCADC services answer `text/plain` `<message>\\n`; §8: Rucio
 sends `ExceptionClass` / `ExceptionMessage`). The httpx error is chained as `__cause__`.
 Messages are scrubbed of secrets before an error is built, so `str(err)` is safe to log.
 
@@ -46,7 +46,7 @@ class Unavailable(SkahaError):
     `retry_after` is the server's `Retry-After` in seconds when it sent one (§5: a
     TransientException is a 503 with `Retry-After`). `maybe_committed` is true when a
     non-idempotent request may have taken effect before the failure (the reply was lost or was
-    a 5xx), so the caller must look the resource up before trying again (§9 `fail_after_commit`).
+    a 5xx), so the caller must look the resource up before trying again (§9.10 `fail_after_commit`).
     """
 
     def __init__(
@@ -66,7 +66,7 @@ class Unavailable(SkahaError):
 
 
 class RateLimited(Unavailable):
-    """A 429 (synthetic for Skaha, reference §9: only a front proxy could send one)."""
+    """A 429 (synthetic for Skaha: only a front proxy could send one, docs/platform-api.md §1)."""
 
 
 class Rejected(SkahaError):

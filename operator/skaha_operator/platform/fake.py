@@ -3,7 +3,7 @@
 `FakeSkaha` lives here; `FakeCavern` and `FakeRucio` in `fake_storage.py`; `FakePlatform`
 bundles all three on one `FakeClock`.
 
-They keep the behaviours the reference calls out as easy to get wrong (`skaha-api.md` §9 a–o):
+They keep the behaviours a fake easily gets wrong (`docs/platform-api.md` §9.11 a–o):
 ids `[a-z][a-z0-9]{7}`, a missing type means headless, the §2 validation chain and its exact
 messages, lower-cased names, no startTime while Pending, headless sessions vanishing after their
 TTL, the §3 renew formula, no mkdir -p and no recursive delete in Cavern, Rucio DuplicateRule.
@@ -92,7 +92,7 @@ class _Session:
 
 @dataclass
 class FakeSkahaConfig:
-    """Knobs of the fake Skaha; defaults follow the reference's chart defaults (§2–§4)."""
+    """Knobs of the fake Skaha; defaults are Skaha's chart defaults (§2–§4)."""
 
     user: str = "alice"
     host: str = "https://fake.skaha.local"

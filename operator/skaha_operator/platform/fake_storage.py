@@ -1,6 +1,6 @@
 """In-memory fakes of `CavernPort` and `RucioPort` (see `fake.py` for the Skaha one).
 
-Cavern (reference `skaha-api.md` §7): a missing parent is 404 `ContainerNotFound`, an existing
+Cavern (`docs/platform-api.md` §7): a missing parent is 404 `ContainerNotFound`, an existing
 node 409 `DuplicateNode`, a non-empty container cannot be deleted (400). Rucio (§8): create
 answers a list of 32-hex ids, rules go REPLICATING -> OK after `replicate_s`, disappear after
 their lifetime, and a second rule on the same DID, RSE expression and copies is DuplicateRule.

@@ -37,7 +37,7 @@ class RegistryCredentials(Protocol):
 
 
 class SkahaPort(Protocol):
-    """Skaha sessions, images, context and capabilities (reference `skaha-api.md` §1–§4)."""
+    """Skaha sessions, images, context and capabilities (`docs/platform-api.md` §1–§4)."""
 
     async def capabilities(self) -> Capabilities:
         """The VOSI capabilities and the API version they name."""
@@ -89,7 +89,7 @@ class SkahaPort(Protocol):
 
 
 class CavernPort(Protocol):
-    """Cavern container nodes and files (reference `skaha-api.md` §7)."""
+    """Cavern container nodes and files (`docs/platform-api.md` §7)."""
 
     async def make_dir(self, path: str) -> bool:
         """Create one container; False if it existed."""
@@ -131,7 +131,7 @@ class CavernPort(Protocol):
 
 
 class RucioPort(Protocol):
-    """Rucio replication rules (reference `skaha-api.md` §8)."""
+    """Rucio replication rules (`docs/platform-api.md` §8)."""
 
     async def create_rule(self, spec: RuleSpec) -> list[str]:
         """Create a rule; Conflict on DuplicateRule (never retried)."""

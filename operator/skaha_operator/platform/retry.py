@@ -1,8 +1,8 @@
-"""The in-client retry policy: brief, for idempotent calls only (design.md rule 8).
+"""The in-client retry policy: brief, for idempotent calls only (docs/design.md §4.8).
 
 Only GET, DELETE and idempotent PUT are retried, and only on `Unavailable` (5xx, 429,
 timeouts, connection errors). POST is never retried here: a lost POST reply may hide a
-committed launch or rule (reference `skaha-api.md` §9 `fail_after_commit`), so the caller
+committed launch or rule (`docs/platform-api.md` §9.10 `fail_after_commit`), so the caller
 looks the resource up instead. Backoff is exponential and honours `Retry-After`, capped so a
 server cannot park the operator; kopf's requeue is the outer loop.
 """

@@ -1,4 +1,4 @@
-"""`RucioClient`: replication rules on a Rucio server (reference `skaha-api.md` §8).
+"""`RucioClient`: replication rules on a Rucio server (`docs/platform-api.md` §8).
 
 Owns userpass token auth (`GET /auth/userpass` -> `X-Rucio-Auth-Token`, re-authenticating
 before the token expires and once on a 401), rule create/get/list/delete, and Rucio's error

@@ -1,8 +1,8 @@
-"""`SkahaClient`: the typed async client of the Skaha session API (reference `skaha-api.md` §1–§5).
+"""`SkahaClient`: the typed async client of the Skaha session API (`docs/platform-api.md` §1–§5).
 
 Paths are `/{v0|v1}/session...` under the service base `https://<host>/skaha`; the version
 comes from VOSI `/capabilities` (§1). A launch is a form-urlencoded POST answered
-`200 text/plain "<id>\\n"` (§2) and is never retried (design.md rule 8).
+`200 text/plain "<id>\\n"` (§2) and is never retried (docs/design.md §4.8).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Pydantic models of the Skaha, Cavern and Rucio wire formats, and their parsers.
 
-Every model tolerates missing fields (Skaha's Gson output omits nulls, reference `skaha-api.md`
+Every model tolerates missing fields (Skaha's Gson output omits nulls, `docs/platform-api.md`
 §3) and unknown extra fields; enumerations fall back to an `UNKNOWN` member instead of failing,
 because the status vocabulary changed between API eras (§3). Pure data: no I/O, no httpx.
 """

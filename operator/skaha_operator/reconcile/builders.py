@@ -1,9 +1,9 @@
 """Pure builders of the objects a Session owns, and the list of every part it uses.
 
-Kubespawner-style (style.md): plain functions from the Session model to API bodies, tested by
-exact dict comparison. Names are DNS-1123 labels with a hash suffix when they had to be cut or
-cleaned; children carry the Session label and a controller ownerReference
-(kubernetes-tooling.md §D.4). Pure: imports neither kopf, kubernetes nor httpx.
+Kubespawner-style (docs/design.md §7.4): plain functions from the Session model to API bodies,
+tested by exact dict comparison. Names are DNS-1123 labels with a hash suffix when they had to
+be cut or cleaned; children carry the Session label and a controller ownerReference
+(docs/kubernetes-notes.md §5). Pure: imports neither kopf, kubernetes nor httpx.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Pure: imports neither kopf, kubernetes nor httpx. The handler lists Skaha's images or probes
 `/capabilities` and `/context`, then calls one `decide_*` here and writes the status it returns.
-Facts: the image list and context payloads (skaha-api.md §4), image normalisation to `:latest`
-(§6), private images and `x-skaha-registry-auth` (§2), API versions (§1), design.md §2.
+Facts: the image list and context payloads (docs/platform-api.md §4), image normalisation to
+`:latest` (§6), private images and `x-skaha-registry-auth` (§2), API versions (§1);
+docs/design.md §2.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class CheckDecision(Generic[S]):
 
 @dataclass(frozen=True)
 class ImageView:
-    """One entry of Skaha's `GET /v1/image` (skaha-api.md §4)."""
+    """One entry of Skaha's `GET /v1/image` (docs/platform-api.md §4)."""
 
     id: str
     types: tuple[str, ...]
@@ -69,7 +70,7 @@ class ProbeResult:
 
 
 def normalise_image(image: str) -> str:
-    """The image id as Skaha lists it: a missing tag means `:latest` (skaha-api.md §6)."""
+    """The image id as Skaha lists it: a missing tag means `:latest` (docs/platform-api.md §6)."""
     last = image.rsplit("/", 1)[-1]
     return image if ":" in last else f"{image}:latest"
 

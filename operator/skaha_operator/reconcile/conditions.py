@@ -1,7 +1,7 @@
 """Conditions as the API for tools: Ready, Reconciling, Stalled (kstatus) plus per-dependency ones.
 
 Pure helpers over lists of `Condition`: setting a condition keeps its lastTransitionTime when its
-status did not change (metav1.Condition semantics, kubernetes-tooling.md §D.4).
+status did not change (metav1.Condition semantics, docs/kubernetes-notes.md §5).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The Storage decision, and where a storage lives in Cavern and inside sessions.
 
 Cavern nodes of the generic layout are `home/<user>/...` and `projects/<project>/...`; sessions see
-the same tree under `/arc/` (`/arc/home/<user>`, `/arc/projects/<project>`), skaha-api.md §7.
+the same tree under `/arc/` (`/arc/home/<user>`, `/arc/projects/<project>`),
+docs/platform-api.md §7.
 Cavern has no mkdir -p: the handler creates the directory level by level (a 409 on an existing
 level is success) and records the levels it created, so a Delete release removes only those.
 Pure: imports neither kopf, kubernetes nor httpx.
@@ -44,7 +45,7 @@ def storage_node_path(spec: StorageTemplate, layout: CavernLayout) -> str:
 
 
 def mount_path(node: str) -> str:
-    """Where a Cavern node appears inside a session (skaha-api.md §7: `/arc/home/<u>/...`)."""
+    """Where a Cavern node appears in a session (`/arc/home/<u>/...`, docs/platform-api.md §7)."""
     return f"{MOUNT_ROOT}/{node.strip('/')}"
 
 

@@ -1,6 +1,6 @@
 """The aiohttp application: routes of every service plus the auth, error and fault middlewares.
 
-Auth follows reference `skaha-api.md` §5: `Authorization: Bearer <token>` mapped through the token
+Auth follows `docs/platform-api.md` §5: `Authorization: Bearer <token>` mapped through the token
 table; missing or unknown → 401 with `WWW-Authenticate: Bearer`; a user outside `group_members`
 → 403 on Skaha; every authenticated reply carries `X-VO-Authenticated: <user>`.
 """
@@ -92,7 +92,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Apply the fault rules matching this request (§9 fault knobs); `/_sim` is never faulted."""
+    """Apply the fault rules matching this request (§9.10); `/_sim` is never faulted."""
     if request.path.startswith("/_sim/") or request.path.startswith("/session/"):
         return await handler(request)
     plan = state_of(request).faults.plan(request.method, request.path)

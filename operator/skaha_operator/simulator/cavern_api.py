@@ -1,4 +1,4 @@
-"""Cavern routes under `/arc`: nodes, files, synctrans (reference `skaha-api.md` §7, §9 item 8)."""
+"""Cavern routes under `/arc`: nodes, files, synctrans (`docs/platform-api.md` §7, §9.8)."""
 
 from __future__ import annotations
 

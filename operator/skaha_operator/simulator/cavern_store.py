@@ -1,4 +1,4 @@
-"""Cavern (VOSpace 2.1) nodes and files backed by a directory (`skaha-api.md` §7, §9 item 8).
+"""Cavern (VOSpace 2.1) nodes and files backed by a directory (`docs/platform-api.md` §7, §9.8).
 
 Owns the node tree under `root` (`home/`, `projects/`), node properties (in memory), and
 pre-authorised transfer tokens. Faithful points: no mkdir -p (a missing parent is 404
@@ -139,7 +139,7 @@ class CavernStore:
         return self.node_xml(user, path)
 
     def delete_node(self, user: str, path: str) -> None:
-        """DELETE /nodes: files and empty containers only; non-empty is 400 (§7, behaviour l)."""
+        """DELETE /nodes: files and empty containers only; non-empty is 400 (§7, §9.11 l)."""
         target = self._resolve(path)
         self._check_write(user, path)
         if not target.exists():

@@ -1,6 +1,6 @@
 """The simulator's clock: wall time plus an offset, or a frozen instant moved only by `advance`.
 
-All session and rule state is computed lazily from this clock (reference `skaha-api.md` §9 item 5),
+All session and rule state is computed lazily from this clock (`docs/platform-api.md` §9.5),
 so advancing it is O(1) whatever the number of sessions.
 """
 

@@ -1,8 +1,8 @@
 """Configuration of the Skaha/Cavern/Rucio simulator: every knob, with defaults.
 
 Owns `SimulatorConfig` (the whole simulator) and `FaultRule` (one fault-injection rule, matched by
-route pattern and method). Values follow the reference `skaha-api.md` §9 "Minimal spec for a
-faithful local simulator"; the defaults are the site defaults quoted in §3 and §4.
+route pattern and method). Values follow `docs/platform-api.md` §9 (what the simulator must
+reproduce); the defaults are the site defaults given in §3 and §4.
 Imports no HTTP library.
 """
 
@@ -22,14 +22,14 @@ ENV_PREFIX = "SKAHA_SIM_"
 
 
 class PendingMode(StrEnum):
-    """How the Pending → Running delay of a session is drawn (§9 item 5)."""
+    """How the Pending → Running delay of a session is drawn (§9.5)."""
 
     NORMAL = "normal"  # lognormal, median 8 s, p95 90 s
     IMAGE_PULL = "image_pull"  # uniform 60–300 s
 
 
 class FaultRule(BaseModel):
-    """One fault-injection rule (§9 "Fault-injection knobs"); all matching rules apply, in order."""
+    """One fault-injection rule (§9.10); all matching rules apply, in order."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -91,7 +91,7 @@ class SimulatorConfig(BaseModel):
     node_max_cores: int = 32
     node_max_ram: str = "147Gi"
     public_url: str | None = Field(None, description="base of connect URLs; None = served URL")
-    # Lifecycle (§3, §9 item 5)
+    # Lifecycle (§3, §9.5)
     pending_mode: PendingMode = PendingMode.NORMAL
     pending_s: float | None = Field(None, description="fixed Pending duration for every session")
     run_s: float | None = Field(None, description="fixed headless run time (SIM_RUN_SECONDS wins)")

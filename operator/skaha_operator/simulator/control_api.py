@@ -1,4 +1,4 @@
-"""The `/_sim` control API for tests and the demo (reference `skaha-api.md` §9 item 5 and faults).
+"""The `/_sim` control API for tests and the demo (`docs/platform-api.md` §9.5 and §9.10).
 
 Routes: `POST /_sim/clock/advance?seconds=`, `GET /_sim/clock`, `GET /_sim/sessions` (every user),
 `GET /_sim/launches` (every session ever created, gone ones included),

@@ -1,6 +1,6 @@
 """Fault injection: rules matched by route pattern and method, drawn from a seeded RNG.
 
-Knobs (reference `skaha-api.md` §9 "Fault-injection knobs"): `latency_ms` (+ `jitter_ms`),
+Knobs (`docs/platform-api.md` §9.10): `latency_ms` (+ `jitter_ms`),
 `p_500`, `p_503` and `p_429` (with `Retry-After: retry_after_s`; 429 is synthetic, real Skaha
 never sends it), `hang_s` (with probability `p_hang`), `p_reset` (connection dropped mid-response,
 after the handler ran), `fail_after_commit` (handler runs, then 500: a ghost session or rule),

@@ -1,7 +1,7 @@
 """The small HTML page behind every connectURL, so links from the demo open something real.
 
-connectURL shapes keep the reference paths (`skaha-api.md` §3, `SessionURLBuilder`) with the host
-replaced by the simulator's base URL; the page shows the session's current status.
+connectURL shapes keep Skaha's paths (`docs/platform-api.md` §3.1) with the host replaced by
+the simulator's base URL; the page shows the session's current status.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Request parameters with OpenCADC CORE `SyncInput` semantics (`skaha-api.md` §2, §9 item 1).
+"""Request parameters with OpenCADC CORE `SyncInput` semantics (`docs/platform-api.md` §2, §9.1).
 
 For POST, query and body parameters are merged only when the content type is form-urlencoded
 (or multipart); otherwise none are read, so a correct launch without that header fails with

@@ -1,4 +1,4 @@
-"""Text views of a session's pod: `?view=events` and `?view=logs` (`skaha-api.md` §9 item 6).
+"""Text views of a session's pod: `?view=events` and `?view=logs` (`docs/platform-api.md` §9.6).
 
 Events are a `kubectl` custom-columns table `TYPE REASON MESSAGE FIRST-TIME LAST-TIME`, or
 `<none>` when there are none yet; only events whose time has come are shown. Logs are empty until

@@ -1,8 +1,9 @@
 """Response builders in the wire formats of the simulated services.
 
-OpenCADC services (Skaha, Cavern) answer errors as `text/plain` `<message>\\n` (reference
-`skaha-api.md` §5); Rucio answers with `ExceptionClass`/`ExceptionMessage` headers and a JSON body
-typed `application/octet-stream` (§8). Skaha JSON is Gson pretty-printed with nulls omitted (§3).
+OpenCADC services (Skaha, Cavern) answer errors as `text/plain` `<message>\\n`
+(`docs/platform-api.md` §5); Rucio answers with `ExceptionClass`/`ExceptionMessage` headers and a
+JSON body typed `application/octet-stream` (§8). Skaha JSON is Gson pretty-printed with nulls
+omitted (§3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rucio routes under `/rucio`: userpass auth and replication rules (`skaha-api.md` §8)."""
+"""Rucio routes under `/rucio`: userpass auth and replication rules (`docs/platform-api.md` §8)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ async def userpass(request: web.Request) -> web.Response:
 
 
 async def add_rule(request: web.Request) -> web.Response:
-    """POST /rucio/rules/: 201 with a JSON *list* of rule ids (§8, behaviour m)."""
+    """POST /rucio/rules/: 201 with a JSON *list* of rule ids (§8, §9.11 m)."""
     account = _account(request)
     body = await _json_body(request)
     if not isinstance(body, dict):

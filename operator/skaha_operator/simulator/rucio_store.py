@@ -1,4 +1,4 @@
-"""Rucio accounts, tokens and replication rules (reference `skaha-api.md` §8, §9 item 9).
+"""Rucio accounts, tokens and replication rules (`docs/platform-api.md` §8, §9.9).
 
 A rule's state is derived from the clock: `INJECT` (asynchronous) → `REPLICATING` → `OK` after
 `replicate_s`, or `STUCK` with probability `p_stuck`, returning to `REPLICATING` after

@@ -1,4 +1,4 @@
-"""Sampling of per-session timings from the seeded RNG (reference `skaha-api.md` §9 item 5).
+"""Sampling of per-session timings from the seeded RNG (`docs/platform-api.md` §9.5).
 
 Every launch draws the same number of values in the same order, whatever overrides apply, so a
 given seed yields the same schedules for the same sequence of launches.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from skaha_operator.simulator.config import PendingMode, SimulatorConfig
 
-# Lognormal with median 8 s and p95 90 s: sigma = ln(90/8) / 1.645 (§9 item 5).
+# Lognormal with median 8 s and p95 90 s: sigma = ln(90/8) / 1.645 (§9.5).
 PENDING_MU = math.log(8.0)
 PENDING_SIGMA = math.log(90.0 / 8.0) / 1.645
 PENDING_CAP_S = 900.0

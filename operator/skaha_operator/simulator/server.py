@@ -2,7 +2,7 @@
 
 Serve it on an event loop with `async with sim.serve(...)`, or in a background thread with
 `sim.start_in_thread(...)` for synchronous callers (the `canfar` client) and the demo process.
-Reference: `skaha-api.md` §9 "Minimal spec for a faithful local simulator".
+Facts: `docs/platform-api.md` §9 (what the simulator must reproduce).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One simulated Skaha session: its sampled schedule, its status at any instant, and its JSON.
 
 State is never stepped by a timer: `phase_at(now)` derives it from timestamps fixed at launch
-(reference `skaha-api.md` §9 item 5), so reading is O(1) and advancing the clock is free.
+(`docs/platform-api.md` §9.5), so reading is O(1) and advancing the clock is free.
 Status vocabularies of both API eras follow §3; the JSON layout follows §3 (nulls omitted).
 """
 
@@ -86,7 +86,7 @@ class SimSession:
         return deadline_at, Phase.FAILED
 
     def phase_at(self, now: float) -> Phase:
-        """The phase at `now`, derived from the schedule (§3 transitions, §9 item 5)."""
+        """The phase at `now`, derived from the schedule (§3 transitions, §9.5)."""
         if self.deleted_at is not None:
             return Phase.TERMINATING if now < self.deleted_at + self.terminate_s else Phase.GONE
         ends, final = self.finish()

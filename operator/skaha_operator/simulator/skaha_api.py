@@ -1,4 +1,4 @@
-"""Skaha session API routes under `/skaha` (reference `skaha-api.md` §1–§5).
+"""Skaha session API routes under `/skaha` (`docs/platform-api.md` §1–§5).
 
 v1 paths (`/skaha/v1/...`) are served normally; in `legacy_mode` the same routes answer under
 `/skaha/v0/...` instead, with the pod-phase status vocabulary (§3) and pre-2025 DELETE errors (§5).
@@ -95,7 +95,7 @@ def _stats(state: SimState, now: float) -> dict[str, Any]:
 
 
 async def launch(request: web.Request) -> web.Response:
-    """POST /session: 200 `text/plain` `<id>\\n` (§1, behaviour a)."""
+    """POST /session: 200 `text/plain` `<id>\\n` (§1, §9.11 a)."""
     legacy = _check_era(request)
     state = state_of(request)
     params = await read_params(request, strict_content_type=state.config.strict_content_type)
@@ -113,7 +113,7 @@ async def launch(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    """GET /session/{id}: JSON, or `?view=logs|events` as text/plain (§1, §9 item 6)."""
+    """GET /session/{id}: JSON, or `?view=logs|events` as text/plain (§1, §9.6)."""
     legacy = _check_era(request)
     state = state_of(request)
     session = state.sessions.get(user_of(request), request.match_info["id"])
@@ -144,7 +144,7 @@ async def modify_session(request: web.Request) -> web.Response:
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    """DELETE /session/{id}: 200 empty; unknown ids are 200 at HEAD (§5, behaviour h)."""
+    """DELETE /session/{id}: 200 empty; unknown ids are 200 at HEAD (§5, §9.11 h)."""
     legacy = _check_era(request)
     state = state_of(request)
     state.sessions.delete(user_of(request), request.match_info["id"], legacy=legacy)

@@ -2,7 +2,7 @@
 
 Sessions are indexed by id and by user, so a request costs O(1) (get) or O(sessions of that
 user) (list, cap count). Finished sessions past their TTL are dropped lazily when met.
-Facts: reference `skaha-api.md` §2 (parameters, check order, messages), §3 (lifecycle),
+Facts: `docs/platform-api.md` §2 (parameters, check order, messages), §3 (lifecycle),
 §5 (ownership).
 """
 
@@ -260,7 +260,7 @@ def _first(params: Params, key: str) -> str | None:
 
 
 def _parse_type(raw: str | None) -> SessionType:
-    """Absent ⇒ headless at v1 (§2, behaviour b); names are case-insensitive."""
+    """Absent ⇒ headless at v1 (§2, §9.11 b); names are case-insensitive."""
     if raw is None:
         return SessionType.HEADLESS
     try:
@@ -284,7 +284,7 @@ def _parse_option(params: Params, key: str, options: list[int]) -> float | None:
 
 
 def _parse_gpus(raw: str | None, options: list[int]) -> int:
-    """gpus: an integer option; `gpus=0` is rejected because 0 is not an option (§2, g)."""
+    """gpus: an integer option; `gpus=0` is rejected because 0 is not an option (§2, §9.11 g)."""
     if raw is None:
         return 0
     try:
@@ -297,7 +297,7 @@ def _parse_gpus(raw: str | None, options: list[int]) -> int:
 
 
 def _label_value(name: str) -> str:
-    """Lower-case, cut to 63 chars, trim trailing non-alphanumerics (SessionLabels, §2, o)."""
+    """Lower-case, cut to 63 chars, trim trailing non-alphanumerics (SessionLabels, §2, §9.11 o)."""
     value = name.lower()[:LABEL_MAX]
     return value.rstrip("-")
 
@@ -308,6 +308,6 @@ def _flex(fixed: bool, default: int, default_request: int) -> float:
 
 
 def _posix_principal(session: SimSession) -> str:
-    # The reference quotes the message with `<PosixPrincipal toString>`; the exact toString
-    # layout is not in the reference, so this is a plausible rendering of uid and user.
+    # docs/platform-api.md §3.3 names the user by its POSIX principal, whose exact text form is
+    # unknown, so this is a plausible rendering of uid and user.
     return f"PosixPrincipal [uidNumber={session.uid}, username={session.user}]"

@@ -1,4 +1,4 @@
-"""VOSI capabilities and availability documents (reference `skaha-api.md` §1, §9 "Scope").
+"""VOSI capabilities and availability documents (`docs/platform-api.md` §1, §9).
 
 The sessions capability uses standardID `http://www.opencadc.org/std/platform#session-1` (v1), or
 `vos://cadc.nrc.ca~vospace/CADC/std/Proc#sessions-1.0` in legacy mode (v0), which is how clients

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from skaha_operator.simulator import Simulator, SimulatorConfig, load_config
-from skaha_operator.simulator.config import CavernSeed
+from skaha_operator.simulator import CavernSeed, Simulator, SimulatorConfig, load_config
 from tests.simulator.helpers import Api
 
 SEED = CavernSeed(

@@ -2,6 +2,8 @@
 
 v1 paths (`/skaha/v1/...`) are served normally; in `legacy_mode` the same routes answer under
 `/skaha/v0/...` instead, with the pod-phase status vocabulary (§3) and pre-2025 DELETE errors (§5).
+Timing faults (`faults.py`): a launch under `commit_delay_s` records when it commits so the fault
+middleware can time the answer; listings under `list_lag_s` leave out recent commits.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,3 +98,27 @@ class Api:
         assert reply.status == 200, reply.text
         result: list[dict[str, Any]] = reply.json()
         return result
+
+
+async def rucio_headers(api: Api) -> dict[str, str]:
+    """Log in to Rucio with userpass; the header carrying the issued token."""
+    reply = await api.call(
+        "GET",
+        "/rucio/auth/userpass",
+        headers={"X-Rucio-Account": "alice", "X-Rucio-Username": "alice", "X-Rucio-Password": "pw"},
+    )
+    assert reply.status == 200, reply.text
+    return {"X-Rucio-Auth-Token": reply.headers["X-Rucio-Auth-Token"]}
+
+
+def one_rule(name: str = "file1") -> dict[str, object]:
+    """A create-rule body for one DID of scope user.alice."""
+    return {"dids": [{"scope": "user.alice", "name": name}], "copies": 1, "rse_expression": "R"}
+
+
+async def until(check: Callable[[], Awaitable[bool]], deadline_s: float = 5.0) -> None:
+    """Wait (polling every 20 ms) until `check()` is true; fail after `deadline_s`."""
+    # Polling: the state lives behind HTTP or in another thread, with no event to wait on.
+    async with asyncio.timeout(deadline_s):
+        while not await check():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)

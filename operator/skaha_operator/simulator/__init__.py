@@ -1,13 +1,15 @@
 """A faithful local simulator of Skaha v1 sessions, Cavern (VOSpace) and Rucio rules.
 
-It follows `docs/platform-api.md` §9 (what the simulator must reproduce): the wire formats of
-§1–§8, a clock-driven session lifecycle, seeded fault injection and a `/_sim` control API. It
-uses aiohttp (never httpx) and is imported only by tests, the CLI and the demo. Public surface:
-`Simulator`, `SimulatorConfig`, `FaultRule`, `serve_forever`, `main`.
+It follows `docs/platform-api.md` §9 (what the simulator must reproduce): the services'
+wire formats, a clock-driven session lifecycle, seeded fault injection (timing windows included)
+and a `/_sim` control API; docs/simulator.md lists every knob and control route. It uses aiohttp
+(never httpx) and is imported only by tests, the CLI and the demo. Public surface: `Simulator`,
+`SimulatorConfig`, `FaultRule`, `CavernSeed`, `serve_forever`, `main`.
 """
 
 from skaha_operator.simulator.cli import main, serve_forever
 from skaha_operator.simulator.config import (
+    CavernSeed,
     FaultRule,
     PendingMode,
     SimulatorConfig,
@@ -16,6 +18,7 @@ from skaha_operator.simulator.config import (
 from skaha_operator.simulator.server import RunningSimulator, Simulator, ThreadHandle
 
 __all__ = [
+    "CavernSeed",
     "FaultRule",
     "PendingMode",
     "RunningSimulator",

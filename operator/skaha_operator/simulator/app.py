@@ -1,8 +1,10 @@
 """The aiohttp application: routes of every service plus the auth, error and fault middlewares.
 
 Auth follows `docs/platform-api.md` §5: `Authorization: Bearer <token>` mapped through the token
-table; missing or unknown → 401 with `WWW-Authenticate: Bearer`; a user outside `group_members`
-→ 403 on Skaha; every authenticated reply carries `X-VO-Authenticated: <user>`.
+table (read on every request, so `/_sim/tokens` revocations apply at once); missing or unknown →
+401 with `WWW-Authenticate: Bearer`; a user outside `group_members` → 403 on Skaha; every
+authenticated reply carries `X-VO-Authenticated: <user>`. Middlewares, outermost first: job
+effects (`jobs.py`), request counting (`stats.py`), faults (`faults.py`), auth and errors.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from aiohttp.web_request import BaseRequest
 
 from skaha_operator.simulator import (
     cavern_api,
+    cavern_seed,
+    control_access,
     control_api,
     jobs,
     pages,
@@ -27,7 +31,14 @@ from skaha_operator.simulator import (
 )
 from skaha_operator.simulator.errors import SimError
 from skaha_operator.simulator.faults import FaultPlan
-from skaha_operator.simulator.state import STATE_KEY, USER_KEY, SimState, state_of
+from skaha_operator.simulator.state import (
+    COMMIT_AT_KEY,
+    PLAN_KEY,
+    STATE_KEY,
+    USER_KEY,
+    SimState,
+    state_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +101,66 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+def _uncounted(path: str) -> bool:
+    """Control routes and connect pages are neither faulted nor counted."""
+    return path.startswith("/_sim/") or path.startswith("/session/")
+
+
+def _credential(request: web.Request) -> tuple[str | None, str | None]:
+    """(token, user) a request carries: its bearer token, else its Rucio token; None if none."""
+    state = state_of(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip(), state.config.tokens.get(token.strip())
+    rucio_token = request.headers.get("X-Rucio-Auth-Token")
+    if rucio_token:
+        return rucio_token, state.rucio.peek_account(rucio_token)
+    return None, None
+
+
+@web.middleware
+async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count the request on arrival, then file it under its outcome (`stats.py`)."""
+    if _uncounted(request.path):
+        return await handler(request)
+    token, user = _credential(request)
+    stats = state_of(request).stats
+    key = stats.begin(request.method, request.path, token, user)
+    outcome = "cancelled"
+    try:
+        response = await handler(request)
+        outcome = "reset" if isinstance(response, DroppedResponse) else str(response.status)
+        return response
+    finally:
+        stats.end(key, outcome)
+
+
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Apply the fault rules matching this request (§9.10); `/_sim` is never faulted."""
-    if request.path.startswith("/_sim/") or request.path.startswith("/session/"):
+    if _uncounted(request.path):
         return await handler(request)
     plan = state_of(request).faults.plan(request.method, request.path)
-    request[skaha_api.PLAN_KEY] = plan
+    request[PLAN_KEY] = plan
     # Latency and hangs are wall-clock stalls; a client that gives up cancels the handler.
-    if plan.delay_s + plan.hang_s > 0:
-        await asyncio.sleep(plan.delay_s + plan.hang_s)
+    if plan.delay_s > 0:
+        await asyncio.sleep(plan.delay_s)
+    if plan.commit_delay_s > 0:
+        return await _answer_deferred_commit(request, handler, plan)
+    if plan.hang_s > 0:
+        await asyncio.sleep(plan.hang_s)
     if plan.error_status is not None:
         return replies.render_error(request.path, _injected_error(request.path, plan))
-    response = await handler(request)
+    return await _answer(request, await handler(request), plan)
+
+
+async def _answer(
+    request: web.Request, response: web.StreamResponse, plan: FaultPlan
+) -> web.StreamResponse:
+    """The reply after the handler ran: late (answer_delay_s), a 500 ghost, or dropped."""
+    if plan.answer_delay_s > 0:
+        # The work is already committed: a client that gives up while waiting has still launched.
+        await asyncio.sleep(plan.answer_delay_s)
     if plan.fail_after_commit and response.status < 400:
         # The work is done (a session or rule exists) but the caller sees a 500: a ghost.
         return replies.render_error(
@@ -111,6 +169,28 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if plan.reset:
         return DroppedResponse(response)
     return response
+
+
+async def _answer_deferred_commit(
+    request: web.Request, handler: Handler, plan: FaultPlan
+) -> web.StreamResponse:
+    """commit_delay_s: the handler runs first (validation, a commit due later), then the answer.
+
+    An injected error or a dropped connection answers at once and the commit still happens;
+    otherwise the answer waits for the commit (and any `hang_s`), so a client that times out
+    first sees the session or rule appear afterwards.
+    """
+    response = await handler(request)
+    if plan.error_status is not None:
+        return replies.render_error(request.path, _injected_error(request.path, plan))
+    if plan.reset:
+        return DroppedResponse(response)
+    if plan.hang_s > 0:
+        await asyncio.sleep(plan.hang_s)
+    commit_at = request.get(COMMIT_AT_KEY)
+    if commit_at is not None:
+        await state_of(request).clock.wait_until(commit_at)
+    return await _answer(request, response, plan)
 
 
 def _injected_error(path: str, plan: FaultPlan) -> SimError:
@@ -162,7 +242,12 @@ class DroppedResponse(web.StreamResponse):
 def make_app(state: SimState) -> web.Application:
     """Build the application for one simulator state."""
     app = web.Application(
-        middlewares=[jobs.settle_middleware(state), fault_middleware, service_middleware]
+        middlewares=[
+            jobs.settle_middleware(state),
+            count_middleware,
+            fault_middleware,
+            service_middleware,
+        ]
     )
     app[STATE_KEY] = state
     jobs.add_routes(app, state)
@@ -171,4 +256,6 @@ def make_app(state: SimState) -> web.Application:
     rucio_api.add_routes(app)
     pages.add_routes(app)
     control_api.add_routes(app)
+    control_access.add_routes(app)
+    cavern_seed.add_routes(app)
     return app

@@ -1,11 +1,14 @@
 """The simulator's clock: wall time plus an offset, or a frozen instant moved only by `advance`.
 
 All session and rule state is computed lazily from this clock (`docs/platform-api.md` §9.5),
-so advancing it is O(1) whatever the number of sessions.
+so advancing it is O(1) whatever the number of sessions. `wait_until` lets a reply wait for a
+moment on this clock: on a running clock that is a wall-clock wait, on a frozen one it ends when a
+test advances the clock past the moment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -35,6 +38,17 @@ class SimClock:
         else:
             self._offset += seconds
         return self.now()
+
+    async def wait_until(self, moment: float) -> None:
+        """Return once `now() >= moment`; checks every POLL_S so an `advance` is noticed."""
+        # Polling, not an asyncio.Event: tests advance the clock from other threads too
+        # (a simulator served by `start_in_thread`), and asyncio events are not thread-safe.
+        while (remaining := moment - self.now()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(remaining, POLL_S))
+
+
+# How often a waiting reply looks at the clock again (a frozen clock moves only by `advance`).
+POLL_S = 0.05
 
 
 def iso_utc(epoch: float) -> str:

@@ -48,10 +48,31 @@ class FaultRule(BaseModel):
     p_hang: float = 1.0
     p_reset: float = 0.0
     fail_after_commit: float = 0.0
+    answer_delay_s: float = Field(
+        0.0, ge=0, description="the handler commits at once; the answer leaves this much later"
+    )
+    commit_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="a launch or rule becomes visible this much later (simulator clock); "
+        "the answer waits for it unless an error or reset fault answers at once",
+    )
+    list_lag_s: float = Field(
+        0.0, ge=0, description="listings omit sessions and rules committed less than this ago"
+    )
     stuck_pending: float = 0.0
     stats_unavailable: bool = False
     home_alloc_fail: bool = False
     max_sessions: int | None = None
+
+
+class CavernSeed(BaseModel):
+    """A Cavern tree made out of band (as if before the operator existed); parents are created."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dirs: list[str] = Field(default_factory=list, description="paths such as home/alice/old")
+    files: dict[str, str] = Field(default_factory=dict, description="path -> text content")
 
 
 class SimulatorConfig(BaseModel):
@@ -100,11 +121,19 @@ class SimulatorConfig(BaseModel):
     terminate_s: float | None = Field(None, description="fixed Terminating time; None = 0–30 s")
     session_expiry_s: int = 345600
     headless_deadline_s: int = 1209600
-    ttl_headless_s: int = 3600
-    ttl_interactive_s: int = 86400
+    ttl_headless_s: float = Field(
+        3600.0, ge=0, description="finished headless sessions vanish after; fixed at launch"
+    )
+    ttl_interactive_s: float = Field(
+        86400.0, ge=0, description="finished interactive sessions vanish after; fixed at launch"
+    )
     # Cavern (§7)
     cavern_authority: str = "cadc.nrc.ca~arc"
     cavern_root: Path | None = Field(None, description="backing directory; None = a temp dir")
+    cavern_seed: CavernSeed = Field(
+        default_factory=CavernSeed,
+        description="directories and files present before anyone calls (created at start)",
+    )
     # Rucio (§8)
     rucio_userpass: dict[str, str] | None = Field(
         None, description="username -> password; None = accept any non-empty credentials"

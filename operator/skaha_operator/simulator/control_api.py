@@ -4,8 +4,10 @@ Routes: `POST /_sim/clock/advance?seconds=`, `GET /_sim/clock`, `GET /_sim/sessi
 `GET /_sim/launches` (every session ever created, gone ones included),
 `POST /_sim/sessions/{id}/force?status=`, `GET|POST|DELETE /_sim/faults` (POST replaces the rules;
 `?append=true` adds), `GET /_sim/rules`, `POST /_sim/rules/{id}/force?state=`,
-`GET|PATCH /_sim/config` (runtime knobs such as `legacy_mode`, `max_sessions`, `pending_s`).
-It is unauthenticated by design: the simulator is a local test and demo tool.
+`GET|PATCH /_sim/config` (runtime knobs such as `legacy_mode`, `max_sessions`, `pending_s`,
+`ttl_headless_s`). Tokens and request counts are in `control_access.py`, the Cavern seed and
+tree in `cavern_seed.py`. It is unauthenticated by design: the simulator is a local test and
+demo tool.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from skaha_operator.simulator.state import SimState, state_of
 
 RULES = TypeAdapter(list[FaultRule])
 # Fields fixed at construction: changing them at run time would not take effect.
-FROZEN_FIELDS = frozenset({"seed", "frozen_clock", "start_time", "cavern_root", "faults"})
+FROZEN_FIELDS = frozenset(
+    {"seed", "frozen_clock", "start_time", "cavern_root", "cavern_seed", "faults"}
+)
 STATUS_ALIASES = {"succeeded": Phase.COMPLETED, "deleted": Phase.GONE}
 
 
@@ -56,7 +60,8 @@ def patch_config(state: SimState, patch: dict[str, Any]) -> SimulatorConfig:
     return state.config
 
 
-async def _json(request: web.Request) -> Any:
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON (None when empty); 400 when it does not parse."""
     raw = await request.read()
     try:
         return json.loads(raw) if raw else None
@@ -88,9 +93,20 @@ async def sessions(request: web.Request) -> web.Response:
 
 
 def launch_docs(state: SimState) -> list[dict[str, Any]]:
-    """The launch log as JSON: id, name, user and creation time of every session ever created."""
+    """The launch log as JSON: every session ever created, gone ones included.
+
+    `committed` is false while a `commit_delay_s` launch is not yet visible (its `created` is
+    then in the future).
+    """
+    now = state.clock.now()
     return [
-        {"id": r.id, "name": r.name, "user": r.user, "created": iso_utc(r.created)}
+        {
+            "id": r.id,
+            "name": r.name,
+            "user": r.user,
+            "created": iso_utc(r.created),
+            "committed": r.created <= now,
+        }
         for r in state.sessions.launch_log
     ]
 
@@ -120,7 +136,7 @@ async def get_faults(request: web.Request) -> web.Response:
 
 async def set_faults(request: web.Request) -> web.Response:
     """POST /_sim/faults: a JSON list of rules (or {"rules": [...]}); ?append=true adds."""
-    body = await _json(request)
+    body = await read_json(request)
     if isinstance(body, dict):
         body = body.get("rules", [])
     try:
@@ -166,7 +182,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 async def update_config(request: web.Request) -> web.Response:
     """PATCH /_sim/config: change runtime knobs."""
-    body = await _json(request)
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise SimError(400, "expected a JSON object")
     config = patch_config(state_of(request), body)

@@ -5,7 +5,18 @@ Knobs (`docs/platform-api.md` §9.10): `latency_ms` (+ `jitter_ms`),
 never sends it), `hang_s` (with probability `p_hang`), `p_reset` (connection dropped mid-response,
 after the handler ran), `fail_after_commit` (handler runs, then 500: a ghost session or rule),
 and the semantic knobs `stuck_pending`, `stats_unavailable`, `home_alloc_fail`, `max_sessions`.
-Every matching rule applies, in order; `count` limits a rule to its next N matches.
+
+Timing windows of a real platform (docs/simulator.md "Timing windows"):
+`answer_delay_s` — the handler runs and commits at once, the answer leaves `answer_delay_s` later
+(wall clock; a client that gives up has still launched). `commit_delay_s` — a launch
+(`POST /skaha/v1/session`) or rule creation (`POST /rucio/rules/`) is validated at once but becomes
+visible (GET, listings, cap) only `commit_delay_s` later on the simulator clock; the answer waits
+for the commit, unless `p_500`/`p_503`/`p_429` or `p_reset` fire, which then answer at once while
+the commit still happens. `list_lag_s` — on a listing route (`GET /skaha/v1/session`,
+`GET /rucio/rules/`, `GET /rucio/dids/{scope}/{name}/rules`) sessions and rules committed less than
+`list_lag_s` ago are left out; GET by id is unaffected.
+Every matching rule applies, in order; `count` limits a rule to its next N matches; the largest
+delay of the matching rules wins.
 """
 
 from __future__ import annotations
@@ -27,6 +38,9 @@ class FaultPlan:
     retry_after_s: int = 1
     reset: bool = False
     fail_after_commit: bool = False
+    answer_delay_s: float = 0.0
+    commit_delay_s: float = 0.0
+    list_lag_s: float = 0.0
     stuck_pending: float = 0.0
     stats_unavailable: bool = False
     home_alloc_fail: bool = False
@@ -83,6 +97,9 @@ class FaultBook:
             plan.reset = True
         if rule.fail_after_commit > 0 and rng.random() < rule.fail_after_commit:
             plan.fail_after_commit = True
+        plan.answer_delay_s = max(plan.answer_delay_s, rule.answer_delay_s)
+        plan.commit_delay_s = max(plan.commit_delay_s, rule.commit_delay_s)
+        plan.list_lag_s = max(plan.list_lag_s, rule.list_lag_s)
         plan.stuck_pending = max(plan.stuck_pending, rule.stuck_pending)
         plan.stats_unavailable = plan.stats_unavailable or rule.stats_unavailable
         plan.home_alloc_fail = plan.home_alloc_fail or rule.home_alloc_fail

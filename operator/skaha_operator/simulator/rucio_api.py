@@ -1,4 +1,8 @@
-"""Rucio routes under `/rucio`: userpass auth and replication rules (`docs/platform-api.md` §8)."""
+"""Rucio routes under `/rucio`: userpass auth and replication rules (`docs/platform-api.md` §8).
+
+Timing faults (`faults.py`): `commit_delay_s` on `POST /rucio/rules/` defers the new rules'
+visibility; `list_lag_s` on the two listings leaves out rules committed less than that ago.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from aiohttp import web
 
 from skaha_operator.simulator.errors import SimError
 from skaha_operator.simulator.rucio_store import RucioStore, SimRule
-from skaha_operator.simulator.state import state_of
+from skaha_operator.simulator.state import COMMIT_AT_KEY, plan_of, state_of
 
 NDJSON = "application/x-json-stream"
 RULE_FILTERS = ("scope", "name", "account", "state", "rse_expression", "activity")
@@ -52,8 +56,16 @@ async def add_rule(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise SimError(400, "body must be an object", exception_class="InvalidObject")
-    ids = _store(request).add_rules(account, body)
+    store = _store(request)
+    delay = plan_of(request).commit_delay_s
+    ids = store.add_rules(account, body, commit_delay_s=delay)
+    request[COMMIT_AT_KEY] = store.clock.now() + delay
     return web.Response(status=201, text=json.dumps(ids), content_type="application/json")
+
+
+def _listed_before(request: web.Request) -> float:
+    """list_lag_s: listings show only rules committed at least that long ago."""
+    return state_of(request).clock.now() - plan_of(request).list_lag_s
 
 
 def _ndjson(store: RucioStore, rules: list[SimRule]) -> web.Response:
@@ -68,7 +80,7 @@ async def list_rules(request: web.Request) -> web.Response:
     wanted = {k: v for k, v in request.query.items() if k in RULE_FILTERS}
     rules = [
         rule
-        for rule in store.rules()
+        for rule in store.rules(_listed_before(request))
         if all(str(store.to_json(rule).get(k)) == v for k, v in wanted.items())
     ]
     return _ndjson(store, rules)
@@ -79,7 +91,8 @@ async def did_rules(request: web.Request) -> web.Response:
     _account(request)
     store = _store(request)
     scope, name = request.match_info["scope"], request.match_info["name"]
-    return _ndjson(store, [r for r in store.rules() if (r.scope, r.name) == (scope, name)])
+    listed = store.rules(_listed_before(request))
+    return _ndjson(store, [r for r in listed if (r.scope, r.name) == (scope, name)])
 
 
 async def get_rule(request: web.Request) -> web.Response:

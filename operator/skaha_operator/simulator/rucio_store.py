@@ -4,6 +4,9 @@ A rule's state is derived from the clock: `INJECT` (asynchronous) → `REPLICATI
 `replicate_s`, or `STUCK` with probability `p_stuck`, returning to `REPLICATING` after
 `stuck_recover_s` when set; `WAITING_APPROVAL` when `ask_approval`. Lock counters follow the
 state. After `lifetime` the rule is removed (GET 404 `RuleNotFound`). Dates are RFC 1123.
+A rule created under `commit_delay_s` has `created` in the future and is invisible until then
+(GET 404, not listed), but already blocks a duplicate (409), as Rucio's unique constraint on
+account, DID, RSE expression and copies would once the first transaction commits.
 """
 
 from __future__ import annotations
@@ -110,6 +113,18 @@ class RucioStore:
         self._tokens[token] = (account or "", expires)
         return token, rfc1123_utc(expires)
 
+    def peek_account(self, token: str) -> str | None:
+        """The account behind a live token, or None (for request counting; never raises)."""
+        entry = self._tokens.get(token)
+        return entry[0] if entry is not None and entry[1] > self.clock.now() else None
+
+    def revoke_tokens(self, account: str | None = None) -> int:
+        """Forget issued tokens (of one account, or all); returns how many were revoked."""
+        gone = [t for t, (acc, _) in self._tokens.items() if account is None or acc == account]
+        for token in gone:
+            del self._tokens[token]
+        return len(gone)
+
     def account_for(self, token: str | None) -> str:
         """The account behind `X-Rucio-Auth-Token`, or 401."""
         entry = self._tokens.get(token or "")
@@ -122,8 +137,13 @@ class RucioStore:
         return entry[0]
 
     # -- rules ----------------------------------------------------------------------------
-    def add_rules(self, account: str, body: dict[str, Any]) -> list[str]:
-        """POST /rules/: one rule per DID; 409 DuplicateRule on same DID+RSE expression+copies."""
+    def add_rules(
+        self, account: str, body: dict[str, Any], commit_delay_s: float = 0.0
+    ) -> list[str]:
+        """POST /rules/: one rule per DID; 409 DuplicateRule on same DID+RSE expression+copies.
+
+        The rules are committed (visible) `commit_delay_s` from now on the simulator clock.
+        """
         dids = body.get("dids")
         rse = body.get("rse_expression")
         copies = body.get("copies")
@@ -150,7 +170,7 @@ class RucioStore:
                     exception_class="DuplicateRule",
                 )
         lifetime = body.get("lifetime")
-        now = self.clock.now()
+        now = self.clock.now() + commit_delay_s
         ids = []
         for scope, name in pairs:
             rule = SimRule(
@@ -200,11 +220,11 @@ class RucioStore:
     def _duplicate(self, scope: str, name: str, rse: str, copies: int) -> bool:
         return any(
             (r.scope, r.name, r.rse_expression, r.copies) == (scope, name, rse, copies)
-            for r in self.rules()
+            for r in self._live_rules()
         )
 
-    def rules(self) -> list[SimRule]:
-        """Live rules; expired ones are removed on the way (after `lifetime`)."""
+    def _live_rules(self) -> list[SimRule]:
+        """Rules not expired, committed or not; expired ones are removed on the way."""
         now = self.clock.now()
         for rule in list(self._rules.values()):
             expires = rule.expires_at()
@@ -212,12 +232,20 @@ class RucioStore:
                 del self._rules[rule.id]
         return list(self._rules.values())
 
+    def rules(self, committed_before: float | None = None) -> list[SimRule]:
+        """Visible rules: committed (by `committed_before`, default now) and not expired."""
+        moment = self.clock.now() if committed_before is None else committed_before
+        return [rule for rule in self._live_rules() if rule.created <= moment]
+
     def get(self, rule_id: str) -> SimRule:
-        """One live rule, or 404 RuleNotFound."""
+        """One visible rule (committed, not expired), or 404 RuleNotFound."""
+        now = self.clock.now()
         rule = self._rules.get(rule_id)
         expires = rule.expires_at() if rule is not None else None
-        if rule is None or (expires is not None and expires <= self.clock.now()):
-            self._rules.pop(rule_id, None)
+        if expires is not None and expires <= now:
+            del self._rules[rule_id]
+            rule = None
+        if rule is None or rule.created > now:
             raise SimError(
                 404,
                 f"No replication rule found with the id {rule_id}",

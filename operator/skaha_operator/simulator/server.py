@@ -17,10 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
+from skaha_operator.simulator import cavern_seed
 from skaha_operator.simulator.app import make_app
 from skaha_operator.simulator.cavern_store import CavernStore
 from skaha_operator.simulator.clock import SimClock
-from skaha_operator.simulator.config import FaultRule, SimulatorConfig
+from skaha_operator.simulator.config import CavernSeed, FaultRule, SimulatorConfig
+from skaha_operator.simulator.control_access import revoke_token, set_token
 from skaha_operator.simulator.control_api import launch_docs, parse_phase, patch_config
 from skaha_operator.simulator.faults import FaultBook
 from skaha_operator.simulator.rucio_store import RucioStore
@@ -94,6 +96,7 @@ class Simulator:
             rucio=RucioStore(self.config, self.clock),
             faults=FaultBook(self.config.faults, self.config.seed),
         )
+        cavern_seed.seed(cavern, self.config.cavern_seed)
 
     # -- in-process control ---------------------------------------------------------------
     def sessions(self, user: str | None = None) -> list[dict[str, Any]]:
@@ -128,6 +131,26 @@ class Simulator:
     def configure(self, **knobs: Any) -> None:
         """Change runtime knobs (as `PATCH /_sim/config`)."""
         patch_config(self.state, knobs)
+
+    def set_token(self, token: str, user: str) -> None:
+        """Add or re-point a bearer token (as `PUT /_sim/tokens/{token}`)."""
+        set_token(self.state, token, user)
+
+    def revoke_token(self, token: str) -> None:
+        """Revoke a bearer token: later calls with it are 401 (as `DELETE /_sim/tokens/…`)."""
+        revoke_token(self.state, token)
+
+    def stats(self, **filters: str) -> dict[str, Any]:
+        """Request counts (as `GET /_sim/stats`); filters: method, route, token, user, outcome."""
+        return self.state.stats.summary(**filters)
+
+    def seed_cavern(self, dirs: Iterable[str] = (), files: dict[str, str] | None = None) -> None:
+        """Create Cavern directories and files out of band (as `POST /_sim/cavern/seed`)."""
+        cavern_seed.seed(self.state.cavern, CavernSeed(dirs=list(dirs), files=files or {}))
+
+    def cavern_tree(self, under: str = "") -> list[dict[str, Any]]:
+        """Every Cavern node under a path (as `GET /_sim/cavern/tree`)."""
+        return cavern_seed.tree(self.state.cavern, under)
 
     def close(self) -> None:
         """Remove the Cavern temp directory now."""

@@ -2,6 +2,8 @@
 
 v1 paths (`/skaha/v1/...`) are served normally; in `legacy_mode` the same routes answer under
 `/skaha/v0/...` instead, with the pod-phase status vocabulary (§3) and pre-2025 DELETE errors (§5).
+Timing faults (`faults.py`): a launch under `commit_delay_s` records when it commits so the fault
+middleware can time the answer; listings under `list_lag_s` leave out recent commits.
 """
 
 from __future__ import annotations
@@ -13,20 +15,12 @@ from aiohttp import web
 
 from skaha_operator.simulator import podview, replies, vosi
 from skaha_operator.simulator.errors import SimError
-from skaha_operator.simulator.faults import FaultPlan
 from skaha_operator.simulator.params import first, read_params
 from skaha_operator.simulator.sessions import SessionType, SimSession
-from skaha_operator.simulator.state import SimState, state_of, user_of
+from skaha_operator.simulator.state import COMMIT_AT_KEY, SimState, plan_of, state_of, user_of
 from skaha_operator.simulator.store import LaunchFaults
 
-PLAN_KEY: web.RequestKey[FaultPlan] = web.RequestKey("sim_fault_plan", FaultPlan)
 VIEW_ALL_FIELDS = ("userid", "type", "status", "startTime")
-
-
-def plan_of(request: web.Request) -> FaultPlan:
-    """The fault plan drawn for this request (an empty one outside the fault middleware)."""
-    plan: FaultPlan | None = request.get(PLAN_KEY)
-    return plan if plan is not None else FaultPlan()
 
 
 def _check_era(request: web.Request) -> bool:
@@ -46,13 +40,18 @@ async def list_sessions(request: web.Request) -> web.Response:
     user = user_of(request)
     view = request.query.get("view")
     now = state.clock.now()
+    plan = plan_of(request)
     if view == "stats":
-        if plan_of(request).stats_unavailable:
+        if plan.stats_unavailable:
             raise SimError(503, "Platform statistics unavailable", headers={"Retry-After": "30"})
         return replies.pretty_json(_stats(state, now))
+    # list_lag_s: a listing does not show yet what was committed less than that long ago.
+    listed_before = now - plan.list_lag_s
     if view == "all":
         rows = []
         for session in state.sessions.all_sessions():
+            if session.created > listed_before:
+                continue
             doc = session.to_json(now, state.base_url, legacy=legacy)
             rows.append({key: doc[key] for key in VIEW_ALL_FIELDS if key in doc})
         return replies.pretty_json(rows)
@@ -60,6 +59,8 @@ async def list_sessions(request: web.Request) -> web.Response:
     wanted_status = request.query.get("status")
     out = []
     for session in state.sessions.user_sessions(user):
+        if session.created > listed_before:
+            continue
         if view == "interactive" and not session.interactive:
             continue
         if wanted_type and session.type.value != wanted_type.lower():
@@ -95,7 +96,7 @@ def _stats(state: SimState, now: float) -> dict[str, Any]:
 
 
 async def launch(request: web.Request) -> web.Response:
-    """POST /session: 200 `text/plain` `<id>\\n` (§1, §9.11 a)."""
+    """POST /session: 200 `text/plain` `<id>\\n` (§1, §9.11 a); commit_delay_s defers it."""
     legacy = _check_era(request)
     state = state_of(request)
     params = await read_params(request, strict_content_type=state.config.strict_content_type)
@@ -106,7 +107,9 @@ async def launch(request: web.Request) -> web.Response:
         registry_auth=request.headers.get("x-skaha-registry-auth"),
         faults=LaunchFaults(plan.stuck_pending, plan.home_alloc_fail, plan.max_sessions),
         legacy=legacy,
+        commit_delay_s=plan.commit_delay_s,
     )
+    request[COMMIT_AT_KEY] = session.created
     # The operator's download and notebook-setup jobs end as their command would (jobs.py).
     state.jobs.on_launch(state, session)
     return replies.text(session.id + "\n")

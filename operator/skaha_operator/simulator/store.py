@@ -2,6 +2,9 @@
 
 Sessions are indexed by id and by user, so a request costs O(1) (get) or O(sessions of that
 user) (list, cap count). Finished sessions past their TTL are dropped lazily when met.
+A launch under `commit_delay_s` is validated at once but created with `created` in the future: until
+then it is invisible (GET 404, not listed, not counted by the cap, DELETE treats it as unknown),
+as a Job the API server has not stored yet would be.
 Facts: `docs/platform-api.md` §2 (parameters, check order, messages), §3 (lifecycle),
 §5 (ownership).
 """
@@ -81,8 +84,12 @@ class SessionStore:
         registry_auth: str | None,
         faults: LaunchFaults,
         legacy: bool = False,
+        commit_delay_s: float = 0.0,
     ) -> SimSession:
-        """Validate in the §2 order with the §2 messages, then create the session."""
+        """Validate in the §2 order with the §2 messages, then create the session.
+
+        The session is committed (visible) `commit_delay_s` from now on the simulator clock.
+        """
         cfg = self.config
         image = _first(params, "image")
         if image is None:
@@ -112,7 +119,17 @@ class SessionStore:
         if image not in public and not registry_auth:
             raise SimError(400, PRIVATE_IMAGE_MESSAGE)
         return self._create(
-            user, params, image, session_type, name, cores, ram, gpus, faults, legacy=legacy
+            user,
+            params,
+            image,
+            session_type,
+            name,
+            cores,
+            ram,
+            gpus,
+            faults,
+            legacy=legacy,
+            created=self.clock.now() + commit_delay_s,
         )
 
     def _check_cap(self, user: str, faults: LaunchFaults) -> None:
@@ -136,15 +153,16 @@ class SessionStore:
         faults: LaunchFaults,
         *,
         legacy: bool,
+        created: float,
     ) -> SimSession:
         cfg = self.config
-        now = self.clock.now()
         env = params.get("env", [])
         env_values = env_map(env)
         schedule = draw_schedule(self._schedule_rng, cfg, env_values)
         stuck = faults.stuck_pending > 0 and self._fault_rng.random() < faults.stuck_pending
         headless = session_type is SessionType.HEADLESS
-        start_at = None if stuck else now + schedule.pending_s
+        # The schedule runs from the commit: that is when the Job exists.
+        start_at = None if stuck else created + schedule.pending_s
         fixed = cores is not None or ram is not None
         uid = 20000 + zlib.crc32(user.encode()) % 10000
         session = SimSession(
@@ -153,7 +171,7 @@ class SessionStore:
             name=name if legacy else _label_value(name),
             image=image,
             type=session_type,
-            created=now,
+            created=created,
             start_at=start_at,
             end_at=start_at + schedule.run_s if headless and start_at is not None else None,
             end_phase=Phase.FAILED if schedule.fails else Phase.COMPLETED,
@@ -179,7 +197,7 @@ class SessionStore:
         )
         self._by_id[session.id] = session
         self._by_user.setdefault(user, {})[session.id] = session
-        self.launch_log.append(LaunchRecord(session.id, session.name, user, now))
+        self.launch_log.append(LaunchRecord(session.id, session.name, user, created))
         return session
 
     def _new_id(self) -> str:
@@ -193,28 +211,32 @@ class SessionStore:
     def get(self, user: str, session_id: str) -> SimSession:
         """The caller's session; another user's id or a gone session is 404 (§5)."""
         session = self._by_user.get(user, {}).get(session_id)
-        if session is None or self._drop_if_gone(session):
+        if session is None or not self._visible(session):
             raise SimError(404, f"session {session_id} not found")
         return session
 
     def user_sessions(self, user: str) -> Iterator[SimSession]:
         """The caller's visible sessions in launch order; gone ones are dropped on the way."""
         for session in list(self._by_user.get(user, {}).values()):
-            if not self._drop_if_gone(session):
+            if self._visible(session):
                 yield session
 
     def all_sessions(self) -> Iterator[SimSession]:
         """Every visible session of every user (view=all, the control API)."""
         for session in list(self._by_id.values()):
-            if not self._drop_if_gone(session):
+            if self._visible(session):
                 yield session
 
     def find(self, session_id: str) -> SimSession:
         """Any user's visible session by id (control API only)."""
         session = self._by_id.get(session_id)
-        if session is None or self._drop_if_gone(session):
+        if session is None or not self._visible(session):
             raise SimError(404, f"session {session_id} not found")
         return session
+
+    def _visible(self, session: SimSession) -> bool:
+        """Committed and not gone (gone sessions are dropped on the way)."""
+        return not self._drop_if_gone(session) and session.created <= self.clock.now()
 
     def _drop_if_gone(self, session: SimSession) -> bool:
         if session.phase_at(self.clock.now()) is not Phase.GONE:
@@ -237,10 +259,10 @@ class SessionStore:
     def delete(self, user: str, session_id: str, *, legacy: bool) -> None:
         """DELETE: Terminating, then gone. HEAD answers 200 for unknown ids; v0 404/403 (§5)."""
         session = self._by_user.get(user, {}).get(session_id)
-        if session is None or self._drop_if_gone(session):
+        if session is None or not self._visible(session):
             if legacy:
                 other = self._by_id.get(session_id)
-                if other is not None and not self._drop_if_gone(other):
+                if other is not None and self._visible(other):
                     raise SimError(403, "forbidden")
                 raise SimError(404, f"session {session_id} not found")
             if self.config.delete_unknown_404:

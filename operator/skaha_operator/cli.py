@@ -34,9 +34,9 @@ def _controlplane(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from skaha_operator.runtime.run import run_operator
     from skaha_operator.controllers.context import OperatorConfig
     from skaha_operator.reconcile.timing import Timing
+    from skaha_operator.runtime.run import run_operator
 
     # Read by runtime/register.py at import (kopf timers are declared there).
     os.environ["SKAHA_OPERATOR_RESYNC"] = str(args.resync)

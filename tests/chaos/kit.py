@@ -27,8 +27,8 @@ from kubernetes import client, watch
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
 from skaha_operator.controlplane.processes import free_port
-from skaha_operator.simulator import Simulator, SimulatorConfig
 from skaha_operator.reconcile.transitions import CHECK_TRANSITIONS, COMPUTE_TRANSITIONS
+from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.integration.operator_harness import operator_process, wait_for
 
 # Distinctive values, so a grep for them cannot match anything else.

@@ -19,7 +19,6 @@ from skaha_operator.platform.base import CallRecord
 from skaha_operator.platform.clients import PlatformClients
 from skaha_operator.platform.errors import AuthError, Conflict, NotFound, RateLimited, Unavailable
 from skaha_operator.platform.retry import RetryPolicy
-from skaha_operator.simulator import Simulator
 from skaha_operator.platform.wire import (
     ApiVersion,
     Did,
@@ -28,6 +27,7 @@ from skaha_operator.platform.wire import (
     SessionType,
     SkahaSessionStatus,
 )
+from skaha_operator.simulator import Simulator
 from tests.contract.conftest import PENDING_S, RUN_S, client_settings, simulator_config
 
 NOTEBOOK = SessionParams(

@@ -441,7 +441,9 @@ def test_stuck_rule_past_its_deadline_fails_the_session_and_the_rule_is_released
         )
         rule_id = wait_for(
             "rule id",
-            lambda: status(api_client, namespace, "Data", "stuck-data-obs").get("rule", {}).get("id"),
+            lambda: (
+                status(api_client, namespace, "Data", "stuck-data-obs").get("rule", {}).get("id")
+            ),
             90,
         )
         sim.state.rucio.force(rule_id, RuleState.STUCK)
@@ -483,7 +485,9 @@ def test_failing_requirements_install_fails_the_session_with_the_pip_error(
     assert "NotebookSetupFailed" in st["message"]
     assert "No matching distribution found for no-such-package-xyz" in st["message"]
     # The Compute never launched anything; nothing runs.
-    assert not status(api_client, namespace, "Compute", "badpip-compute").get("launch", {}).get("id")
+    assert (
+        not status(api_client, namespace, "Compute", "badpip-compute").get("launch", {}).get("id")
+    )
     assert live_sessions(sim) == []
 
 

@@ -163,7 +163,11 @@ def test_future_start_waits_then_launches_on_time(
         30,
     )
     assert phase(api_client, namespace, "Session", "later") == "Waiting"
-    assert not compute_of(api_client, namespace, "later")["status"].get("launch", {}).get("pendingSince")
+    assert (
+        not compute_of(api_client, namespace, "later")["status"]
+        .get("launch", {})
+        .get("pendingSince")
+    )
     wait_for(
         "Session Available",
         lambda: phase(api_client, namespace, "Session", "later") == "Available",
@@ -209,7 +213,9 @@ def test_stuck_pending_session_fails_at_its_deadline_and_is_deleted(
             ),
         )
         launched = wait_for(
-            "Compute launched", lambda: _status(api_client, namespace, "stuck").get("launch", {}).get("id"), 60
+            "Compute launched",
+            lambda: _status(api_client, namespace, "stuck").get("launch", {}).get("id"),
+            60,
         )
     finally:
         sim.clear_faults()

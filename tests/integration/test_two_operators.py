@@ -13,8 +13,8 @@ from kubernetes import client, watch
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
-from skaha_operator.simulator import Simulator
 from skaha_operator.reconcile.transitions import COMPUTE_TRANSITIONS
+from skaha_operator.simulator import Simulator
 from tests.integration.operator_harness import Watcher, create, operator_process, phase, wait_for
 from tests.integration.test_session_lifecycle import NOTEBOOK_IMAGE, session, with_platform
 

@@ -59,6 +59,11 @@ class ComputeController:
         clients, platform_body = await _clients(compute, ctx)
         obs, inputs = await self.observe(compute, clients, platform_body, ctx)
         decision = decide_compute(compute, obs, ctx.config.timing)
+        if decision.launch is not None and inputs is None:
+            # A re-send of a lost launch: the inputs are resolved again before the marker.
+            inputs, problem = await _inputs(compute, ctx)
+            if problem is not None:
+                return Outcome(ctx.config.timing.dependency_recheck)
         if decision.launch is not None and clients is not None and inputs is not None:
             stored = await write(ctx, self.plural, body, decision.status, strict=True)
             tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)

@@ -1,7 +1,7 @@
 """Clients per SkahaPlatform: built from the platform's spec and its token Secret, then cached.
 
 The token (and the Rucio username and password, when the platform names a credentials Secret) are
-read only from Secrets in the platform's own namespace (design §4.7) and handed to the clients as
+read only from Secrets in the platform's own namespace (docs/design.md §4.7) and handed to the clients as
 SecretStr. Entries expire so that a rotated token is picked up.
 """
 
@@ -114,7 +114,7 @@ class PlatformCache:
         )
 
     async def _rucio(self, platform: SkahaPlatform) -> RucioSettings | None:
-        """Rucio userpass settings (skaha-api.md §8), the credentials from the platform's Secret."""
+        """Rucio userpass settings (docs/platform-api.md §8), the credentials from the platform's Secret."""
         rucio = platform.spec.rucio
         if rucio is None or rucio.credentials_secret_ref is None:
             return None

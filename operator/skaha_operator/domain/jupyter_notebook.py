@@ -26,7 +26,6 @@ from skaha_operator.domain.base import (
 )
 from skaha_operator.domain.common import (
     ReleasePolicy,
-    Timestamp,
     name_field,
     relative_path_field,
 )

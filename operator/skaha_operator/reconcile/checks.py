@@ -292,11 +292,11 @@ def decide_held_release(users: list[str]) -> tuple[float | None, bool]:
 
 
 __all__ = [
-    "decide_held_release",
     "CheckDecision",
     "ImageView",
     "ProbeResult",
     "decide_docker_container",
+    "decide_held_release",
     "decide_platform",
     "normalise_image",
     "platform_view",

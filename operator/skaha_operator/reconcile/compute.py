@@ -32,7 +32,6 @@ from skaha_operator.reconcile.launch import (
 from skaha_operator.reconcile.timing import Timing, poll_delay, schedule_bounds
 from skaha_operator.reconcile.transitions import COMPUTE_TRANSITIONS, check_transition
 
-
 # Reasons that end a release in Failed or Cancelled rather than Completed.
 FAILURE_REASONS = frozenset(
     {"PrepareDeadlineExceeded", "PollLimitExceeded", "SessionFailed", "SessionVanished"}
@@ -44,7 +43,7 @@ PLATFORM_NEEDS_HUMAN = frozenset({"Unauthorized", "TokenSecretMissing"})
 LIVE_STATUSES = frozenset({"Pending", "Running", "Terminating", "Unknown"})
 
 INTERACTIVE_USABLE = Phase.AVAILABLE
-"""An interactive session that runs is usable; a headless one is Running (design §3)."""
+"""An interactive session that runs is usable; a headless one is Running (docs/design.md §3)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ def fit_option(wanted: int | None, options: tuple[int, ...]) -> int | None:
 
 
 def skaha_phase(status: str | None, session_type: SessionType) -> Phase | None:
-    """Map a Skaha status (both eras, skaha-api.md §3) to a Compute phase; None: keep waiting."""
+    """Map a Skaha status (both eras, docs/platform-api.md §3) to a Compute phase; None: keep waiting."""
     match status:
         case "Running":
             return Phase.RUNNING if session_type == SessionType.HEADLESS else INTERACTIVE_USABLE
@@ -348,7 +347,7 @@ class _Step:
         plan = LaunchPlan(
             name=step.launch.name, type=spec.type, cores=cores, ram_gib=ram, gpus=spec.gpus
         )
-        # The marker goes into the same guarded write as the phase, before the POST (design §4.3).
+        # The marker goes into the same guarded write as the phase, before the POST (docs/design.md §4.3).
         return self._result(
             Phase.PREPARING,
             step.reason,
@@ -546,7 +545,7 @@ class _Step:
 
     def _needs_renewal(self, seen: SkahaView, end: datetime | None) -> bool:
         if self.compute.spec.type == SessionType.HEADLESS or seen.expiry_time is None:
-            return False  # a headless renew is a no-op at Skaha (skaha-api.md §3)
+            return False  # a headless renew is a no-op at Skaha (docs/platform-api.md §3)
         booked_beyond = end is None or end > seen.expiry_time
         margin = timedelta(seconds=self._renew_margin(seen))
         last = self.status.renewed_at
@@ -697,7 +696,7 @@ def _dependency_text(dep: DependencyView) -> str:
 
 
 def open_file_url(connect_url: str, path: str) -> str:
-    """A notebook connect URL that opens `path` (skaha-api.md §7: append the file's path to the
+    """A notebook connect URL that opens `path` (docs/platform-api.md §7: append the file's path to the
     lab tree, `.../lab/tree/arc/home/<u>/<file>`); other URLs are returned unchanged."""
     marker = "/lab/tree/"
     head, found, rest = connect_url.partition(marker)

@@ -1,16 +1,16 @@
 """The Data decision: HTTP(S) download job, Rucio replication rule, or an honest "unsupported".
 
 - HTTP(S): a short headless Skaha job on a small downloader image fetches the URL into the
-  storage path and verifies the checksum; data never moves through the operator (design §2).
+  storage path and verifies the checksum; data never moves through the operator (docs/design.md §2).
   The job step (bounded retries, log tail) is `reconcile.jobs`.
-- Rucio: a replication rule to the RSE expression with a lifetime (skaha-api.md §8), launched
+- Rucio: a replication rule to the RSE expression with a lifetime (docs/platform-api.md §8), launched
   through the shared protocol (`reconcile.launch`) under one name, the DID and RSE expression:
   the marker `status.rule` is written before the POST; a `DuplicateRule` answer, or a restart that
   finds a marker without an id, adopts the rule listed on the DID. Polled until OK; STUCK past the
   deadline (the platform's default prepare deadline, from the Data's creation) is Failed with the
   rule's error.
 - SRCNet staging: the Data Management API's staging paths and job states are not public
-  (skaha-api.md §8 [NF]), so such a Data fails with reason UnsupportedSource saying so.
+  (docs/platform-api.md §8 [NF]), so such a Data fails with reason UnsupportedSource saying so.
 
 Release (the object is being deleted) goes through the same decision: wait while a live Compute
 uses the Data, stop the download (every attempt), then per the release policy delete the file or
@@ -90,7 +90,7 @@ class StorageView:
 
 @dataclass(frozen=True)
 class RulePlan:
-    """A replication rule to create (skaha-api.md §8 `POST /rules/`)."""
+    """A replication rule to create (docs/platform-api.md §8 `POST /rules/`)."""
 
     scope: str
     name: str

@@ -1,7 +1,7 @@
 """The JupyterNotebook decision: place the notebook and its requirements, then a setup job.
 
-Steps (design §2): wait for the platform and the Storage; upload the requirements file (and the
-notebook when it comes from a ConfigMap) into the storage with Cavern PUTs (skaha-api.md §7);
+Steps (docs/design.md §2): wait for the platform and the Storage; upload the requirements file (and the
+notebook when it comes from a ConfigMap) into the storage with Cavern PUTs (docs/platform-api.md §7);
 then a short headless job on the notebook's own image fetches the notebook when it comes from a
 URL (data never moves through the operator) and installs the requirements into a per-notebook
 virtual environment inside the storage. Available when that job Completed; a failed job's log

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from skaha_operator.domain.common import ReleasePolicy, TERMINAL_PHASES, Phase
+from skaha_operator.domain.common import TERMINAL_PHASES, Phase, ReleasePolicy
 from skaha_operator.domain.storage import CavernArea, Storage, StorageStatus, StorageTemplate
 from skaha_operator.reconcile.jobs import with_phase
 from skaha_operator.reconcile.timing import Timing
@@ -194,14 +194,14 @@ def decide_storage_release(
 
 
 __all__ = [
-    "StorageRelease",
-    "decide_storage_release",
     "CavernLayout",
     "StorageAct",
     "StorageDecision",
     "StorageObservation",
+    "StorageRelease",
     "area_root",
     "decide_storage",
+    "decide_storage_release",
     "levels",
     "mount_path",
     "node_of_mount",

@@ -1,4 +1,4 @@
-"""Transition tables: which phase may follow which, per kind (design §3, calycopis-domain.md §1.5).
+"""Transition tables: which phase may follow which, per kind (docs/design.md §3, docs/domain.md §3).
 
 A decision that would make an illegal move raises `IllegalTransition`: a bug in a decision, which
 the runtime logs and retries later rather than writing it. The CEL rule on the status schema backs up the

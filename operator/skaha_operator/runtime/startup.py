@@ -1,6 +1,6 @@
 """Operator start-up and clean-up: kopf settings under our API group, shared state in memo.
 
-The finalizer lives under `skaha.broker.dev` so it is recognisably ours (issue 5 §7). kopf's
+The finalizer lives under `skaha.broker.dev` so it is recognisably ours (docs/kubernetes-notes.md §5). kopf's
 progress and diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status
 schema; requeues are in-memory timers (runtime/requeue.py) and observed objects come from a
 watch-fed cache (runtime/watch.py): see docs/performance.md for what each saves.
@@ -95,7 +95,7 @@ async def probe_api(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
     """Liveness content: one list round trip to the API server for our kinds (raises if it fails).
 
     kopf restarts a silent watch stream by itself (settings.watching.inactivity_timeout,
-    kubernetes-tooling.md §G); what it cannot see is an API server we can no longer reach or
+    docs/kubernetes-notes.md §3); what it cannot see is an API server we can no longer reach or
     are no longer allowed to read. A failing probe handler makes /healthz answer 500, so the
     kubelet restarts the pod after the probe's failureThreshold.
     """

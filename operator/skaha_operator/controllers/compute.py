@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from skaha_operator.controllers import skaha_sessions
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context, abandoned
+from skaha_operator.controllers.slots import count_slots
 from skaha_operator.domain.common import Phase, SessionType
 from skaha_operator.domain.compute import Compute
 from skaha_operator.domain.docker_container import DockerContainer
@@ -33,6 +34,7 @@ from skaha_operator.platform.wire import SessionParams
 from skaha_operator.platform.wire import SessionType as WireType
 from skaha_operator.reconcile.checks import platform_view
 from skaha_operator.reconcile.compute import (
+    PLATFORM_NEEDS_HUMAN,
     ComputeDecision,
     ComputeObservation,
     DependencyView,
@@ -44,6 +46,8 @@ from skaha_operator.reconcile.compute import (
 from skaha_operator.reconcile.launch import LaunchView, needs_listing
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
+# Skaha's refusal at the interactive-session cap (docs/platform-api.md §2.4).
+CAP_MESSAGE = "has reached the maximum of"
 Inputs = tuple[str, RegistryAuth | None]  # the image and its registry credentials
 
 
@@ -57,7 +61,36 @@ class ComputeController:
         """Observe, decide once, act, write with a guarded write."""
         compute = Compute.model_validate(body)
         clients, platform_body = await _clients(compute, ctx)
+        if _queued(compute):
+            # Count the slots and write the launch marker under the platform's lock, so that
+            # this operator's Computes never pass the interactive cap together.
+            lock = ctx.slots.lock(str(compute.metadata["namespace"]), compute.spec.platform_ref)
+            async with lock:
+                marked = await self._decide(compute, body, clients, platform_body, ctx, True)
+        else:
+            marked = await self._decide(compute, body, clients, platform_body, ctx, False)
+        if isinstance(marked, Outcome):
+            return marked
+        stored, decision, inputs, obs = marked
+        assert clients is not None
+        return await self._launch(compute, stored, decision, clients, inputs, obs, ctx)
+
+    async def _decide(
+        self,
+        compute: Compute,
+        body: dict[str, Any],
+        clients: PlatformClients | None,
+        platform_body: dict[str, Any] | None,
+        ctx: Context,
+        count: bool,
+    ) -> Outcome | tuple[dict[str, Any], ComputeDecision, Inputs, ComputeObservation]:
+        """Decide and act, except a launch: its marker is stored and the POST is left to the
+        caller (outside the platform's lock)."""
         obs, inputs = await self.observe(compute, clients, platform_body, ctx)
+        capped = obs.platform is not None and obs.platform.max_interactive is not None
+        if count and capped and clients is not None:
+            slots = await count_slots(ctx.slots, compute, clients, ctx.cache.each(self.plural))
+            obs = dataclasses.replace(obs, slots=slots)
         decision = decide_compute(compute, obs, ctx.config.timing)
         if decision.launch is not None and inputs is None:
             # A re-send of a lost launch: the inputs are resolved again before the marker.
@@ -67,7 +100,7 @@ class ComputeController:
         if decision.launch is not None and clients is not None and inputs is not None:
             stored = await write(ctx, self.plural, body, decision.status, strict=True)
             tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
-            return await self._launch(compute, stored, decision, clients, inputs, obs, ctx)
+            return stored, decision, inputs, obs
         return await self._act(body, decision, clients, ctx)
 
     async def observe(
@@ -98,8 +131,12 @@ class ComputeController:
             ), None
         if phase in TERMINAL:
             return ComputeObservation(now=now, platform=None), None
+        platform = _platform_view(platform_body)
+        launched = launch is not None and launch.pending_since is not None
+        if launched and platform is not None and platform.reason in PLATFORM_NEEDS_HUMAN:
+            # The platform refuses our credentials: no call until it is fixed.
+            return ComputeObservation(now=now, platform=platform), None
         if launch is None or launch.pending_since is None:
-            platform = _platform_view(platform_body)
             deps = await _dependencies(compute, ctx)
             inputs, problem = await _inputs(compute, ctx)
             obs = ComputeObservation(
@@ -160,11 +197,15 @@ class ComputeController:
         except AuthError:
             raise  # a credentials problem is a state of the platform, never a refused launch
         except Rejected as exc:
-            # Nothing was created: the refusal is an observation the decision turns into Failed.
+            # Nothing was created: the refusal is an observation the decision turns into Failed,
+            # or, for the interactive-session cap, into a wait in the queue.
             refused = Compute.model_validate(stored)
-            again = decide_compute(
-                refused, dataclasses.replace(obs, refused=exc.message), ctx.config.timing
-            )
+            if CAP_MESSAGE in exc.message:
+                ctx.slots.forget_listing(str(refused.metadata["namespace"]), spec.platform_ref)
+                seen = dataclasses.replace(obs, cap_refused=exc.message)
+            else:
+                seen = dataclasses.replace(obs, refused=exc.message)
+            again = decide_compute(refused, seen, ctx.config.timing)
             await write(ctx, self.plural, stored, again.status)
             tell(ctx, stored, self.kind, again.status, again.events, again.warning)
             return Outcome(again.requeue_after)
@@ -200,6 +241,19 @@ class ComputeController:
                 await clients.skaha.renew(sid)
         tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
         return Outcome(decision.requeue_after, decision.released)
+
+
+def _queued(compute: Compute) -> bool:
+    """Whether this step may launch an interactive session (it then takes the platform's lock)."""
+    status = compute.status
+    launch = status.launch if status else None
+    phase = (status.phase if status else None) or Phase.INITIALIZING
+    return (
+        compute.spec.type != SessionType.HEADLESS
+        and (launch is None or launch.pending_since is None)
+        and phase in {Phase.INITIALIZING, Phase.WAITING, Phase.PREPARING}
+        and not compute.metadata.get("deletionTimestamp")
+    )
 
 
 async def _clients(

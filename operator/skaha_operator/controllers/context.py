@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skaha_operator.controllers.platforms import PlatformCache
+from skaha_operator.controllers.slots import SlotBook
 from skaha_operator.k8s.api import Kube
 from skaha_operator.k8s.objects import ObjectCache
 from skaha_operator.reconcile.data import DEFAULT_DOWNLOADER_IMAGE
@@ -54,6 +55,7 @@ class Context:
     platforms: PlatformCache
     cache: ObjectCache
     post: EventPoster = _no_events
+    slots: SlotBook = field(default_factory=SlotBook)
 
 
 def abandoned(*bodies: dict[str, Any] | None) -> bool:

@@ -23,6 +23,7 @@ from skaha_operator.controllers.access import (
 )
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
+from skaha_operator.domain.common import Phase
 from skaha_operator.domain.data import Data, DataStatus
 from skaha_operator.domain.launch import Launch
 from skaha_operator.platform.clients import PlatformClients
@@ -37,6 +38,9 @@ from skaha_operator.reconcile.data import (
     rule_policy,
 )
 from skaha_operator.reconcile.launch import LaunchView, needs_listing
+
+# Phases in which nothing external is looked at until the object is deleted.
+SETTLED = frozenset({Phase.AVAILABLE, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
 
 
 class DataController:
@@ -82,9 +86,11 @@ class DataController:
         clients = access.clients
         deleting = bool(data.metadata.get("deletionTimestamp"))
         timing = ctx.config.timing
+        # Placed (or ended) data needs no look at its job or rule until it is released.
+        settled = status.phase in SETTLED and not deleting
         job, job_detail = LaunchView(), None
         rule, rule_error, shared = LaunchView(), None, False
-        if clients is not None and data.spec.http is not None and _sent(status.job):
+        if clients is not None and data.spec.http is not None and _sent(status.job) and not settled:
             policy = download_policy(data, timing)
             listing = deleting or needs_listing(status.job, now, policy)
             job, session = await skaha_sessions.observe(
@@ -93,14 +99,24 @@ class DataController:
             if session is not None and str(session.status) in {"Failed", "Error"}:
                 job_detail = await skaha_sessions.log_tail(clients, session.id)
         plan = _rule_plan(data)
-        if clients is not None and clients.rucio is not None and plan and _sent(status.rule):
+        if (
+            clients is not None
+            and clients.rucio is not None
+            and plan
+            and _sent(status.rule)
+            and not settled
+        ):
             policy = rule_policy(data, timing)
             listing = deleting or needs_listing(status.rule, now, policy)
-            rule, rule_error = await rucio_rules.observe(
-                clients.rucio, status.rule, plan, policy.base, listing=listing
-            )
-            if deleting and status.rule and status.rule.id:
-                shared = await _rule_shared(ctx, data, status.rule.id)
+            uid = str(data.metadata.get("uid", ""))
+            rule, found = await rucio_rules.observe(
+                clients.rucio, status.rule, plan, policy.base, uid,
+                listing=listing, releasing=deleting,
+            )  # fmt: skip
+            rule_error = found.error if found is not None else None
+            if deleting and found is not None:
+                # Keep a rule we did not create (adopted), or one another Data records.
+                shared = not rucio_rules.created_by(found, uid) or _rule_shared(ctx, data, found.id)
         users: tuple[str, ...] = ()
         if deleting:
             users = tuple(
@@ -163,7 +179,7 @@ class DataController:
         """POST the rule (its marker is stored); DuplicateRule is adopted at the next step."""
         assert clients.rucio is not None
         try:
-            rule_id = await rucio_rules.create(clients.rucio, plan)
+            rule_id = await rucio_rules.create(clients.rucio, plan, str(stored["metadata"]["uid"]))
         except AuthError:
             raise
         except Rejected as exc:
@@ -211,11 +227,11 @@ def _sent(launch: Launch | None) -> bool:
     return launch is not None and launch.pending_since is not None
 
 
-async def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:
-    """Whether another Data in the namespace records the same rule (keep it for them)."""
-    ns, name = str(data.metadata["namespace"]), str(data.metadata["name"])
-    for other in await ctx.kube.list("data", ns):
-        if other["metadata"]["name"] == name:
+def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:
+    """Whether another Data, in any namespace the operator watches, records the same rule."""
+    uid = data.metadata.get("uid")
+    for other in ctx.cache.each("data"):
+        if other["metadata"].get("uid") == uid:
             continue
         if (((other.get("status") or {}).get("rule")) or {}).get("id") == rule_id:
             return True

@@ -22,6 +22,7 @@ from skaha_operator.controllers.access import (
 )
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
+from skaha_operator.domain.common import Phase
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook, JupyterNotebookStatus
 from skaha_operator.domain.launch import Launch
 from skaha_operator.platform.clients import PlatformClients
@@ -35,6 +36,9 @@ from skaha_operator.reconcile.notebook import (
     decide_notebook,
     setup_policy,
 )
+
+# Phases in which nothing external is looked at until the object is deleted.
+SETTLED = frozenset({Phase.AVAILABLE, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
 
 
 class JupyterNotebookController:
@@ -82,7 +86,13 @@ class JupyterNotebookController:
         if cm is not None and not status.notebook_path and not deleting:
             found = await ctx.kube.read_config_map(ns, cm.name, cm.key) is not None
         job, detail = LaunchView(), None
-        if clients is not None and status.job is not None and status.job.pending_since:
+        settled = status.phase in SETTLED and not deleting
+        if (
+            clients is not None
+            and status.job is not None
+            and status.job.pending_since
+            and not settled
+        ):
             policy = setup_policy(nb, ctx.config.timing)
             listing = deleting or needs_listing(status.job, now, policy)
             job, session = await skaha_sessions.observe(

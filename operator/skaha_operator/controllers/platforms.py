@@ -51,6 +51,7 @@ class PlatformCache:
         self.ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._images: dict[tuple[str, str], tuple[float, asyncio.Task[list[SkahaImage]]]] = {}
+        self._closing: list[PlatformClients] = []  # dropped clients, closed at shut-down
 
     async def get(self, namespace: str, name: str) -> tuple[SkahaPlatform, PlatformClients] | None:
         """The platform object and its clients; None when the SkahaPlatform does not exist."""
@@ -135,11 +136,20 @@ class PlatformCache:
             vo=rucio.vo,
         )
 
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a platform's clients (its token was refused): the next use reads the Secret."""
+        entry = self._entries.pop((namespace, name), None)
+        if entry is not None:
+            self._closing.append(entry.clients)
+
     async def aclose(self) -> None:
         """Close every cached client."""
         for entry in self._entries.values():
             await entry.clients.aclose()
         self._entries.clear()
+        for dropped in self._closing:
+            await dropped.aclose()
+        self._closing.clear()
         for _, task in self._images.values():
             task.cancel()
         self._images.clear()

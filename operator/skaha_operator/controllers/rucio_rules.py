@@ -2,7 +2,9 @@
 
 A rule has no name of its own: Rucio keeps one rule per (account, DID, RSE expression) and answers
 a second identical create with DuplicateRule, so "listed under our name" means the rules of our
-account on the DID for the RSE expression. The launch protocol (reconcile/launch.py) decides.
+account on the DID for the RSE expression. What proves a rule is ours is its comment, which
+carries the creating object's UID: a rule adopted through DuplicateRule (a person's, or another
+object's) is used but never deleted (docs/design.md §4.6). The launch protocol decides.
 """
 
 from __future__ import annotations
@@ -10,31 +12,51 @@ from __future__ import annotations
 from skaha_operator.domain.launch import Launch
 from skaha_operator.platform.errors import Conflict, NotFound
 from skaha_operator.platform.rucio import RucioClient
-from skaha_operator.platform.wire import Did, RuleSpec
+from skaha_operator.platform.wire import Did, RucioRule, RuleSpec
 from skaha_operator.reconcile.data import RulePlan
 from skaha_operator.reconcile.launch import LaunchView, Seen
 
 
+def comment_of(uid: str) -> str:
+    """The comment a rule we create carries: how it is recognised as ours later."""
+    return f"skaha-operator {uid}"
+
+
+def created_by(rule: RucioRule, uid: str) -> bool:
+    """Whether the object with `uid` created this rule."""
+    return bool(uid) and comment_of(uid) in (rule.comments or "")
+
+
 async def ours(
-    rucio: RucioClient, scope: str, name: str, rse_expression: str, base: str
+    rucio: RucioClient, plan: RulePlan, base: str, uid: str, *, only_created: bool
 ) -> tuple[Seen, ...]:
-    """Rules of our account on the DID for the RSE expression (what DuplicateRule matches)."""
-    rules = await rucio.list_rules_for_did(scope, name)
+    """Rules of our account on the DID for the RSE expression (what DuplicateRule matches);
+    with `only_created`, just those this object created (what a release may remove)."""
+    rules = await rucio.list_rules_for_did(plan.scope, plan.name)
     account = rucio.account
     return tuple(
         Seen(id=r.id, name=base, state=str(r.state), live=True)
         for r in rules
-        if r.rse_expression == rse_expression and (not r.account or r.account == account)
+        if r.rse_expression == plan.rse_expression
+        and (not r.account or r.account == account)
+        and (created_by(r, uid) or not only_created)
     )
 
 
 async def observe(
-    rucio: RucioClient, launch: Launch | None, plan: RulePlan, base: str, *, listing: bool
-) -> tuple[LaunchView, str | None]:
-    """The rules under our (DID, RSE) when `listing`, and the recorded rule with its error."""
+    rucio: RucioClient,
+    launch: Launch | None,
+    plan: RulePlan,
+    base: str,
+    uid: str,
+    *,
+    listing: bool,
+    releasing: bool,
+) -> tuple[LaunchView, RucioRule | None]:
+    """The rules under our (DID, RSE) when `listing`, and the recorded rule."""
     listed = None
     if listing:
-        listed = await ours(rucio, plan.scope, plan.name, plan.rse_expression, base)
+        listed = await ours(rucio, plan, base, uid, only_created=releasing)
     rule_id = launch.id if launch is not None else None
     if not rule_id:
         return LaunchView(listed=listed), None
@@ -43,17 +65,18 @@ async def observe(
     except NotFound:
         return LaunchView(listed=listed, gone=True), None
     seen = Seen(id=rule.id, name=base, state=str(rule.state), live=True)
-    return LaunchView(listed=listed, by_id=seen), rule.error
+    return LaunchView(listed=listed, by_id=seen), rule
 
 
-async def create(rucio: RucioClient, plan: RulePlan) -> str | None:
-    """POST the rule (its marker is stored); its id, or None when DuplicateRule (the next step
-    lists and adopts the existing one). Rejected and Unavailable propagate."""
+async def create(rucio: RucioClient, plan: RulePlan, uid: str) -> str | None:
+    """POST the rule (its marker is stored), marked as ours; its id, or None on DuplicateRule
+    (the next step lists and adopts the existing one). Rejected and Unavailable propagate."""
     spec = RuleSpec(
         dids=[Did(scope=plan.scope, name=plan.name)],
         copies=1,
         rse_expression=plan.rse_expression,
         lifetime=plan.lifetime_s,
+        comment=comment_of(uid),
     )
     try:
         ids = await rucio.create_rule(spec)

@@ -44,8 +44,9 @@ class StorageController:
         if storage.metadata.get("deletionTimestamp"):
             users = await _users(ctx, ns, str(storage.metadata["name"]))
             release = decide_storage_release(
-                storage, users, access.clients is not None, access.abandon(body)
-            )
+                storage, users, access.clients is not None, access.abandon(body),
+                _same_location(ctx, storage),
+            )  # fmt: skip
             if release.warning:
                 ctx.post(
                     body,
@@ -103,6 +104,19 @@ class StorageController:
             await write(
                 ctx, self.plural, body, current.model_copy(update={"created_paths": created})
             )
+
+
+def _same_location(ctx: Context, storage: Storage) -> list[str]:
+    """Other Storages, in any watched namespace, on the same Cavern location (vos URI)."""
+    uri = storage.status.uri if storage.status else None
+    uid = storage.metadata.get("uid")
+    if not uri:
+        return []
+    return [
+        f"Storage {o['metadata']['namespace']}/{o['metadata']['name']}"
+        for o in ctx.cache.each("storages")
+        if o["metadata"].get("uid") != uid and (o.get("status") or {}).get("uri") == uri
+    ]
 
 
 async def _users(ctx: Context, ns: str, name: str) -> list[str]:

@@ -76,6 +76,10 @@ class ObjectCache:
             self._index(meta["namespace"], meta["name"], old, body)
         return old
 
+    def each(self, plural: str) -> list[dict[str, Any]]:
+        """Every cached object of `plural`, in every watched namespace."""
+        return [body for (p, _, _), body in self._bodies.items() if p == plural]
+
     def drop(self, plural: str, namespace: str, name: str) -> None:
         """The object is gone."""
         old = self._bodies.pop((plural, namespace, name), None)

@@ -358,3 +358,4 @@ class RucioRule(_Wire):
     activity: str | None = None
     created_at: LenientDatetime = None
     updated_at: LenientDatetime = None
+    comments: str | None = None

@@ -201,6 +201,9 @@ def decide_docker_container(
 # -- SkahaPlatform -----------------------------------------------------------------------------
 
 
+CREDENTIALS_RECHECK = 5.0  # seconds between probes while the platform refuses our token
+
+
 def decide_platform(
     platform: SkahaPlatform, probe: ProbeResult, now: datetime, timing: Timing
 ) -> CheckDecision[SkahaPlatformStatus]:
@@ -232,7 +235,11 @@ def decide_platform(
             reenter=True,
             changes={"last_probe_time": now},
         )
-        return CheckDecision(new, poll_delay(elapsed, timing), events)
+        delay = poll_delay(elapsed, timing)
+        if reason in NEEDS_HUMAN:
+            # A fixed or rotated token is noticed by the next probe: keep it near.
+            delay = min(delay, CREDENTIALS_RECHECK)
+        return CheckDecision(new, delay, events)
     new, events = _with_phase(
         status,
         Phase.AVAILABLE,
@@ -268,6 +275,7 @@ def platform_view(platform: SkahaPlatform) -> PlatformView:
         cores_options=tuple(status.cores.options or ()) if status.cores else (),
         ram_options=tuple(status.memory_gb.options or ()) if status.memory_gb else (),
         reason=None if ready else (status.reason or "NotReady"),
+        max_interactive=status.max_interactive_sessions,
     )
 
 

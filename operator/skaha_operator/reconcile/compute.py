@@ -38,7 +38,7 @@ FAILURE_REASONS = frozenset(
 )
 CANCEL_REASONS = frozenset({"Cancelled"})
 # Platform probe reasons (reconcile/checks.py) that no amount of waiting fixes.
-PLATFORM_NEEDS_HUMAN = frozenset({"Unauthorized", "TokenSecretMissing"})
+PLATFORM_NEEDS_HUMAN = frozenset({"Unauthorized", "TokenSecretMissing", "CredentialsNotMarked"})
 # Skaha statuses of a session that still holds resources (docs/platform-api.md §3).
 LIVE_STATUSES = frozenset({"Pending", "Running", "Terminating", "Unknown"})
 
@@ -64,6 +64,27 @@ class PlatformView:
     cores_options: tuple[int, ...] = ()
     ram_options: tuple[int, ...] = ()
     reason: str | None = None
+    max_interactive: int | None = None  # Skaha's per-user cap on interactive sessions
+
+
+# A Compute waiting for a free interactive-session slot (the admission queue, controllers/slots.py).
+QUEUE_REASON = "SessionLimitReached"
+
+
+@dataclass(frozen=True)
+class Slots:
+    """The platform user's interactive sessions in use, and queued Computes ahead of this one."""
+
+    used: int
+    ahead: int
+
+
+def queue_key(compute: Compute) -> tuple[str, str, str]:
+    """Queue order: requested start (creation when none), then creation time, then name."""
+    created = str(compute.metadata.get("creationTimestamp") or "")
+    schedule = compute.spec.schedule
+    start = schedule.start.isoformat() if schedule and schedule.start else created
+    return (start, created, str(compute.metadata.get("name") or ""))
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,8 @@ class ComputeObservation:
     # Resolved before the marker: why the launch inputs (image, registry secret) are not ready.
     inputs_problem: tuple[str, str] | None = None  # (reason, message)
     refused: str | None = None  # Skaha refused the launch just sent (400): its message
+    slots: Slots | None = None  # counted for an interactive launch when the platform has a cap
+    cap_refused: str | None = None  # Skaha refused the launch for the interactive-session cap
     deleting: bool = False  # the object has a deletionTimestamp
     reachable: bool = True  # the platform's clients exist (release needs them)
     abandon: bool = False  # a person asked to leave the external session behind
@@ -168,6 +191,10 @@ def decide_compute(compute: Compute, obs: ComputeObservation, timing: Timing) ->
     step = _Step(compute, status, obs, timing, launch_policy(compute, timing))
     if obs.deleting:
         return step.release()
+    blocked = obs.platform is not None and obs.platform.reason in PLATFORM_NEEDS_HUMAN
+    live = phase not in {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
+    if blocked and live and step.launched.pending_since is not None:
+        return step.blocked()
     match phase:
         case Phase.INITIALIZING | Phase.WAITING | Phase.PREPARING:
             return step.prepare()
@@ -211,6 +238,7 @@ class _Step:
         renew: bool = False,
         changes: dict[str, object] | None = None,
         warning: str | None = None,
+        usable: bool = True,
     ) -> ComputeDecision:
         old = self.status.phase or Phase.INITIALIZING
         check_transition(COMPUTE_TRANSITIONS, old, phase)
@@ -223,6 +251,7 @@ class _Step:
             self.now,
             gen,
             stalled=stalled,
+            usable=usable,
         )
         # One condition per kind (StorageReady, DataReady, ...): True only when every
         # dependency of that kind is usable, otherwise explained by the first one that is not.
@@ -265,6 +294,15 @@ class _Step:
 
     def prepare(self) -> ComputeDecision:
         start, end, deadline = schedule_bounds(self.compute.spec.schedule, self._created())
+        if self.obs.cap_refused is not None:
+            # A session started outside the operator took the slot: wait, never fail.
+            return self._result(
+                Phase.PREPARING,
+                QUEUE_REASON,
+                f"waiting for a free interactive session slot: {self.obs.cap_refused}",
+                requeue=self.timing.dependency_recheck,
+                changes={"launch": Launch()},
+            )
         if self.obs.refused is not None:
             # Skaha answered 400: nothing was created, and sending it again would not help.
             return self._result(
@@ -284,7 +322,8 @@ class _Step:
             )
         if deadline is not None and self.now >= deadline:
             # Say what it was still waiting for: that is what a person has to fix.
-            was = self.status.message if self.status.reason == "WaitingForDependencies" else None
+            waiting = {"WaitingForDependencies", QUEUE_REASON}
+            was = self.status.message if self.status.reason in waiting else None
             return self._result(
                 Phase.FAILED,
                 "PrepareDeadlineExceeded",
@@ -332,6 +371,9 @@ class _Step:
                 requeue=self._until(deadline, self.timing.dependency_recheck),
                 stalled=True,
             )
+        queued = self._queue(platform, deadline)
+        if queued is not None:
+            return queued
         spec = self.compute.spec
         cores = fit_option(spec.cores, platform.cores_options)
         ram = fit_option(spec.ram_gib, platform.ram_options)
@@ -340,6 +382,22 @@ class _Step:
         if ram is None and spec.ram_gib is not None:
             return self._no_fit("RAM (GiB)", spec.ram_gib, platform.ram_options)
         return self._launch(step_launch(None, LaunchView(), self.now, self.policy), cores, ram)
+
+    def _queue(self, platform: PlatformView, deadline: datetime | None) -> ComputeDecision | None:
+        """Wait in the admission queue while no interactive slot is free for this Compute."""
+        cap, slots = platform.max_interactive, self.obs.slots
+        if self.compute.spec.type == SessionType.HEADLESS or cap is None or slots is None:
+            return None  # headless sessions are not capped
+        if slots.used + slots.ahead < cap:
+            return None
+        place = slots.ahead + 1
+        return self._result(
+            Phase.PREPARING,
+            QUEUE_REASON,
+            f"waiting for a free interactive session slot ({slots.used} of {cap} in use on "
+            f"SkahaPlatform {self.compute.spec.platform_ref}); place {place} in the queue",
+            requeue=self._until(deadline, self.timing.dependency_recheck),
+        )
 
     def _launch(self, step: LaunchStep, cores: int | None, ram: int | None) -> ComputeDecision:
         spec = self.compute.spec
@@ -392,6 +450,22 @@ class _Step:
                     Phase.PREPARING, step.reason, step.message, requeue=step.requeue,
                     changes={"launch": step.launch},
                 )  # fmt: skip
+
+    def blocked(self) -> ComputeDecision:
+        """The platform refuses our credentials: not usable now, a person must act; no call is
+        made and nothing ends because of it (docs/design.md §4.9). The platform's recovery
+        wakes this Compute."""
+        platform = self.obs.platform
+        assert platform is not None
+        reason = f"Platform{platform.reason}"
+        message = (
+            f"SkahaPlatform {self.compute.spec.platform_ref} cannot be used ({platform.reason}): "
+            "fix its token Secret; the session is kept and resumes when the platform is Ready"
+        )
+        return self._result(
+            self._phase(), reason, message, stalled=True, usable=False,
+            requeue=self.timing.resync,
+        )  # fmt: skip
 
     def _track(self) -> LaunchStep:
         return step_launch(self.status.launch, self.obs.launch, self.now, self.policy)
@@ -717,17 +791,20 @@ def _camel(text: str) -> str:
 
 __all__ = [
     "LIVE_STATUSES",
+    "QUEUE_REASON",
     "ComputeDecision",
     "ComputeObservation",
     "DependencyView",
     "LaunchPlan",
     "PlatformView",
     "SkahaView",
+    "Slots",
     "decide_compute",
     "fit_option",
     "launch_policy",
     "make_skaha_session_name",
     "open_file_url",
     "parse_duration",
+    "queue_key",
     "skaha_phase",
 ]

@@ -61,9 +61,11 @@ def summary_conditions(
     generation: int | None,
     *,
     stalled: bool = False,
+    usable: bool = True,
 ) -> list[Condition]:
-    """Ready / Reconciling / Stalled derived from the phase (kstatus: Stalled=True is Failed)."""
-    ready = phase in _USABLE
+    """Ready / Reconciling / Stalled derived from the phase (kstatus: Stalled=True is Failed);
+    `usable=False` says a usable phase cannot be used now (its platform refuses us)."""
+    ready = phase in _USABLE and usable
     broken = stalled or phase in _BROKEN
     out = set_condition(conditions, READY, ready, reason, message, now, generation)
     out = set_condition(

@@ -162,13 +162,14 @@ class StorageRelease:
 
 
 def decide_storage_release(
-    storage: Storage, users: list[str], reachable: bool, abandon: bool
+    storage: Storage, users: list[str], reachable: bool, abandon: bool, shared_with: list[str]
 ) -> StorageRelease:
     """Release per policy, touching only what this Storage created (docs/design.md §4.6).
 
     A directory that existed before (not in `createdPaths`) is never deleted, nor anything in
     it, whatever the policy; levels it created are removed deepest first, and a level that is not
-    empty (someone else's files) stops the removal there.
+    empty (someone else's files) stops the removal there. A location another Storage (in any
+    namespace the operator watches) also resolves to is kept whole: it is theirs too.
     """
     if users:
         return StorageRelease(False, 10.0, message=f"still used by {', '.join(users)}")
@@ -176,6 +177,8 @@ def decide_storage_release(
     created = list((status.created_paths if status else None) or [])
     if storage.spec.release_policy != ReleasePolicy.DELETE or not created:
         return StorageRelease(True)  # Retain, or nothing of ours was made
+    if shared_with:
+        return StorageRelease(True, message=f"kept: also used by {', '.join(shared_with)}")
     if not reachable:
         left = ", ".join(created)
         if abandon:

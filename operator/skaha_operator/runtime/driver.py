@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 CONFLICT_DELAY = 0.5
 FRESH_ATTEMPTS = 3
 UNAVAILABLE_DELAY = 5.0
-AUTH_DELAY = 30.0
+AUTH_DELAY = 10.0
 REQUEUE_MARK = "requeue in "
 
 
@@ -98,14 +98,15 @@ async def step_once(
                 result[0] = "requeue"
                 return Outcome(CONFLICT_DELAY)
             except AuthError as exc:
+                # A state of the platform, not of this object: have the platform probed now
+                # (it reads its Secret afresh); its new status wakes this object again.
                 result[0] = "requeue_after"
-                logger.info(
-                    "%s %s/%s: platform refused our credentials: %s",
-                    controller.kind,
-                    key[1],
-                    key[2],
-                    exc,
-                )
+                ref = str((body.get("spec") or {}).get("platformRef") or "")
+                logger.info("%s %s/%s: platform %s refused our credentials: %s",
+                            controller.kind, key[1], key[2], ref, exc)  # fmt: skip
+                if ref:
+                    st.ctx.platforms.forget(key[1], ref)
+                    st.requeuer.schedule(("skahaplatforms", key[1], ref), 0.0)
                 return Outcome(AUTH_DELAY)
             except Unavailable as exc:
                 result[0] = "requeue_after"

@@ -21,8 +21,10 @@ from typing import Any
 import kopf
 
 from skaha_operator import GROUP, VERSION
+from skaha_operator.controllers.skaha_platform import DEPENDENT_PLURALS
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, KINDS, PART_KINDS, plural_of
 from skaha_operator.k8s.objects import part_view
+from skaha_operator.reconcile.compute import QUEUE_REASON
 from skaha_operator.runtime.state import OperatorState, state
 
 PLURALS = tuple(k.crd.plural for k in KINDS)
@@ -57,12 +59,51 @@ def observe_event(
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") == "Session":
                 st.requeuer.schedule(("sessions", ns, owner["name"]), WAKE_DELAY)
+    if plural == "computes":
+        _wake_queue(ns, old, body if event_type != "DELETED" else None, st)
+    if plural == "skahaplatforms":
+        _wake_dependents(ns, name, st)
     kind = DEPENDENCY_KINDS.get(plural)
     old_phase = ((old or {}).get("status") or {}).get("phase")
     new_phase = (body.get("status") or {}).get("phase") if event_type != "DELETED" else None
     if kind is not None and old_phase != new_phase:
         for compute in cache.users(ns, kind, name):
             st.requeuer.schedule(("computes", ns, compute), WAKE_DELAY)
+
+
+def _wake_dependents(ns: str, platform: str, st: OperatorState) -> None:
+    """A platform's state changed (Ready, Unauthorized, ...): the objects using it look again."""
+    for plural in DEPENDENT_PLURALS:
+        for body in st.ctx.cache.each(plural):
+            meta = body["metadata"]
+            if (
+                meta.get("namespace") == ns
+                and (body.get("spec") or {}).get("platformRef") == platform
+            ):
+                st.requeuer.schedule((plural, ns, meta["name"]), WAKE_DELAY)
+
+
+FREEING = frozenset({"Releasing", "Completed", "Failed", "Cancelled"})
+
+
+def _wake_queue(
+    ns: str, old: dict[str, Any] | None, new: dict[str, Any] | None, st: OperatorState
+) -> None:
+    """A Compute that ended or went frees a slot: wake the Computes queued on its platform."""
+    before = ((old or {}).get("status") or {}).get("phase")
+    after = ((new or {}).get("status") or {}).get("phase") if new is not None else None
+    if new is not None and (after not in FREEING or before in FREEING):
+        return
+    platform = ((old or new or {}).get("spec") or {}).get("platformRef")
+    st.ctx.slots.forget_listing(ns, str(platform))
+    for body in st.ctx.cache.each("computes"):
+        meta = body["metadata"]
+        if (
+            meta.get("namespace") == ns
+            and (body.get("spec") or {}).get("platformRef") == platform
+            and (body.get("status") or {}).get("reason") == QUEUE_REASON
+        ):
+            st.requeuer.schedule(("computes", ns, meta["name"]), WAKE_DELAY)
 
 
 class QuietCacheHandler(logging.Filter):

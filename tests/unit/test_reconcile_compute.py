@@ -724,7 +724,9 @@ def test_a_refused_launch_fails_and_is_stalled() -> None:
 def test_a_late_session_under_our_name_is_swept_once_after_the_grace(
     phase: Phase, attempts: int, since: float, swept: float | None, delete: tuple[str, ...]
 ) -> None:
-    extra = {"sweptAt": NOW - timedelta(seconds=swept)} if swept is not None else {}
+    extra: dict[str, Any] = {}
+    if swept is not None:
+        extra["sweptAt"] = NOW - timedelta(seconds=swept)
     state = launch(since=NOW - timedelta(seconds=since), attempts=attempts, **extra)
     c = make(status={"phase": phase, "launch": state, "phaseTimes": {phase: CREATED}})
     listed = (seen(SID, "Running"), seen("late0001", "Pending"))

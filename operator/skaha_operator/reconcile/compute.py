@@ -609,12 +609,17 @@ class _Step:
         )
 
     def _renew_margin(self, seen: SkahaView) -> float:
-        """Renew when less than the smaller of the margin and half the site's expiry remains."""
+        """Renew when less than the smaller of the margin and half of what the site granted
+        last remains: from the session's start, or from our latest renewal. (A renewal moves the
+        expiry but not the start, so expiry - start grows with every renewal; half of it soon
+        exceeds the site's expiry and the session lapses between two renewals.)"""
         margin = self.timing.renew_before
-        if seen.start_time is not None and seen.expiry_time is not None:
-            lifetime = (seen.expiry_time - seen.start_time).total_seconds()
-            if lifetime > 0:
-                margin = min(margin, lifetime / 2)
+        if seen.expiry_time is not None:
+            since = [t for t in (seen.start_time, self.status.renewed_at) if t is not None]
+            if since:
+                granted = (seen.expiry_time - max(since)).total_seconds()
+                if granted > 0:
+                    margin = min(margin, granted / 2)
         return margin
 
     def _needs_renewal(self, seen: SkahaView, end: datetime | None) -> bool:

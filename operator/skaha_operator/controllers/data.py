@@ -96,7 +96,7 @@ class DataController:
             job, session = await skaha_sessions.observe(
                 clients, status.job, policy.base, listing=listing
             )
-            if session is not None and str(session.status) in {"Failed", "Error"}:
+            if session is not None and str(session.status) in skaha_sessions.FAILED:
                 job_detail = await skaha_sessions.log_tail(clients, session.id)
         plan = _rule_plan(data)
         if (

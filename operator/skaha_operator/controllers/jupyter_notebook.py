@@ -98,7 +98,7 @@ class JupyterNotebookController:
             job, session = await skaha_sessions.observe(
                 clients, status.job, policy.base, listing=listing
             )
-            if session is not None and str(session.status) in {"Failed", "Error"}:
+            if session is not None and str(session.status) in skaha_sessions.FAILED:
                 detail = await skaha_sessions.log_tail(clients, session.id)
         users: tuple[str, ...] = ()
         if deleting:

@@ -203,7 +203,8 @@ class Compute(KindModel):
 
     cel_rules = (
         start_frozen_unless(
-            "!has(self.status) || !has(self.status.launch) || !has(self.status.launch.pendingSince)",
+            "!has(self.status) || !has(self.status.launch)"
+            " || !has(self.status.launch.pendingSince)",
             "until the Skaha session is launched",
         ),
     )

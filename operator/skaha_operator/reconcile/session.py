@@ -1,10 +1,11 @@
 """The Session decision: (spec, status, the parts' states, now) -> next status, creates, deletes.
 
-A Session creates its owned parts from templates, reads the state of every part (owned or
-shared) and never writes theirs (docs/design.md §4.1). Its phase follows the design's fixed precedence
-(docs/design.md §3), plus Waiting before the start and Expired when the prepare deadline passes before it
-was ever usable. Ending (cancel, Failed, Expired, Completed) deletes the OWNED parts in dependency
-order and shows Releasing until they are gone; shared parts are never deleted (docs/design.md §2).
+A Session creates its owned parts from templates, reads the state of every part (owned or shared)
+and never writes theirs (docs/design.md §4.1). Its phase follows the design's fixed precedence
+(docs/design.md §3), plus Waiting before the start and Expired when the prepare deadline passes
+before it was ever usable. Ending (cancel, Failed, Expired, Completed) deletes the OWNED parts in
+dependency order and shows Releasing until they are gone; shared parts are never deleted
+(docs/design.md §2).
 Pure: imports neither kopf, kubernetes nor httpx.
 """
 
@@ -114,7 +115,8 @@ Parts = Sequence[tuple[PartRef, PartState | None]]
 
 
 def derive_session_phase(parts: Parts) -> SessionPhase:
-    """The phase of a Session from its parts, by the design's fixed precedence (docs/design.md §3)."""
+    """The phase of a Session from its parts, by the design's fixed precedence
+    (docs/design.md §3)."""
     return derive_session_verdict(parts).phase
 
 

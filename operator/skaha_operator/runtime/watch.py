@@ -22,6 +22,7 @@ import kopf
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controllers.skaha_platform import DEPENDENT_PLURALS
+from skaha_operator.domain.common import TERMINAL_PHASES, Phase
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, KINDS, PART_KINDS, plural_of
 from skaha_operator.k8s.objects import part_view
 from skaha_operator.reconcile.compute import QUEUE_REASON
@@ -83,7 +84,7 @@ def _wake_dependents(ns: str, platform: str, st: OperatorState) -> None:
                 st.requeuer.schedule((plural, ns, meta["name"]), WAKE_DELAY)
 
 
-FREEING = frozenset({"Releasing", "Completed", "Failed", "Cancelled"})
+FREEING = frozenset({Phase.RELEASING, *TERMINAL_PHASES})
 
 
 def _wake_queue(

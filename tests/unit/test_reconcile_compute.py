@@ -353,10 +353,15 @@ SHORT = timedelta(seconds=1800)
     [
         (901.0, None, False),  # more than half the lifetime left: not yet
         (899.0, None, True),  # less than 900 s left: renew
-        (600.0, 100.0, False),  # renewed 100 s ago (within the 900 s window): not again
-        (600.0, 899.0, False),  # still within the window
-        (600.0, 900.0, True),  # a whole window later and still short (Skaha did not extend)
-        (3000.0, 100.0, False),  # honoured: the expiry moved out
+        # Renewed and honoured (the expiry moved to the renewal + 1800 s): the same 900 s margin.
+        (1790.0, 10.0, False),
+        (901.0, 899.0, False),
+        (900.0, 900.0, True),
+        # Renewed but not honoured (the expiry stayed): the window is half of what is left since
+        # the renewal, so no renew on every poll, and another once that window has passed.
+        (600.0, 100.0, False),
+        (600.0, 599.0, False),
+        (600.0, 600.0, True),
     ],
 )
 def test_renewal_margin_is_half_a_short_session_lifetime_and_once_per_window(
@@ -368,7 +373,9 @@ def test_renewal_margin_is_half_a_short_session_lifetime_and_once_per_window(
         extra["renewedAt"] = NOW - timedelta(seconds=renewed_ago)
     c = make(status=launched(Phase.AVAILABLE, **extra))
     expiry = NOW + timedelta(seconds=remaining)
-    view = SkahaView(status="Running", start_time=expiry - SHORT, expiry_time=expiry)
+    # Skaha granted 1800 s at the start; a renewal moves the expiry, never the start.
+    started = expiry - SHORT if renewed_ago is None else NOW - timedelta(hours=1)
+    view = SkahaView(status="Running", start_time=started, expiry_time=expiry)
     d = decide_compute(c, by_id(view), T)
     assert d.status.phase == Phase.AVAILABLE
     assert d.renew is renew

@@ -172,7 +172,8 @@ def fit_option(wanted: int | None, options: tuple[int, ...]) -> int | None:
 
 
 def skaha_phase(status: str | None, session_type: SessionType) -> Phase | None:
-    """Map a Skaha status (both eras, docs/platform-api.md §3) to a Compute phase; None: keep waiting."""
+    """Map a Skaha status (both eras, docs/platform-api.md §3) to a Compute phase; None: keep
+    waiting."""
     match status:
         case "Running":
             return Phase.RUNNING if session_type == SessionType.HEADLESS else INTERACTIVE_USABLE
@@ -405,7 +406,8 @@ class _Step:
         plan = LaunchPlan(
             name=step.launch.name, type=spec.type, cores=cores, ram_gib=ram, gpus=spec.gpus
         )
-        # The marker goes into the same guarded write as the phase, before the POST (docs/design.md §4.3).
+        # The marker goes into the same guarded write as the phase, before the POST
+        # (docs/design.md §4.3).
         return self._result(
             Phase.PREPARING,
             step.reason,
@@ -775,8 +777,8 @@ def _dependency_text(dep: DependencyView) -> str:
 
 
 def open_file_url(connect_url: str, path: str) -> str:
-    """A notebook connect URL that opens `path` (docs/platform-api.md §7: append the file's path to the
-    lab tree, `.../lab/tree/arc/home/<u>/<file>`); other URLs are returned unchanged."""
+    """A notebook connect URL that opens `path` (docs/platform-api.md §7: append the file's path
+    to the lab tree, `.../lab/tree/arc/home/<u>/<file>`); other URLs are returned unchanged."""
     marker = "/lab/tree/"
     head, found, rest = connect_url.partition(marker)
     if not found:

@@ -51,12 +51,12 @@ class User:
 
 
 @pytest.fixture
-def user(sim: Simulator) -> Iterator[User]:
+def user(sim: Simulator) -> User:
     """A Skaha user of its own for one test (the cap is per user)."""
     name = f"cap{uuid.uuid4().hex[:8]}"
     found = User(name, f"tok-{name}")
     sim.set_token(found.token, found.name)
-    yield found
+    return found
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from skaha_operator.domain.base import (
     AGE_COLUMN,
     PHASE_COLUMN,
     READY_COLUMN,
+    REASON_COLUMN,
     CrdInfo,
     KindModel,
     PrinterColumn,
@@ -170,6 +171,7 @@ class SkahaPlatform(KindModel):
             READY_COLUMN,
             PrinterColumn("API", "string", ".status.apiVersion", "Skaha API version"),
             PrinterColumn("Skaha", "string", ".spec.skaha.url", "Skaha URL"),
+            REASON_COLUMN,
             AGE_COLUMN,
         ),
     )

@@ -31,7 +31,15 @@ S = TypeVar("S", bound=PhasedStatus)
 
 # Probe failures only a human can fix (a wrong token, a missing Secret): also Stalled (kstatus).
 NEEDS_HUMAN = frozenset(
-    {"Unauthorized", "Forbidden", "SecretNotFound", "TokenSecretMissing", "UnsupportedApiVersion"}
+    {
+        "Unauthorized",
+        "Forbidden",
+        "SecretNotFound",
+        "TokenSecretMissing",
+        "UnsupportedApiVersion",
+        "CaBundleSecretMissing",
+        "CaBundleInvalid",
+    }
 )
 
 

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent  # where pip put the kubectl-skaha console script
 GROUP = "skaha.broker.dev"
+DOUBLED = re.compile(r"\b([A-Za-z]+(?: [A-Za-z]+)?) \1\b")
 
 
 def session(name: str, image: str, duration: str = "2h") -> dict[str, Any]:
@@ -207,6 +208,16 @@ def test_a_failed_session_names_its_cause_in_warning_events(
     parts = {p["name"]: p for p in status(api_client, namespace, "Session", "bad")["parts"]}
     assert parts["bad-executable"]["phase"] == "Failed"
     assert all(p.get("phase") not in {"Available", "Running"} for p in parts.values()), parts
+
+    # Messages read as plain sentences: no word or two-word phrase said twice in a row
+    # ("the Skaha session Skaha session ...").
+    every = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    texts = [e["message"] for e in every]
+    texts += [str(status(api_client, namespace, k, n).get("message") or "")
+              for k, n in (("Session", "bad"), ("DockerContainer", "bad-executable"),
+                           ("Compute", "bad-compute"))]  # fmt: skip
+    doubled = [t for t in texts if DOUBLED.search(t)]
+    assert doubled == [], doubled
 
     me = scientist(kubectl, controlplane, namespace, "carol", False, tmp_path / "c.kubeconfig")
     events = skaha(me, "events", "bad")

@@ -126,7 +126,7 @@ def _parse_time(text: Any) -> datetime | None:
 
 
 def compute_name(session: dict[str, Any]) -> str | None:
-    """The name of the Session's Compute (its own, made from a template, or a shared one)."""
+    """The name of the Session's Compute (a Session always makes its own, from its template)."""
     try:
         model = Session.model_validate(session)
     except ValueError:

@@ -42,11 +42,13 @@ class PlatformCache:
         ttl: float = 300.0,
         http_timeout: float = 30.0,
         reader: Callable[[str, str, str], Awaitable[dict[str, Any] | None]] | None = None,
+        ca_file: str | None = None,
     ):
         self.kube = kube
         # How the platform object is read: the watch-fed cache when given (handlers/cache.py).
         self._read = reader or kube.get
         self.http_timeout = http_timeout
+        self.ca_file = ca_file  # the operator's --ca-bundle, trusted for every platform
         self.on_call = on_call
         self.ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
@@ -101,7 +103,10 @@ class PlatformCache:
         # A forced version wins; otherwise what the platform probe read from /capabilities.
         probed = platform.status.api_version if platform.status else None
         version = ApiVersion(spec.skaha.api_version or probed or "v1")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"ca_file": self.ca_file}
+        if spec.ca_bundle_secret_ref is not None:  # a site CA for this platform only
+            ca = spec.ca_bundle_secret_ref
+            extra["ca_pem"] = await self.kube.read_secret(ns, ca.name, ca.key)
         if spec.cavern.node_uri_prefix:
             extra["cavern_authority"] = spec.cavern.node_uri_prefix.removeprefix("vos://")
         return PlatformSettings(

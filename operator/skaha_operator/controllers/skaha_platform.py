@@ -10,6 +10,7 @@ token they need to release what they launched (docs/design.md §4.6).
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,7 +110,12 @@ async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
         caps = await clients.skaha.capabilities()
         skaha_ctx = await clients.skaha.context()
     except SecretError as exc:
+        ca = platform.spec.ca_bundle_secret_ref
+        if ca is not None and f"/{ca.name} " in f"{exc} ":
+            return _failed("CaBundleSecretMissing", f"CA bundle: {exc}")
         return _failed("TokenSecretMissing", str(exc))
+    except ssl.SSLError as exc:  # the CA bundle is not PEM
+        return _failed("CaBundleInvalid", f"the CA bundle cannot be loaded: {exc}")
     except AuthError as exc:
         return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
     except Unavailable as exc:

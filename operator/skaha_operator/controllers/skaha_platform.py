@@ -117,6 +117,8 @@ async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
     except ssl.SSLError as exc:  # the CA bundle is not PEM
         return _failed("CaBundleInvalid", f"the CA bundle cannot be loaded: {exc}")
     except AuthError as exc:
+        # A person fixes this by putting a new token into the Secret: read it for the next probe.
+        await ctx.platforms.token_changed(platform)
         return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
     except Unavailable as exc:
         return _failed("PlatformUnreachable", f"Skaha did not answer: {exc.message}")

@@ -13,7 +13,7 @@ import os
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -129,6 +129,27 @@ class SimulatorConfig(BaseModel):
     job_run_s: float = Field(
         5.0, description="run time of download and setup jobs when run_s is not set"
     )
+    # Real headless sessions (containers.py): each runs as a container on a local engine
+    job_mode: Literal["auto", "container", "emulate"] = Field(
+        "emulate",
+        description="auto: containers where an engine and the stand-in image exist (and the "
+        "clock runs), else emulation; container: containers or fail; emulate: never. The "
+        "command line and the demo use auto",
+    )
+    job_engine: str = Field("podman", description="container engine binary")
+    job_standin_image: str = Field(
+        "localhost/skaha-operator/job-standin:bookworm-1",
+        description="the local image every headless session runs on (hack/podman.sh standin)",
+    )
+    job_images: dict[str, str] = Field(
+        default_factory=dict, description="requested image -> local image, before the stand-in"
+    )
+    job_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="site-wide env added to every job, e.g. PIP_INDEX_URL, https_proxy",
+    )
+    job_network: str = Field("host", description="container network (host: reach 127.0.0.1)")
+    job_stop_grace_s: float = Field(5.0, description="SIGTERM grace on DELETE before SIGKILL")
     # Faults
     faults: list[FaultRule] = Field(default_factory=list)
 

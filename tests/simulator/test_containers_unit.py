@@ -19,6 +19,7 @@ from skaha_operator.simulator.containers import (
     run_argv,
     split_args,
 )
+from skaha_operator.simulator.pypi import normalize, versions_named
 from skaha_operator.simulator.sessions import Phase, SessionType, SimSession
 
 
@@ -102,7 +103,7 @@ def argv_of(sim: SimSession, config: SimulatorConfig | None = None, **kw: bool) 
         name="skaha-sim-x-abcd1234",
         instance="x",
         cavern_root=Path("/tmp/cavern"),
-        hostname="127.0.0.1:8765",
+        served_url="http://127.0.0.1:8765",
     )
 
 
@@ -121,6 +122,8 @@ def test_the_operator_job_shape_becomes_sh_c_and_the_whole_script() -> None:
     assert argv[argv.index("--user") + 1] == "20001:20001"
     assert argv[argv.index("--network") + 1] == "host"
     assert argv[argv.index("--memory") + 1] == str(4 * 1024**3) + "b"
+    assert "PIP_INDEX_URL=http://127.0.0.1:8765/_sim/pypi/simple/" in argv  # the site's index
+    assert "skaha_hostname=127.0.0.1:8765" in argv
 
 
 def test_no_cmd_keeps_the_image_entrypoint_and_mapping_wins_over_the_standin() -> None:
@@ -151,3 +154,12 @@ def test_emulation_is_the_default_and_the_fallback() -> None:
     assert "no-such-engine-x not found" in status.reason
     with pytest.raises(RuntimeError, match="no-such-engine-x"):
         decide_runner(SimulatorConfig(job_mode="container", job_engine="no-such-engine-x"))
+
+
+def test_the_stand_in_index_offers_the_versions_requirements_name() -> None:
+    texts = ["astropy>=6\nSpecUtils==1.15.0 ; python_version>'3'\nnumpy~=1.26.*  # c\n", "x<2"]
+    assert versions_named(texts, "astropy") == {"1.0", "6"}
+    assert versions_named(texts, "specutils") == {"1.0", "1.15.0"}
+    assert versions_named(texts, "numpy") == {"1.0", "1.26"}
+    assert versions_named(texts, "scipy") == {"1.0"}
+    assert normalize("Spec_Utils.x") == "spec-utils-x"

@@ -388,3 +388,16 @@ async def test_a_missing_package_fails_with_pips_message(alice: Api, sim: Simula
     assert await wait_status(alice, sid, TERMINAL_STATES) == "Failed"
     text = await logs(alice, sid)
     assert "ERROR: No matching distribution found for skop-no-such-package" in text
+
+
+async def test_without_a_site_index_pip_uses_the_simulators_stand_in_index(
+    alice: Api, sim: Simulator
+) -> None:
+    """The demo's requirements install from `/_sim/pypi/simple/`; pip_unavailable is a 404."""
+    sim.configure(job_env={}, pip_unavailable=["no-such-thing"])
+    sid, _ = await setup(alice, sim, "astropy>=6\nspecutils==1.15.0  # pinned\n")
+    assert await wait_status(alice, sid, TERMINAL_STATES) == "Completed", await logs(alice, sid)
+    assert "Successfully installed astropy-6 specutils-1.15.0" in await logs(alice, sid)
+    sid, _ = await setup(alice, sim, "no-such-thing\n")
+    assert await wait_status(alice, sid, TERMINAL_STATES) == "Failed"
+    assert "No matching distribution found for no-such-thing" in await logs(alice, sid)

@@ -60,6 +60,13 @@ class CavernStore:
         self._preauth: dict[str, Preauth] = {}
         self._transfers: dict[str, Transfer] = {}
 
+    def seed(self, files: dict[str, str]) -> None:
+        """Write start-up files (config `cavern_files`), creating their directories."""
+        for path, text in files.items():
+            target = self._resolve(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
     def close(self) -> None:
         """Remove the backing directory when the store created it."""
         if self._owned_tmp:

@@ -105,6 +105,10 @@ class SimulatorConfig(BaseModel):
     # Cavern (§7)
     cavern_authority: str = "cadc.nrc.ca~arc"
     cavern_root: Path | None = Field(None, description="backing directory; None = a temp dir")
+    cavern_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="path under the tree (e.g. home/alice/run.py) -> text, written at start",
+    )
     # Rucio (§8)
     rucio_userpass: dict[str, str] | None = Field(
         None, description="username -> password; None = accept any non-empty credentials"
@@ -146,7 +150,8 @@ class SimulatorConfig(BaseModel):
     )
     job_env: dict[str, str] = Field(
         default_factory=dict,
-        description="site-wide env added to every job, e.g. PIP_INDEX_URL, https_proxy",
+        description="site-wide env added to every job, e.g. https_proxy, or PIP_INDEX_URL "
+        "instead of the simulator's own stand-in index (/_sim/pypi/simple/)",
     )
     job_network: str = Field("host", description="container network (host: reach 127.0.0.1)")
     job_stop_grace_s: float = Field(5.0, description="SIGTERM grace on DELETE before SIGKILL")

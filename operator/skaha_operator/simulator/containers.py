@@ -13,7 +13,8 @@ space-separated; each `env` is `KEY=VALUE`) and as Kubernetes then expands them 
 The session's status follows the container: Pending until `podman run -d` has started it,
 Running until it exits, then Completed (exit 0) or Failed, lingering for the headless TTL.
 Logs are the container's stdout and stderr. DELETE stops it (Terminating until it is gone).
-The site-wide `job_env` (package index, proxy) is added to every job's environment.
+Every job gets the site's environment: `PIP_INDEX_URL` pointing at the simulator's own stand-in
+index (`pypi.py`), then `job_env` (another index, a proxy), before the POST's env.
 
 Interactive sessions keep the emulation, and so does everything when no engine is usable: the
 reason is in `GET /_sim/config` (`job_runner`) and in the start-up log.
@@ -256,6 +257,11 @@ def resolve_image(config: SimulatorConfig, image: str) -> str:
     return config.job_images.get(image, config.job_standin_image)
 
 
+def site_env(config: SimulatorConfig, served_url: str) -> dict[str, str]:
+    """What the simulated site gives every job: its package index, then `job_env`."""
+    return {"PIP_INDEX_URL": f"{served_url.rstrip('/')}/_sim/pypi/simple/", **config.job_env}
+
+
 def run_argv(
     session: SimSession,
     *,
@@ -264,10 +270,11 @@ def run_argv(
     name: str,
     instance: str,
     cavern_root: Path,
-    hostname: str,
+    served_url: str,
 ) -> list[str]:
     """`podman run -d …` for one headless session (pure: no process is started)."""
-    env = container_env(session, config.job_env, hostname)
+    hostname = served_url.split("://", 1)[-1].split("/", 1)[0]
+    env = container_env(session, site_env(config, served_url), hostname)
     values = dict(env)
     home = values["HOME"]
     argv = [
@@ -453,7 +460,7 @@ class ContainerRunner:
                 name=entry.name,
                 instance=self.instance,
                 cavern_root=state.cavern.root,
-                hostname=state.base_url.split("://", 1)[-1].split("/", 1)[0],
+                served_url=state.served_url,
             )
             code, out = await self._engine(*argv[1:])
             if code != 0:

@@ -28,7 +28,16 @@ from skaha_operator.simulator.state import SimState, state_of
 RULES = TypeAdapter(list[FaultRule])
 # Fields fixed at construction: changing them at run time would not take effect.
 FROZEN_FIELDS = frozenset(
-    {"seed", "frozen_clock", "start_time", "cavern_root", "faults", "job_mode", "job_engine"}
+    {
+        "seed",
+        "frozen_clock",
+        "start_time",
+        "cavern_root",
+        "cavern_files",
+        "faults",
+        "job_mode",
+        "job_engine",
+    }
 )
 STATUS_ALIASES = {"succeeded": Phase.COMPLETED, "deleted": Phase.GONE}
 

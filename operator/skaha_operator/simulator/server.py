@@ -85,6 +85,7 @@ class Simulator:
         self.config = config if config is not None else SimulatorConfig()
         self.clock = SimClock(frozen=self.config.frozen_clock, start=self.config.start_time)
         cavern = CavernStore(self.config.cavern_authority, self.config.cavern_root)
+        cavern.seed(self.config.cavern_files)
         # The temp dir goes when the simulator is collected or the interpreter exits.
         self._finalizer = weakref.finalize(self, cavern.close)
         self.state = SimState(

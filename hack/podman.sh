@@ -21,7 +21,7 @@ CONF="$CONF_DIR/containers.conf"
 SUITE="${DEBIAN_SUITE:-bookworm}"
 BASE_IMAGE="${BASE_IMAGE:-localhost/skaha-operator/debian-python:3.11-$SUITE}"
 BUILD_BASE_IMAGE="${BUILD_BASE_IMAGE:-localhost/skaha-operator/debian-python-build:3.11-$SUITE}"
-STANDIN_IMAGE="${STANDIN_IMAGE:-localhost/skaha-operator/job-standin:$SUITE-1}"
+STANDIN_IMAGE="${STANDIN_IMAGE:-localhost/skaha-operator/job-standin:$SUITE-2}"
 IMAGE="${IMAGE:-skaha-operator:dev}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 WHEELHOUSE="build/wheelhouse"
@@ -120,7 +120,7 @@ cmd_bases() {
 cmd_standin() {
   # What the operator's jobs need from a science image: sh, coreutils, curl, python3 with venv
   # and pip. The simulator runs every headless session on it (simulator/containers.py).
-  debian_image "$STANDIN_IMAGE" coreutils curl python3 python3-venv python3-pip ca-certificates
+  debian_image "$STANDIN_IMAGE" coreutils curl python3 python-is-python3 python3-venv python3-pip ca-certificates
 }
 
 cmd_wheelhouse() {

@@ -113,7 +113,7 @@ def test_the_operator_job_shape_becomes_sh_c_and_the_whole_script() -> None:
         cmd="/bin/sh", args="-c $(SKOP_SCRIPT)", env=[f"SKOP_SCRIPT={script}", "SKOP_DEST=/x"]
     )
     argv = argv_of(sim)
-    image_at = argv.index("localhost/skaha-operator/job-standin:bookworm-1")
+    image_at = argv.index("localhost/skaha-operator/job-standin:bookworm-2")
     assert argv[image_at + 1 :] == ["-c", script]
     assert json.loads(argv[argv.index("--entrypoint") + 1]) == ["/bin/sh"]
     assert f"SKOP_SCRIPT={script}" in argv

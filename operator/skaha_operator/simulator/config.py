@@ -142,7 +142,7 @@ class SimulatorConfig(BaseModel):
     )
     job_engine: str = Field("podman", description="container engine binary")
     job_standin_image: str = Field(
-        "localhost/skaha-operator/job-standin:bookworm-1",
+        "localhost/skaha-operator/job-standin:bookworm-2",
         description="the local image every headless session runs on (hack/podman.sh standin)",
     )
     job_images: dict[str, str] = Field(

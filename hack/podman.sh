@@ -139,7 +139,7 @@ cmd_image() {
   cmd_wheelhouse
   log "build $IMAGE FROM $BASE_IMAGE"
   local start=$SECONDS
-  engine build --quiet --tag "$IMAGE" \
+  engine build --quiet --layers=false --tag "$IMAGE" \
     --build-arg "PYTHON_IMAGE=$BASE_IMAGE" --build-arg "BUILD_IMAGE=$BUILD_BASE_IMAGE" \
     --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels \
     --volume "$PWD/$WHEELHOUSE:/wheels:ro" \

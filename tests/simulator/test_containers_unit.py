@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from skaha_operator.simulator import SimulatorConfig
+from skaha_operator.simulator.cli import build_parser, config_from_args
 from skaha_operator.simulator.containers import (
     Engine,
     container_env,
@@ -163,3 +164,12 @@ def test_the_stand_in_index_offers_the_versions_requirements_name() -> None:
     assert versions_named(texts, "numpy") == {"1.0", "1.26"}
     assert versions_named(texts, "scipy") == {"1.0"}
     assert normalize("Spec_Utils.x") == "spec-utils-x"
+
+
+def test_the_served_simulator_runs_jobs_for_real_unless_told(tmp_path: Path) -> None:
+    parse = build_parser().parse_args
+    assert config_from_args(parse([])).job_mode == "auto"
+    assert config_from_args(parse(["--jobs", "emulate"])).job_mode == "emulate"
+    file = tmp_path / "sim.json"
+    file.write_text(json.dumps({"job_mode": "container"}))
+    assert config_from_args(parse(["--config", str(file)])).job_mode == "container"

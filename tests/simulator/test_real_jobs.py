@@ -25,9 +25,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from skaha_operator.domain.data import Data
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook
+from skaha_operator.platform.clients import PlatformClients, PlatformSettings
 from skaha_operator.reconcile.data import download_job
 from skaha_operator.reconcile.jobs import JobPlan
 from skaha_operator.reconcile.notebook import files_at, setup_job
@@ -381,6 +383,25 @@ async def test_the_setup_script_installs_requirements_from_the_site_index(
     assert (venv / "pyvenv.cfg").read_text().count("include-system-site-packages = true") == 1
     installed = list(venv.glob("lib/python3*/site-packages/skop_probe/__init__.py"))
     assert len(installed) == 1
+
+
+async def test_the_storage_release_removes_what_the_setup_job_made(
+    alice: Api, sim: Simulator
+) -> None:
+    """The operator's Storage release (Cavern, children first) copes with a real virtualenv:
+    its symbolic links are LinkNodes, deleted as links."""
+    sid, directory = await setup(alice, sim, "skop-probe==1.0\n")
+    assert await wait_status(alice, sid, TERMINAL_STATES) == "Completed", await logs(alice, sid)
+    assert (directory / ".venv-analysis" / "lib64").is_symlink()
+    base, token = alice.base, SecretStr("tok-alice")
+    settings = PlatformSettings(skaha_url=f"{base}/skaha", cavern_url=f"{base}/arc", token=token)
+    clients = PlatformClients.create(settings)
+    try:
+        removed = await asyncio.wait_for(clients.cavern.delete_tree("home/alice/nbs"), 120)
+    finally:
+        await clients.aclose()
+    assert removed > 100  # pip, the package, the notebook, the requirements
+    assert not directory.exists()
 
 
 async def test_a_missing_package_fails_with_pips_message(alice: Api, sim: Simulator) -> None:

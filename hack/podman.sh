@@ -82,17 +82,29 @@ engine() {
   podman "$@"
 }
 
-# debian_image NAME PACKAGES... : mmdebstrap a root file system and import it, unless NAME exists.
+# debian_image NAME PACKAGES... : mmdebstrap a root file system and import it, unless NAME exists
+# and was made from the same recipe (suite, sources, packages: the label below).
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+DEBIAN_SECURITY="${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
+RECIPE_LABEL="io.skaha-operator.recipe"
 debian_image() {
   local name="$1"
   shift
-  if engine image exists "$name"; then
+  local sources=(
+    "deb $DEBIAN_MIRROR $SUITE main"
+    "deb $DEBIAN_MIRROR $SUITE-updates main"
+    "deb $DEBIAN_SECURITY $SUITE-security main"
+  )
+  local recipe
+  recipe="$(printf '%s\n' "v1" "$SUITE" "${sources[@]}" "$@" | sha256sum | cut -c1-16)"
+  if engine image exists "$name" && [ "${SKAHA_REBUILD_IMAGES:-0}" != 1 ] &&
+    [ "$(engine image inspect --format "{{index .Labels \"$RECIPE_LABEL\"}}" "$name")" = "$recipe" ]; then
     log "reuse $name"
     return 0
   fi
   local work
   work="$(mktemp -d "${TMPDIR:-/tmp}/skaha-mmdebstrap.XXXXXX")"
-  log "mmdebstrap $SUITE: $* -> $name"
+  log "mmdebstrap $SUITE (with -updates and -security): $* -> $name"
   local include
   include="$(IFS=,; echo "$*")"
   # --variant=apt: Essential packages and apt, then only what is named; docs, man pages and
@@ -103,9 +115,10 @@ debian_image() {
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-    "$SUITE" "$work/rootfs.tar" || { rm -rf "$work"; return 1; }
+    "$SUITE" "$work/rootfs.tar" "${sources[@]}" >/dev/null || { rm -rf "$work"; return 1; }
   engine import --quiet \
     --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "LABEL $RECIPE_LABEL=$recipe" \
     "$work/rootfs.tar" "$name" >/dev/null || { rm -rf "$work"; return 1; }
   rm -rf "$work"
   log "built $name ($(engine image inspect --format '{{.Size}}' "$name") bytes)"

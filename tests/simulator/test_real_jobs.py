@@ -129,14 +129,17 @@ async def sim(engine_ready: None, index: Index) -> AsyncIterator[Simulator]:
         )
     )
     assert simulator.job_runner.mode == "container", simulator.job_runner
+    runner = simulator.state.jobs.containers
+    assert runner is not None
     yield simulator
     simulator.close()
-    assert leftover_containers() == []
+    assert leftover_containers(runner.instance) == []
 
 
-def leftover_containers() -> list[str]:
+def leftover_containers(instance: str) -> list[str]:
+    """This simulator's containers (others may run on the machine at the same time)."""
     done = subprocess.run(
-        ["podman", "ps", "--all", "--quiet", "--filter", f"label={LABEL}"],
+        ["podman", "ps", "--all", "--quiet", "--filter", f"label={LABEL}={instance}"],
         capture_output=True, text=True, env=engine_environment(), timeout=60, check=True,
     )  # fmt: skip
     return done.stdout.split()
@@ -242,14 +245,15 @@ async def test_stdout_and_stderr_are_the_logs_while_running_and_after(alice: Api
     assert (await logs(alice, sid)).split() == ["out", "err", "done"]
 
 
-async def test_delete_stops_the_container_terminating_then_gone(alice: Api) -> None:
+async def test_delete_stops_the_container_terminating_then_gone(alice: Api, sim: Simulator) -> None:
     sid = await alice.launch_id(image=TERMINAL, name="sleep-job", cmd="sleep", args="600")
     await wait_status(alice, sid, {"Running"})
     assert (await alice.call("DELETE", f"/skaha/v1/session/{sid}")).status == 200
     assert (await alice.session(sid)).json()["status"] == "Terminating"
     await wait_status(alice, sid, {"gone"}, deadline_s=60)
-    names = [c for c in leftover_containers() if sid in c]
-    assert names == []
+    runner = sim.state.jobs.containers
+    assert runner is not None
+    assert leftover_containers(runner.instance) == []  # nothing else is running
 
 
 async def test_finished_sessions_follow_the_ttl(alice: Api, sim: Simulator) -> None:
@@ -259,6 +263,23 @@ async def test_finished_sessions_follow_the_ttl(alice: Api, sim: Simulator) -> N
     assert await alice.status(sid) == "Completed"
     sim.clock.advance(10)
     assert (await alice.session(sid)).status == 404
+
+
+async def test_a_job_writes_its_home_and_the_projects(alice: Api, sim: Simulator) -> None:
+    """Runs as alice's uid in /arc/home/alice; directories Cavern made stay writable for it."""
+    (sim.state.cavern.root / "projects" / "survey" / "out").mkdir(parents=True)
+    script = "pwd; echo a > out.txt; echo b > /arc/projects/survey/out/b.txt; id -u"
+    sid = await alice.launch_id(
+        image=TERMINAL, name="write-job", cmd="/bin/sh", args="-c $(S)", env=[f"S={script}"]
+    )
+    assert await wait_status(alice, sid, TERMINAL_STATES) == "Completed", await logs(alice, sid)
+    lines = (await logs(alice, sid)).split()
+    assert lines[0] == "/arc/home/alice"
+    root = sim.state.cavern.root
+    assert (root / "home" / "alice" / "out.txt").read_text() == "a\n"
+    assert (root / "projects" / "survey" / "out" / "b.txt").read_text() == "b\n"
+    if os.geteuid() == 0:
+        assert lines[1] == str(sim.state.sessions.find(sid).uid)
 
 
 async def test_fixed_resources_limit_the_container(alice: Api, sim: Simulator) -> None:

@@ -514,20 +514,28 @@ class ContainerRunner:
 
 
 def _own_home(root: Path, session: SimSession, engine: Engine) -> None:
-    """Let the session's uid use its home, as Skaha's user does (rootful engines only).
+    """Let the session's uid use its home and the projects, as Skaha's user does (rootful).
 
     The Cavern tree is written by the simulator's own user; the container runs as the session's
-    uid, so the top directories are opened for traversal and the user's home tree is theirs.
+    uid, so the top directories are opened for traversal, the user's home tree becomes theirs,
+    and the projects tree is open to every user (the simulator's Cavern lets any user write
+    there, where a site would use project groups).
     """
     if not engine.rootful:
         return
     home = root / "home" / session.user
     home.mkdir(parents=True, exist_ok=True)
-    for top in (root, root / "home", root / "projects"):
+    for top in (root, root / "home"):
         top.chmod(0o755)
     for path in _walk(home):
         with contextlib.suppress(OSError):
             os.chown(path, session.uid, session.gid, follow_symlinks=False)
+    for path in _walk(root / "projects"):
+        if path.is_symlink():
+            continue
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode
+            path.chmod(mode | (0o777 if path.is_dir() else 0o666))
 
 
 def _walk(top: Path) -> Iterable[Path]:

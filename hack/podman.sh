@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CACHE="${SKAHA_CACHE:-$HOME/.cache/skaha-operator}"
+CACHE="${SKAHA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skaha-operator}"
 CONF_DIR="$CACHE/podman"
 CONF="$CONF_DIR/containers.conf"
 SUITE="${DEBIAN_SUITE:-bookworm}"

@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 
 LABEL = "io.skaha-operator.simulator"
 MOUNT = "/arc"
-# Written by hack/podman.sh: runc, cgroupfs and no default ulimits on hosts that need them.
-PROJECT_CONTAINERS_CONF = Path.home() / ".cache" / "skaha-operator" / "podman" / "containers.conf"
 PROBE_TIMEOUT_S = 60.0
 ENGINE_TIMEOUT_S = 120.0
 GIB = 1024**3
@@ -178,11 +176,22 @@ class RunnerStatus:
 _PROBES: dict[tuple[str, str], tuple[Engine | None, str]] = {}
 
 
+def project_containers_conf() -> Path:
+    """Where hack/podman.sh writes containers.conf (runc, cgroupfs, no default ulimits): the
+    project's cache, honouring SKAHA_CACHE and XDG_CACHE_HOME like the script."""
+    if explicit := os.environ.get("SKAHA_CACHE"):
+        cache = Path(explicit)
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skaha-operator"
+    return cache / "podman" / "containers.conf"
+
+
 def engine_environment() -> dict[str, str]:
     """The process environment, with the project's containers.conf when none is chosen."""
     env = dict(os.environ)
-    if "CONTAINERS_CONF" not in env and PROJECT_CONTAINERS_CONF.is_file():
-        env["CONTAINERS_CONF"] = str(PROJECT_CONTAINERS_CONF)
+    conf = project_containers_conf()
+    if "CONTAINERS_CONF" not in env and conf.is_file():
+        env["CONTAINERS_CONF"] = str(conf)
     return env
 
 

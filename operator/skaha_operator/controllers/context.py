@@ -14,6 +14,7 @@ from typing import Any
 from skaha_operator.controllers.platforms import PlatformCache
 from skaha_operator.k8s.api import Kube
 from skaha_operator.k8s.objects import ObjectCache
+from skaha_operator.platform.hosts import PUBLIC_ONLY, HostPolicy
 from skaha_operator.reconcile.data import DEFAULT_DOWNLOADER_IMAGE
 from skaha_operator.reconcile.timing import Timing
 
@@ -33,6 +34,8 @@ class OperatorConfig:
     resync_interval: float = 60.0
     http_timeout: float = 30.0
     finalizer: str = "skaha.broker.dev/finalizer"
+    # Hosts a SkahaPlatform may name (--allowed-hosts); the default allows public hosts only.
+    allowed_hosts: HostPolicy = PUBLIC_ONLY
     # The small image of HTTP(S) download jobs; it needs sh, curl or wget, and sha256sum.
     downloader_image: str = field(
         default_factory=lambda: os.environ.get(

@@ -2,7 +2,8 @@
 
 Each service gets its own pooled `httpx.AsyncClient` with explicit timeouts; `aclose()` closes
 all of them. The bearer token arrives as a `SecretStr` (read from a Kubernetes Secret by the
-caller) and is only ever unwrapped inside a request header.
+caller) and is only ever unwrapped inside a request header, and only for a host the settings'
+`hosts` policy allows (`hosts.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from skaha_operator.platform.base import (
     make_http_client,
 )
 from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, CavernClient
+from skaha_operator.platform.hosts import HostPolicy
 from skaha_operator.platform.ports import CavernPort, RucioPort, SkahaPort
 from skaha_operator.platform.retry import RetryPolicy
 from skaha_operator.platform.rucio import RucioClient
@@ -52,6 +54,9 @@ class PlatformSettings:
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     limits: httpx.Limits = field(default_factory=lambda: DEFAULT_LIMITS)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Checked before every request; None (a library default for tests and tools) checks nothing.
+    # The operator always passes its --allowed-hosts policy (controllers/platforms.py).
+    hosts: HostPolicy | None = None
 
 
 @dataclass
@@ -79,6 +84,7 @@ class PlatformClients:
                 timeout=settings.timeout,
                 limits=settings.limits,
                 transport=transport,
+                hosts=settings.hosts,
             )
 
         bearer = BearerAuth(settings.token)

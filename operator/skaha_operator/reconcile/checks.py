@@ -32,7 +32,7 @@ S = TypeVar("S", bound=PhasedStatus)
 # Probe failures only a human can fix (a wrong token, a missing Secret): also Stalled (kstatus).
 NEEDS_HUMAN = frozenset(
     {"Unauthorized", "Forbidden", "SecretNotFound", "TokenSecretMissing", "UnsupportedApiVersion"}
-)
+) | {"CredentialsNotMarked", "HostNotAllowed"}  # docs/threat-model.md
 
 
 @dataclass(frozen=True)

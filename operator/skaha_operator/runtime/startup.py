@@ -1,7 +1,7 @@
 """Operator start-up and clean-up: kopf settings under our API group, shared state in memo.
 
-The finalizer lives under `skaha.broker.dev` so it is recognisably ours (docs/kubernetes-notes.md §5). kopf's
-progress and diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status
+The finalizer lives under `skaha.broker.dev` so it is recognisably ours
+(docs/kubernetes-notes.md §5). kopf's progress and diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status
 schema; requeues are in-memory timers (runtime/requeue.py) and observed objects come from a
 watch-fed cache (runtime/watch.py): see docs/performance.md for what each saves.
 """
@@ -62,7 +62,11 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         config=config,
         kube=kube,
         platforms=PlatformCache(
-            kube, on_call=_record_call, http_timeout=config.http_timeout, reader=cache.get
+            kube,
+            on_call=_record_call,
+            http_timeout=config.http_timeout,
+            reader=cache.get,
+            hosts=config.allowed_hosts,
         ),
         cache=cache,
         post=_post_event,

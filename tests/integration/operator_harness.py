@@ -21,6 +21,11 @@ from skaha_operator.controlplane import ControlPlane
 from skaha_operator.simulator import Simulator
 
 TOKEN = "tok-alice"
+# The label that opts a Secret in for the operator (k8s/api.py CREDENTIALS_LABEL).
+MARKED = {"skaha.broker.dev/credentials": "true"}
+# The simulator and the tests' own servers listen on loopback, which the operator refuses
+# unless it is listed (platform/hosts.py).
+ALLOW_LOOPBACK = "--allowed-hosts=127.0.0.1"
 
 
 @contextmanager
@@ -44,6 +49,7 @@ def operator_process(
         "3",
         "--adopt-grace",
         "6",
+        ALLOW_LOOPBACK,
         *extra,
     ]
     with log.open("ab") as out:
@@ -73,12 +79,12 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: 
 
 
 def platform_objects(namespace: str, skaha_base: str) -> list[dict[str, Any]]:
-    """A token Secret and a SkahaPlatform pointing at the simulator."""
+    """A token Secret (marked for the operator) and a SkahaPlatform pointing at the simulator."""
     return [
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "skaha-token"},
+            "metadata": {"name": "skaha-token", "labels": MARKED},
             "stringData": {"token": TOKEN},
         },
         {

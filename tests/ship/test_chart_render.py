@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.ship.chart import CHART, KUBE_VERSION, by_kind, crd_plurals, helm, objects, render
@@ -29,7 +31,8 @@ def test_helm_lint_passes(sets: tuple[str, ...]) -> None:
 def test_default_render_has_every_object_once() -> None:
     kinds = sorted(d["kind"] for d in objects(render()))
     assert kinds == [
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount",
+        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
+        "ServiceAccount",
     ]  # fmt: skip
 
 
@@ -53,6 +56,8 @@ def test_deployment_is_single_recreate_restricted_with_liveness() -> None:
     assert "--metrics-port=9090" in c["args"]
     assert "--log-format=json" in c["args"]
     assert not [a for a in c["args"] if a.startswith("--namespace")]
+    # Secure metrics and the default host policy (public hosts only) unless values say otherwise.
+    assert not [a for a in c["args"] if a.startswith(("--metrics-insecure", "--allowed-hosts"))]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
         "liveness": 8080,
         "metrics": 9090,
@@ -66,8 +71,17 @@ def test_image_digest_wins_over_tag() -> None:
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"skaha-operator@{digest}"
 
 
+def _operator_role(docs: list[dict[str, object]]) -> dict[str, Any]:
+    (role,) = [r for r in by_kind(docs, "ClusterRole") if not _reader(r)]
+    return role
+
+
+def _reader(role: dict[str, Any]) -> bool:
+    return str(role["metadata"]["name"]).endswith("-metrics-reader")
+
+
 def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
-    (role,) = by_kind(objects(render()), "ClusterRole")
+    role = _operator_role(objects(render()))
     rules = {(tuple(r["apiGroups"]), tuple(sorted(r["resources"]))): set(r["verbs"])
              for r in role["rules"]}  # fmt: skip
     plurals = crd_plurals()
@@ -78,11 +92,17 @@ def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
     assert rules[(("skaha.broker.dev",), parts)] == PART_VERBS
     status = tuple(sorted(f"{p}/status" for p in plurals))
     assert rules[(("skaha.broker.dev",), status)] == {"patch"}
-    assert rules[(("",), ("configmaps", "secrets"))] == {"get"}
+    # Secrets: read (only those labelled skaha.broker.dev/credentials) and patched to carry the
+    # finalizer while a platform needs them; ConfigMaps: notebooks.
+    assert rules[(("",), ("secrets",))] == {"get", "patch"}
+    assert rules[(("",), ("configmaps",))] == {"get"}
     assert rules[(("",), ("events",))] == {"create"}
     assert rules[(("apiextensions.k8s.io",), ("customresourcedefinitions",))] == {"list", "watch"}
+    # Secure metrics: who is scraping (TokenReview) and may they (SubjectAccessReview).
+    assert rules[(("authentication.k8s.io",), ("tokenreviews",))] == {"create"}
+    assert rules[(("authorization.k8s.io",), ("subjectaccessreviews",))] == {"create"}
     # Cluster-wide kopf does not observe namespaces; nothing else is granted.
-    assert len(rules) == 6
+    assert len(rules) == 9
 
 
 def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:
@@ -92,10 +112,12 @@ def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:
     assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == [
         "science", "survey",
     ]  # fmt: skip
-    (cluster,) = by_kind(docs, "ClusterRole")
-    resources = sorted(res for r in cluster["rules"] for res in r["resources"])
-    assert resources == ["customresourcedefinitions", "namespaces"]
-    assert all(set(r["verbs"]) == {"list", "watch"} for r in cluster["rules"])
+    cluster = _operator_role(docs)
+    verbs = {res: set(r["verbs"]) for r in cluster["rules"] for res in r["resources"]}
+    assert verbs == {
+        "customresourcedefinitions": {"list", "watch"}, "namespaces": {"list", "watch"},
+        "tokenreviews": {"create"}, "subjectaccessreviews": {"create"},
+    }  # fmt: skip
     assert all(
         {res for r in role["rules"] for res in r["resources"]} >= crd_plurals() for role in roles
     )
@@ -133,6 +155,7 @@ def test_optional_objects_render_when_enabled() -> None:
         (("operator.logFormat=xml",), "value must be one of"),
         (("replicas=2",), "additional properties 'replicas' not allowed"),
         (("image.digest=latest",), "does not match pattern"),
+        (("allowedHosts={https://x.org}",), "does not match pattern"),
     ],
 )
 def test_values_schema_refuses_bad_values(sets: tuple[str, ...], message: str) -> None:
@@ -140,3 +163,54 @@ def test_values_schema_refuses_bad_values(sets: tuple[str, ...], message: str) -
     done = helm("template", "x", str(CHART), "--kube-version", KUBE_VERSION, *flags, check=False)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def test_metrics_are_secure_by_default_with_a_reader_role_and_an_https_service_monitor() -> None:
+    docs = objects(render("metrics.serviceMonitor.enabled=true"))
+    (reader,) = [r for r in by_kind(docs, "ClusterRole") if _reader(r)]
+    assert reader["metadata"]["name"] == "skaha-skaha-operator-metrics-reader"
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert [b["metadata"]["name"] for b in by_kind(docs, "ClusterRoleBinding")] == [
+        "skaha-skaha-operator"
+    ]  # no subjects given: the reader role is bound by whoever runs Prometheus
+    (sm,) = by_kind(docs, "ServiceMonitor")
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+
+
+def test_metrics_options_reach_the_operator() -> None:
+    subject = "metrics.reader.subjects[0]"
+    docs = objects(
+        render(
+            "metrics.certSecret=metrics-tls",
+            f"{subject}.kind=ServiceAccount",
+            f"{subject}.name=prometheus",
+            f"{subject}.namespace=monitoring",
+            "allowedHosts={*.canfar.net,10.20.0.0/16}",
+        )
+    )
+    (dep,) = by_kind(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert "--metrics-cert-dir=/etc/skaha-operator/metrics-tls" in args
+    assert [a for a in args if a.startswith("--allowed-hosts")] == [
+        "--allowed-hosts=*.canfar.net", "--allowed-hosts=10.20.0.0/16",
+    ]  # fmt: skip
+    assert {"name": "metrics-tls", "secret": {"secretName": "metrics-tls"}} in pod["volumes"]
+    binding = [
+        b for b in by_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"].endswith("reader")
+    ]
+    assert binding[0]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}
+    ]
+    plain = objects(render("metrics.secure=false", "metrics.serviceMonitor.enabled=true"))
+    (dep,) = by_kind(plain, "Deployment")
+    assert "--metrics-insecure" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [r for r in by_kind(plain, "ClusterRole") if _reader(r)]
+    rules = _operator_role(plain)["rules"]
+    assert not [r for r in rules if "tokenreviews" in r["resources"]]
+    (sm,) = by_kind(plain, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["scheme"] == "http"
+    assert "bearerTokenFile" not in sm["spec"]["endpoints"][0]

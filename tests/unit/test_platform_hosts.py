@@ -102,9 +102,7 @@ def test_a_list_allows_only_what_it_names(url: str, allowed: bool) -> None:
         (["::1"], "http://[::1]:8765/", True),
     ],
 )
-def test_internal_hosts_need_an_explicit_entry(
-    entries: list[str], url: str, allowed: bool
-) -> None:
+def test_internal_hosts_need_an_explicit_entry(entries: list[str], url: str, allowed: bool) -> None:
     policy = HostPolicy.parse(entries)
     assert (policy.refusal(url) is None) is allowed, policy.refusal(url)
 
@@ -122,10 +120,19 @@ def test_a_refusal_names_the_setting_and_the_host() -> None:
 
 
 @pytest.mark.parametrize(
-    "entry", ["", "http://x.org", "x.org:443", "*.", "bad_name.org", "10.0.0.0/33", "-a.org"]
+    ("entry", "why"),
+    [
+        ("", "empty"),
+        ("http://x.org", "without a scheme or port"),
+        ("x.org:443", "without a scheme or port"),
+        ("*.", "is not a host name"),
+        ("bad_name.org", "is not a host name"),
+        ("10.0.0.0/33", "is not a CIDR range"),
+        ("-a.org", "is not a host name"),
+    ],
 )
-def test_bad_entries_are_refused(entry: str) -> None:
-    with pytest.raises(ValueError):
+def test_bad_entries_are_refused(entry: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
         HostEntry.parse(entry)
 
 

@@ -145,6 +145,8 @@ class HostEntry:
             raise ValueError("an empty entry")
         if raw == "*":
             return cls(text=raw, anything=True)
+        if "://" in raw:
+            raise ValueError(f"{text!r}: an entry names a host, without a scheme or port")
         if "/" in raw:
             try:
                 return cls(text=raw, network=ipaddress.ip_network(raw, strict=False))

@@ -1,9 +1,10 @@
 """Operator start-up and clean-up: kopf settings under our API group, shared state in memo.
 
 The finalizer lives under `skaha.broker.dev` so it is recognisably ours
-(docs/kubernetes-notes.md §5). kopf's progress and diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status
-schema; requeues are in-memory timers (runtime/requeue.py) and observed objects come from a
-watch-fed cache (runtime/watch.py): see docs/performance.md for what each saves.
+(docs/kubernetes-notes.md §5). kopf's progress and diffbase bookkeeping is kept in memory
+(runtime/persistence.py), never in our status schema; requeues are in-memory timers
+(runtime/requeue.py) and observed objects come from a watch-fed cache (runtime/watch.py): see
+docs/performance.md for what each saves.
 """
 
 from __future__ import annotations

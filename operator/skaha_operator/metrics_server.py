@@ -23,18 +23,26 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
-from skaha_operator.k8s.reviews import AccessReviewer
+from skaha_operator.k8s.reviews import AccessReviewer, Verdict
 
 log = logging.getLogger(__name__)
 
 CERT_FILE, KEY_FILE = "tls.crt", "tls.key"
 REQUEST_TIMEOUT = 15.0  # seconds a connection may take (handshake and request)
+
+
+class Reviewer(Protocol):
+    """Decides whether a request's bearer token may read /metrics (k8s/reviews.py)."""
+
+    def check(self, token: str | None) -> Verdict:
+        """The verdict for one request's token (None: none was sent)."""
+        ...
 
 
 def self_signed(directory: Path, hosts: tuple[str, ...] = ()) -> tuple[Path, Path]:
@@ -125,7 +133,7 @@ class _Certificates:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    reviewer: AccessReviewer | None = None
+    reviewer: Reviewer | None = None
     certificates: _Certificates | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -212,7 +220,7 @@ def serve_metrics(
     *,
     insecure: bool = False,
     cert_dir: Path | None = None,
-    reviewer: AccessReviewer | None = None,
+    reviewer: Reviewer | None = None,
 ) -> MetricsServer:
     """Serve /metrics in a daemon thread: HTTPS + access reviews, or plain HTTP if `insecure`."""
     if not insecure and reviewer is None:

@@ -245,8 +245,20 @@ def test_a_platform_outside_the_allowed_hosts_gets_no_request(
         assert rec.requests("/b") == []
         assert not [s for s in rec.requests() if s.carries(outside)]
         assert not [s for s in rec.requests() if "localhost" in s.headers.get("Host", "")]
-        held = client.CoreV1Api(api_client).read_namespaced_secret("inside", ns)
-        assert FINALIZER in (held.metadata.finalizers or [])
+        core = client.CoreV1Api(api_client)
+        assert FINALIZER in (core.read_namespaced_secret("inside", ns).metadata.finalizers or [])
+        # Deleting the platform lets its Secret go (the finalizer is removed, metadata only).
+        client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+            GROUP, VERSION, ns, "skahaplatforms", "inside"
+        )
+        wait_for(
+            "the Secret released",
+            lambda: (
+                FINALIZER
+                not in (core.read_namespaced_secret("inside", ns).metadata.finalizers or [])
+            ),
+            60,
+        )
 
 
 def test_long_error_replies_stay_bounded_and_scrubbed(

@@ -257,11 +257,14 @@ class Kube:
             "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
         }
         try:
+            # A JSON merge patch replaces the list: a strategic merge patch would merge
+            # `finalizers` (patchStrategy merge) and never remove ours.
             await _run(
                 self.core.patch_namespaced_secret,
                 name,
                 namespace,
                 patch,
+                _content_type="application/merge-patch+json",
                 _headers=_METADATA_ONLY,
                 _preload_content=False,
             )

@@ -189,3 +189,12 @@ def test_server_text_is_bounded() -> None:
     assert cut == "x" * kept + f" [... {10_000 - kept} more characters]"
     assert kept > MAX_SERVER_TEXT - 40
     assert bounded("short") == "short"
+
+
+def test_the_command_line_refuses_a_bad_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    from skaha_operator.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--allowed-hosts", "*.canfar.net,https://ws-uv.canfar.net"])
+    assert exited.value.code == 2
+    assert "--allowed-hosts: 'https://ws-uv.canfar.net'" in capsys.readouterr().err

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             str(metrics_port),
             "--metrics-address",
             "127.0.0.1",
+            "--metrics-insecure",
         ):
             custom = client.CustomObjectsApi(api)
             deadline = time.monotonic() + 60

@@ -226,6 +226,7 @@ def run_operator(
                     str(port),
                     "--metrics-address",
                     "127.0.0.1",
+                    "--metrics-insecure",
                 )  # fmt: skip
             )
             for ns, port in zip(namespaces, ports, strict=True)
@@ -273,7 +274,7 @@ def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, fl
     started = time.monotonic()
     with operator_process(
         cp, workdir / f"operator-{ns}-resume.log", *OPERATOR_ARGS, "-n", ns,
-        "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+        "--metrics-port", str(port), "--metrics-address", "127.0.0.1", "--metrics-insecure",
     ):  # fmt: skip
         deadline = started + 600
         took = float("inf")

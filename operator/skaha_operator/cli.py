@@ -12,6 +12,11 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from skaha_operator.platform.hosts import HostPolicy
 
 
 def _controlplane(args: argparse.Namespace) -> int:
@@ -31,17 +36,21 @@ def _controlplane(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
-
+def _run(args: argparse.Namespace, hosts: HostPolicy) -> int:
     from skaha_operator.controllers.context import OperatorConfig
+    from skaha_operator.metrics_server import serve_metrics
     from skaha_operator.reconcile.timing import Timing
     from skaha_operator.runtime.run import run_operator
 
     # Read by runtime/register.py at import (kopf timers are declared there).
     os.environ["SKAHA_OPERATOR_RESYNC"] = str(args.resync)
     if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_address)
+        serve_metrics(
+            args.metrics_port,
+            args.metrics_address,
+            insecure=args.metrics_insecure,
+            cert_dir=args.metrics_cert_dir,
+        )
     timing = Timing(
         poll_base=args.poll_base,
         poll_cap=args.poll_cap,
@@ -106,8 +115,34 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
-    run.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="Prometheus port (0: off); HTTPS with TokenReview + SubjectAccessReview "
+        "(get /metrics) unless --metrics-insecure",
+    )
     run.add_argument("--metrics-address", default="0.0.0.0", help="Prometheus bind address")
+    run.add_argument(
+        "--metrics-insecure",
+        action="store_true",
+        help="serve /metrics over plain HTTP without authentication (local use only)",
+    )
+    run.add_argument(
+        "--metrics-cert-dir",
+        type=Path,
+        default=None,
+        help="directory with tls.crt and tls.key for /metrics (default: self-signed at start)",
+    )
+    run.add_argument(
+        "--allowed-hosts",
+        action="append",
+        default=[],
+        metavar="HOSTS",
+        help="hosts a SkahaPlatform's URLs may name (repeatable or comma-separated): names, "
+        "*.wildcards, IP addresses, CIDR ranges; default none listed = public hosts only. "
+        "Loopback, link-local, private and cluster-internal hosts need an explicit entry",
+    )
     run.add_argument("--log-format", choices=("text", "json"), default="text")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--poll-base", type=float, default=1.0, help="first poll delay (s)")
@@ -158,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "controlplane":
         return _controlplane(args)
     if args.command == "run":
-        return _run(args)
+        from skaha_operator.platform.hosts import HostPolicy
+
+        try:
+            hosts = HostPolicy.parse(args.allowed_hosts)
+        except ValueError as exc:
+            parser.error(f"--allowed-hosts: {exc}")
+        return _run(args, hosts)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import ssl
 import threading
 import time
 import urllib.request
@@ -29,7 +30,7 @@ from skaha_operator.controlplane import ControlPlane
 from skaha_operator.controlplane.processes import free_port
 from skaha_operator.reconcile.transitions import CHECK_TRANSITIONS, COMPUTE_TRANSITIONS
 from skaha_operator.simulator import Simulator, SimulatorConfig
-from tests.integration.operator_harness import operator_process, wait_for
+from tests.integration.operator_harness import MARKED, operator_process, wait_for
 
 # Distinctive values, so a grep for them cannot match anything else.
 TOKEN = "tok-chaos-7d1e0b5c93a4f862"
@@ -140,7 +141,7 @@ def platform_objects(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": secret},
+                "metadata": {"name": secret, "labels": MARKED},
                 "stringData": {"token": token},
             }
         )
@@ -307,6 +308,16 @@ def _summary(api: client.ApiClient, ns: str, name: str) -> str:
 # -- operator processes ---------------------------------------------------------------------
 
 
+def _self_signed() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+_SELF_SIGNED = _self_signed()
+
+
 @dataclass
 class OperatorProc:
     """One operator process, its log and its metrics port."""
@@ -314,11 +325,17 @@ class OperatorProc:
     proc: Any
     log: Path
     metrics_port: int
+    # The bearer token a scrape presents: the operator serves /metrics over HTTPS and asks the
+    # API server (TokenReview, SubjectAccessReview) whether its holder may read it.
+    metrics_token: str = ""
 
     def metrics(self) -> str:
-        """The Prometheus text the operator serves."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        """The Prometheus text the operator serves (its self-signed certificate is accepted)."""
+        url = f"https://127.0.0.1:{self.metrics_port}/metrics"
+        request = urllib.request.Request(
+            url, headers={"Authorization": f"Bearer {self.metrics_token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10, context=_SELF_SIGNED) as resp:
             text: str = resp.read().decode()
             return text
 
@@ -357,7 +374,7 @@ class Operators:
         proc = self._stack.enter_context(
             operator_process(self.cp, log, *argv, *self.extra, *extra, kubeconfig=kubeconfig)
         )
-        op = OperatorProc(proc, log, port)
+        op = OperatorProc(proc, log, port, self.cp.token)
         self.started.append(op)
         return op
 

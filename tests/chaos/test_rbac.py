@@ -2,10 +2,13 @@
 the chart's RBAC (namespaced mode) through a workload that uses every kind, is deleted, cancelled
 and released; the API server's audit log lists every (verb, resource) it called. Every call is
 granted and none was refused; what the chart grants but the operator never called is reported,
-and must be one of the grants explained below."""
+and must be one of the grants explained below. Its /metrics are scraped as Prometheus would,
+with the token of a ServiceAccount bound to the chart's metrics-reader ClusterRole, so the
+TokenReview and SubjectAccessReview grants are exercised (and audited) too."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
@@ -156,23 +159,36 @@ def test_operator_calls_only_what_the_chart_grants(
         in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     ]
     _kubectl(controlplane, "apply", "-f", "-", stdin=yaml.safe_dump_all(rendered))
-    granted = _grants([d for d in rendered if d["kind"] in {"ClusterRole", "Role"}])
+    roles = [d for d in rendered if d["kind"] in {"ClusterRole", "Role"}]
+    (reader,) = [r for r in roles if r["metadata"]["name"].endswith("-metrics-reader")]
+    granted = _grants([r for r in roles if r is not reader])
     token = _kubectl(controlplane, "create", "token", SA, "-n", ns, "--duration=1h").strip()
+    # Prometheus' stand-in: a ServiceAccount bound to the chart's metrics-reader ClusterRole.
+    _kubectl(controlplane, "create", "serviceaccount", "scraper", "-n", ns)
+    scraper_binding = f"{reader['metadata']['name']}-{ns}"
+    _kubectl(
+        controlplane, "create", "clusterrolebinding", scraper_binding,
+        f"--clusterrole={reader['metadata']['name']}", f"--serviceaccount={ns}:scraper",
+    )  # fmt: skip
+    scraper = _kubectl(controlplane, "create", "token", "scraper", "-n", ns, "--duration=1h")
     config = json.loads(controlplane.kubeconfig.read_text())
     config["users"] = [{"name": "admin", "user": {"token": token}}]
     as_sa = tmp_path / "sa.kubeconfig"
     as_sa.write_text(json.dumps(config))
     custom = client.CustomObjectsApi(api_client)
     with (
+        contextlib.ExitStack() as cleanup,
         simulator(SEED, files={"chaos/in.fits": PAYLOAD}, job_run_s=1.0) as p,
         Operators(controlplane, ns, tmp_path) as ops,
     ):
+        cleanup.callback(_kubectl, controlplane, "delete", "clusterrolebinding", scraper_binding)
         for obj in platform_objects(p.url):
             create(api_client, ns, obj)
         client.CoreV1Api(api_client).create_namespaced_config_map(
             ns, {"metadata": {"name": "nb"}, "data": {"nb.ipynb": json.dumps(NOTEBOOK)}}
         )
         op = ops.start(kubeconfig=as_sa)
+        op.metrics_token = scraper.strip()
         op.wait_serving()
         full = _with_data_and_notebook(
             session_body("full", Kind.NOTEBOOK, rng), f"{p.url}/_sim/files/chaos/in.fits"
@@ -194,6 +210,7 @@ def test_operator_calls_only_what_the_chart_grants(
         )
         settle_to(api_client, ns, {"cancelled": "Cancelled"}, scale.deadline)
         leaked = release_all(api_client, ns, p.sim, scale.deadline)
+        assert "skaha_requests_total" in ops.scrape(op)
         assert op.alive()
         log = ops.logs()
     used, calls, refused = _calls(controlplane.audit_log, f"system:serviceaccount:{ns}:{SA}")

@@ -12,6 +12,8 @@ from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane.kit import (  # noqa: F401 (shared with bench/)
+    ALLOW_LOOPBACK,
+    MARKED,
     TOKEN,
     create,
     operator_process,

@@ -27,7 +27,13 @@ from skaha_operator.controlplane.launcher import _insecure
 from skaha_operator.controlplane.processes import Child, free_port, wait_http_ok
 from skaha_operator.simulator import Simulator
 from tests.integration.conftest import Kubectl
-from tests.integration.operator_harness import create, get, platform_objects, wait_for
+from tests.integration.operator_harness import (
+    ALLOW_LOOPBACK,
+    create,
+    get,
+    platform_objects,
+    wait_for,
+)
 from tests.ship.chart import CHART, crd_plurals, helm, render
 
 pytestmark = pytest.mark.integration
@@ -201,6 +207,8 @@ def test_helm_install_on_kwok_is_available_works_with_its_rbac_and_uninstalls_cl
               ("create", "computes.skaha.broker.dev", "yes"),
               ("watch", "sessions.skaha.broker.dev", "yes"),
               ("get", "computes.skaha.broker.dev --subresource=status", "no"),
+              ("create", "tokenreviews.authentication.k8s.io", "yes"),
+              ("create", "subjectaccessreviews.authorization.k8s.io", "yes"),
               ("patch", "sessions.skaha.broker.dev --subresource=status", "yes")]  # fmt: skip
     for verb, what, want in checks:
         got = run_kubectl(cp, "auth", "can-i", verb, *what.split(), "-n", "default", check=False,
@@ -224,7 +232,7 @@ def test_helm_install_on_kwok_is_available_works_with_its_rbac_and_uninstalls_cl
         log = tmp_path / "operator.log"
         env = {**os.environ, "KUBECONFIG": str(as_sa)}
         argv = [sys.executable, "-m", "skaha_operator", "run", "--poll-base", "0.3",
-                "--poll-cap", "2", "--http-timeout", "3"]  # fmt: skip
+                "--poll-cap", "2", "--http-timeout", "3", ALLOW_LOOPBACK]  # fmt: skip
         with log.open("ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:

@@ -82,7 +82,9 @@ def test_happy_path_costs_per_session(
         create(api_client, namespace, obj)
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
+    # Plain HTTP: a secure endpoint would add TokenReviews to the API calls counted here.
     extra = ("-n", namespace, "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+    extra += ("--metrics-insecure",)
     with operator_process(controlplane, tmp_path / "operator.log", *TIMINGS, *extra) as proc:
         wait_for(
             "the platform probe",

@@ -28,7 +28,7 @@ from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
 from skaha_operator.simulator import Simulator
 from skaha_operator.simulator.rucio_store import RuleState
-from tests.integration.operator_harness import TOKEN, operator_process, wait_for
+from tests.integration.operator_harness import MARKED, TOKEN, operator_process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,10 +98,14 @@ def with_platform(
     if deadline:
         spec["defaults"] = {"prepareDeadline": deadline}
     for obj in (
-        {"kind": "Secret", "metadata": {"name": "skaha-token"}, "stringData": {"token": TOKEN}},
         {
             "kind": "Secret",
-            "metadata": {"name": "rucio"},
+            "metadata": {"name": "skaha-token", "labels": MARKED},
+            "stringData": {"token": TOKEN},
+        },
+        {
+            "kind": "Secret",
+            "metadata": {"name": "rucio", "labels": MARKED},
             "stringData": {"username": "alice", "password": "secret"},
         },
         {"kind": "SkahaPlatform", "metadata": {"name": "local"}, "spec": spec},

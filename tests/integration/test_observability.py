@@ -1,4 +1,6 @@
-"""The operator's health and metrics endpoints, as the chart's probe and Prometheus see them.
+"""The operator's health and metrics endpoints, as the chart's probe and Prometheus see them
+(metrics in their plain-HTTP form, `--metrics-insecure`; test_metrics_auth.py covers HTTPS with
+TokenReview and SubjectAccessReview, the default).
 
 Liveness reflects the API server: /healthz answers 200 with the `api` probe's result while the
 API server answers, and stops answering 200 once it is gone (the kubelet then restarts the pod).
@@ -46,7 +48,7 @@ def test_liveness_follows_the_api_server_and_metrics_are_served(tmp_path: Path) 
         with client.ApiClient(config) as api:
             install_crds(api, sorted((ROOT / "crds").glob("*.yaml")))
         flags = ("--liveness", f"http://127.0.0.1:{live}/healthz", "--metrics-port", str(metrics))
-        flags += ("--metrics-address", "127.0.0.1", "--log-format", "json")
+        flags += ("--metrics-address", "127.0.0.1", "--metrics-insecure", "--log-format", "json")
         with operator_process(cp, log, *flags):
             healthz = f"http://127.0.0.1:{live}/healthz"
             code, body = wait_for("healthz 200", lambda: (r := fetch(healthz))[0] == 200 and r, 90)

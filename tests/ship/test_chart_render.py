@@ -25,11 +25,12 @@ AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 
 
 def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The operator's own ClusterRoles (not those aggregated into view/edit/admin for people)."""
+    """The operator's own ClusterRoles (not those aggregated into view/edit/admin for people,
+    nor the metrics reader bound to Prometheus)."""
     return [
         r
         for r in by_kind(docs, "ClusterRole")
-        if not any(k.startswith(AGGREGATE) for k in r["metadata"]["labels"])
+        if not any(k.startswith(AGGREGATE) for k in r["metadata"]["labels"]) and not _reader(r)
     ]  # users create and delete them; never the operator
 
 
@@ -53,7 +54,7 @@ def test_helm_lint_passes(sets: tuple[str, ...]) -> None:
 def test_default_render_has_every_object_once() -> None:
     kinds = sorted(d["kind"] for d in objects(render()))
     assert kinds == [
-        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
         *["CustomResourceDefinition"] * len(crd_plurals()),
         "Deployment", "Service", "ServiceAccount",
     ]  # fmt: skip
@@ -79,6 +80,8 @@ def test_deployment_is_single_recreate_restricted_with_liveness() -> None:
     assert "--metrics-port=9090" in c["args"]
     assert "--log-format=json" in c["args"]
     assert not [a for a in c["args"] if a.startswith("--namespace")]
+    # Secure metrics and the default host policy (public hosts only) unless values say otherwise.
+    assert not [a for a in c["args"] if a.startswith(("--metrics-insecure", "--allowed-hosts"))]
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
         "liveness": 8080,
         "metrics": 9090,
@@ -92,8 +95,17 @@ def test_image_digest_wins_over_tag() -> None:
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"skaha-operator@{digest}"
 
 
+def _operator_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (role,) = operator_roles(docs)
+    return role
+
+
+def _reader(role: dict[str, Any]) -> bool:
+    return str(role["metadata"]["name"]).endswith("-metrics-reader")
+
+
 def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
-    (role,) = operator_roles(objects(render()))
+    role = _operator_role(objects(render()))
     rules = {(tuple(r["apiGroups"]), tuple(sorted(r["resources"]))): set(r["verbs"])
              for r in role["rules"]}  # fmt: skip
     plurals = crd_plurals()
@@ -104,13 +116,17 @@ def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
     assert rules[(("skaha.broker.dev",), parts)] == PART_VERBS
     status = tuple(sorted(f"{p}/status" for p in plurals))
     assert rules[(("skaha.broker.dev",), status)] == {"patch"}
-    # Secrets: read, and patched to carry the finalizer while a platform needs them.
+    # Secrets: read (only those labelled skaha.broker.dev/credentials) and patched to carry the
+    # finalizer while a platform needs them; ConfigMaps: notebooks.
     assert rules[(("",), ("secrets",))] == {"get", "patch"}
     assert rules[(("",), ("configmaps",))] == {"get"}
     assert rules[(("",), ("events",))] == {"create"}
     assert rules[(("apiextensions.k8s.io",), ("customresourcedefinitions",))] == {"list", "watch"}
+    # Secure metrics: who is scraping (TokenReview) and may they (SubjectAccessReview).
+    assert rules[(("authentication.k8s.io",), ("tokenreviews",))] == {"create"}
+    assert rules[(("authorization.k8s.io",), ("subjectaccessreviews",))] == {"create"}
     # Cluster-wide kopf does not observe namespaces; nothing else is granted.
-    assert len(rules) == 7
+    assert len(rules) == 9
 
 
 def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:
@@ -120,10 +136,12 @@ def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:
     assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == [
         "science", "survey",
     ]  # fmt: skip
-    (cluster,) = operator_roles(docs)
-    resources = sorted(res for r in cluster["rules"] for res in r["resources"])
-    assert resources == ["customresourcedefinitions", "namespaces"]
-    assert all(set(r["verbs"]) == {"list", "watch"} for r in cluster["rules"])
+    cluster = _operator_role(docs)
+    verbs = {res: set(r["verbs"]) for r in cluster["rules"] for res in r["resources"]}
+    assert verbs == {
+        "customresourcedefinitions": {"list", "watch"}, "namespaces": {"list", "watch"},
+        "tokenreviews": {"create"}, "subjectaccessreviews": {"create"},
+    }  # fmt: skip
     assert all(
         {res for r in role["rules"] for res in r["resources"]} >= crd_plurals() for role in roles
     )
@@ -166,6 +184,7 @@ def test_optional_objects_render_when_enabled() -> None:
         (("crds.upgrade=true",), "additional properties 'upgrade' not allowed"),
         (("operator.downloaderImage=Not An Image",), "does not match pattern"),
         (("readiness.periodSeconds=0",), "minimum"),
+        (("allowedHosts={https://x.org}",), "does not match pattern"),
     ],
 )
 def test_values_schema_refuses_bad_values(sets: tuple[str, ...], message: str) -> None:
@@ -287,4 +306,58 @@ def test_aggregated_roles_let_namespace_editors_create_sessions() -> None:
     assert set(edit["rules"][0]["verbs"]) == {"create", "update", "patch", "delete",
                                               "deletecollection"}  # fmt: skip
     off = objects(render("rbac.aggregateToDefaultRoles=false"))
-    assert [r["metadata"]["name"] for r in by_kind(off, "ClusterRole")] == ["skaha-skaha-operator"]
+    assert [r["metadata"]["name"] for r in by_kind(off, "ClusterRole")] == [
+        "skaha-skaha-operator",
+        "skaha-skaha-operator-metrics-reader",
+    ]
+
+
+def test_metrics_are_secure_by_default_with_a_reader_role_and_an_https_service_monitor() -> None:
+    docs = objects(render("metrics.serviceMonitor.enabled=true"))
+    (reader,) = [r for r in by_kind(docs, "ClusterRole") if _reader(r)]
+    assert reader["metadata"]["name"] == "skaha-skaha-operator-metrics-reader"
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert [b["metadata"]["name"] for b in by_kind(docs, "ClusterRoleBinding")] == [
+        "skaha-skaha-operator"
+    ]  # no subjects given: the reader role is bound by whoever runs Prometheus
+    (sm,) = by_kind(docs, "ServiceMonitor")
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+
+
+def test_metrics_options_reach_the_operator() -> None:
+    subject = "metrics.reader.subjects[0]"
+    docs = objects(
+        render(
+            "metrics.certSecret=metrics-tls",
+            f"{subject}.kind=ServiceAccount",
+            f"{subject}.name=prometheus",
+            f"{subject}.namespace=monitoring",
+            "allowedHosts={*.canfar.net,10.20.0.0/16}",
+        )
+    )
+    (dep,) = by_kind(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert "--metrics-cert-dir=/etc/skaha-operator/metrics-tls" in args
+    assert [a for a in args if a.startswith("--allowed-hosts")] == [
+        "--allowed-hosts=*.canfar.net", "--allowed-hosts=10.20.0.0/16",
+    ]  # fmt: skip
+    assert {"name": "metrics-tls", "secret": {"secretName": "metrics-tls"}} in pod["volumes"]
+    binding = [
+        b for b in by_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"].endswith("reader")
+    ]
+    assert binding[0]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "prometheus", "namespace": "monitoring"}
+    ]
+    plain = objects(render("metrics.secure=false", "metrics.serviceMonitor.enabled=true"))
+    (dep,) = by_kind(plain, "Deployment")
+    assert "--metrics-insecure" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [r for r in by_kind(plain, "ClusterRole") if _reader(r)]
+    rules = _operator_role(plain)["rules"]
+    assert not [r for r in rules if "tokenreviews" in r["resources"]]
+    (sm,) = by_kind(plain, "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["scheme"] == "http"
+    assert "bearerTokenFile" not in sm["spec"]["endpoints"][0]

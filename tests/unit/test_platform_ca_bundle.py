@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from skaha_operator.controllers.platforms import PlatformCache
+from skaha_operator.platform.hosts import HostPolicy
 from skaha_operator.k8s.api import SecretError
 from skaha_operator.platform.base import make_http_client, trust_context
 
@@ -130,6 +131,7 @@ def test_platform_clients_trust_the_platform_or_operator_ca(
             kube,  # type: ignore[arg-type]
             reader=read,
             ca_file=str(cert) if ca_file else None,
+            hosts=HostPolicy.parse(["127.0.0.1"]),  # the test's site listens on loopback
         )
         try:
             found = await cache.get("science", "site")
@@ -155,7 +157,7 @@ def test_a_missing_ca_secret_is_a_secret_error(site: tuple[str, Path]) -> None:
         return _platform(url, {"name": "nope", "key": "bundle.pem"})
 
     async def run() -> None:
-        cache = PlatformCache(kube, reader=read)  # type: ignore[arg-type]
+        cache = PlatformCache(kube, reader=read, hosts=HostPolicy.parse(["127.0.0.1"]))  # type: ignore[arg-type]
         try:
             with pytest.raises(SecretError, match="science/nope"):
                 await cache.get("science", "site")

@@ -80,7 +80,11 @@ while the platform exists (so release still has its token); kopf posts core/v1 E
   verbs: [create]
 {{- end }}
 
-{{/* kopf's discovery: it follows CRDs always, and namespaces when it watches a list of them. */}}
+{{/*
+Cluster-scoped: kopf's discovery (it follows CRDs always, and namespaces when it watches a list of
+them) and, with secure metrics, the reviews that decide who may scrape /metrics (a TokenReview
+says whose token it is, a SubjectAccessReview whether they may get /metrics).
+*/}}
 {{- define "skaha-operator.scanRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: [customresourcedefinitions]
@@ -89,5 +93,13 @@ while the platform exists (so release still has its token); kopf posts core/v1 E
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+{{- end }}
+{{- if and .Values.metrics.enabled .Values.metrics.secure }}
+- apiGroups: ["authentication.k8s.io"]
+  resources: [tokenreviews]
+  verbs: [create]
+- apiGroups: ["authorization.k8s.io"]
+  resources: [subjectaccessreviews]
+  verbs: [create]
 {{- end }}
 {{- end }}

@@ -9,7 +9,7 @@ from typing import Any
 from skaha_operator.controllers.context import Context, abandoned
 from skaha_operator.domain.common import TERMINAL_PHASES
 from skaha_operator.domain.skaha_platform import SkahaPlatform
-from skaha_operator.k8s.api import SecretError
+from skaha_operator.k8s.api import CredentialsNotMarked, SecretError
 from skaha_operator.platform.clients import PlatformClients
 from skaha_operator.reconcile.checks import platform_view
 from skaha_operator.reconcile.data import StorageView
@@ -40,6 +40,8 @@ async def platform_access(ctx: Context, namespace: str, name: str) -> PlatformAc
     view = platform_view(platform)
     try:
         clients = await ctx.platforms.clients(platform)
+    except CredentialsNotMarked:
+        return PlatformAccess(False, "CredentialsNotMarked", platform, None, body)
     except SecretError:
         return PlatformAccess(False, "TokenSecretMissing", platform, None, body)
     return PlatformAccess(view.ready, view.reason, platform, clients, body)

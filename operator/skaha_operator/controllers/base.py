@@ -3,6 +3,8 @@
 Conditions are derived in reconcile/ for every status a decision produces, terminal ones included;
 this module only writes what the decision says and tells people: a Normal Event per transition,
 a Warning Event when an object fails, stalls or a release is blocked or abandons something.
+Messages are clipped to MAX_STATUS_MESSAGE on the way out: a platform's text is already cut
+(platform/errors.py), this bounds what several of them put together can become.
 """
 
 from __future__ import annotations
@@ -15,6 +17,17 @@ from skaha_operator.controllers.context import Context
 from skaha_operator.domain.common import Phase, SessionPhase
 
 FAILED_PHASES = frozenset({Phase.FAILED, SessionPhase.EXPIRED})
+#: Longest status or Event message written: room for a job's log tail (2000) and its context.
+MAX_STATUS_MESSAGE = 3000
+
+
+def clip(text: str, limit: int = MAX_STATUS_MESSAGE) -> str:
+    """`text` shortened to `limit` characters in the middle: the start says what, the end why."""
+    if len(text) <= limit:
+        return text
+    note = f" [... {len(text) - limit} characters left out ...] "
+    head = (limit - len(note)) // 3
+    return text[:head] + note + text[len(text) - (limit - len(note) - head) :]
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,11 @@ class Controller(Protocol):
 def dump(status: Any) -> dict[str, Any]:
     """A status model as the API server stores it."""
     out: dict[str, Any] = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if isinstance(out.get("message"), str):
+        out["message"] = clip(out["message"])
+    for condition in out.get("conditions") or []:
+        if isinstance(condition, dict) and isinstance(condition.get("message"), str):
+            condition["message"] = clip(condition["message"])
     return out
 
 
@@ -64,9 +82,9 @@ def tell(
         metrics.TRANSITIONS.labels(kind, phase).inc()
         if failed and message:
             text = f"{text}: {message}"
-        ctx.post(body, "Warning" if failed else "Normal", reason, text)
+        ctx.post(body, "Warning" if failed else "Normal", reason, clip(text))
     if warning:
-        ctx.post(body, "Warning", reason, warning)
+        ctx.post(body, "Warning", reason, clip(warning))
 
 
 async def write(

@@ -26,7 +26,7 @@ from skaha_operator.domain.docker_container import DockerContainer
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook
 from skaha_operator.domain.kinds import plural_of
 from skaha_operator.domain.skaha_platform import SkahaPlatform
-from skaha_operator.k8s.api import SecretError
+from skaha_operator.k8s.api import CredentialsNotMarked, SecretError
 from skaha_operator.platform.clients import PlatformClients
 from skaha_operator.platform.errors import AuthError, Rejected, Unavailable
 from skaha_operator.platform.skaha import RegistryAuth
@@ -333,7 +333,9 @@ async def _inputs(compute: Compute, ctx: Context) -> tuple[Inputs | None, tuple[
         )
     except SecretError as exc:
         return None, (
-            "RegistrySecretMissing",
+            "CredentialsNotMarked"
+            if isinstance(exc, CredentialsNotMarked)
+            else "RegistrySecretMissing",
             f"the registry Secret of DockerContainer {ref.name} is not usable ({exc}); "
             "the launch waits until it is fixed",
         )

@@ -15,6 +15,7 @@ from skaha_operator.controllers.platforms import PlatformCache
 from skaha_operator.controllers.slots import SlotBook
 from skaha_operator.k8s.api import Kube
 from skaha_operator.k8s.objects import ObjectCache
+from skaha_operator.platform.hosts import PUBLIC_ONLY, HostPolicy
 from skaha_operator.reconcile.data import DEFAULT_DOWNLOADER_IMAGE
 from skaha_operator.reconcile.timing import Timing
 
@@ -36,6 +37,8 @@ class OperatorConfig:
     finalizer: str = "skaha.broker.dev/finalizer"
     # PEM CAs trusted for every platform on top of the public ones (--ca-bundle).
     ca_bundle: str | None = None
+    # Hosts a SkahaPlatform may name (--allowed-hosts); the default allows public hosts only.
+    allowed_hosts: HostPolicy = PUBLIC_ONLY
     # The small image of HTTP(S) download jobs; it needs sh, curl or wget, and sha256sum
     # (--downloader-image, else the environment variable, else the default).
     downloader_image: str = field(

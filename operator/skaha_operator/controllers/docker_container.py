@@ -59,11 +59,11 @@ async def _images(
     ctx: Context, ns: str, platform_ref: str, fresh: bool
 ) -> tuple[ImageView, ...] | None:
     """The platform's image list (shared for a few seconds); None when it cannot be read."""
-    found = await ctx.platforms.get(ns, platform_ref)
-    if found is None:
-        return None
     try:
+        found = await ctx.platforms.get(ns, platform_ref)
+        if found is None:
+            return None
         listed = await ctx.platforms.images(ns, platform_ref, found[1], fresh=fresh)
-    except (SkahaError, SecretError):
+    except (SkahaError, SecretError):  # the platform's own status says why (a Secret, a host)
         return None
     return tuple(ImageView(i.id, tuple(i.types), i.digest) for i in listed)

@@ -1,9 +1,13 @@
 """Clients per SkahaPlatform: built from the platform's spec and its token Secret, then cached.
 
 The token (and the Rucio username and password, when the platform names a credentials Secret) are
-read only from Secrets in the platform's own namespace (docs/design.md §4.7) and handed to the
-clients as SecretStr. Entries expire so that a rotated token is picked up; while Skaha refuses the
-token, each platform probe re-reads the Secret, so a fixed one is used at once (`token_changed`).
+read only from Secrets in the platform's own namespace (docs/design.md §4.7), only when they carry
+the `skaha.broker.dev/credentials: "true"` label (k8s/api.py), and handed to the clients as
+SecretStr. Every URL the platform names is checked against the operator's allowed hosts first
+(platform/hosts.py): a refused platform gets clients that hold no token and refuse every request,
+so nothing is read for it and nothing is sent (docs/threat-model.md). Entries expire so that a
+rotated token (or a removed label) is picked up; while Skaha refuses the token, each platform
+probe re-reads the Secret, so a fixed one is used at once (`token_changed`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from skaha_operator.domain.skaha_platform import SkahaPlatform
-from skaha_operator.k8s.api import Kube, SecretError
+from skaha_operator.k8s.api import CredentialsNotMarked, Kube, SecretError
 from skaha_operator.platform.base import CallRecorder, make_timeout
 from skaha_operator.platform.clients import PlatformClients, PlatformSettings, RucioSettings
+from skaha_operator.platform.hosts import PUBLIC_ONLY, HostPolicy, refuse_all
 from skaha_operator.platform.wire import ApiVersion, SkahaImage
 
 PLATFORMS = "skahaplatforms"
@@ -50,8 +55,10 @@ class PlatformCache:
         http_timeout: float = 30.0,
         reader: Callable[[str, str, str], Awaitable[dict[str, Any] | None]] | None = None,
         ca_file: str | None = None,
+        hosts: HostPolicy = PUBLIC_ONLY,
     ):
         self.kube = kube
+        self.hosts = hosts
         # How the platform object is read: the watch-fed cache when given (handlers/cache.py).
         self._read = reader or kube.get
         self.http_timeout = http_timeout
@@ -104,9 +111,24 @@ class PlatformCache:
             await entry.clients.aclose()
         return clients
 
+    def refusal(self, platform: SkahaPlatform) -> str | None:
+        """Why the platform may not be used (a URL outside the allowed hosts), or None."""
+        for field, url in platform_urls(platform):
+            why = self.hosts.refusal(url)
+            if why is not None:
+                return f"SkahaPlatform {field}: {why}"
+        return None
+
     async def _settings(self, platform: SkahaPlatform) -> PlatformSettings:
         ns = str(platform.metadata["namespace"])
         spec = platform.spec
+        refused = self.refusal(platform)
+        if refused is not None:
+            # No Secret is read for a refused platform; its clients refuse every request.
+            return PlatformSettings(
+                skaha_url=spec.skaha.url, cavern_url=spec.cavern.url, token=SecretStr(""),
+                hosts=refuse_all(refused),
+            )  # fmt: skip
         ref = spec.token_secret_ref
         token = SecretStr(await self.kube.read_secret(ns, ref.name, ref.key))
         # A forced version wins; otherwise what the platform probe read from /capabilities.
@@ -125,11 +147,12 @@ class PlatformCache:
             api_version=version,
             rucio=await self._rucio(platform),
             timeout=make_timeout(self.http_timeout),
+            hosts=self.hosts,
             **extra,
         )
 
     async def _rucio(self, platform: SkahaPlatform) -> RucioSettings | None:
-        """Rucio userpass settings (docs/platform-api.md §8), the credentials from the platform's
+        """Rucio userpass settings (docs/platform-api.md §8), credentials from the platform's
         Secret."""
         rucio = platform.spec.rucio
         if rucio is None or rucio.credentials_secret_ref is None:
@@ -137,11 +160,13 @@ class PlatformCache:
         ns = str(platform.metadata["namespace"])
         secret = rucio.credentials_secret_ref.name
         try:
-            username = await self.kube.read_secret(ns, secret, "username")
-            password = SecretStr(await self.kube.read_secret(ns, secret, "password"))
+            found = await self.kube.read_secret_keys(ns, secret, ("username", "password"))
+        except CredentialsNotMarked:
+            raise  # the platform reports it (Stalled): only its owner can label the Secret
         except SecretError:
             # Skaha and Cavern stay usable; Data with a rucio source reports the missing Secret.
             return None
+        username, password = found["username"], SecretStr(found["password"])
         return RucioSettings(
             url=rucio.url,
             account=rucio.account or username,
@@ -187,3 +212,14 @@ class PlatformCache:
         for _, task in self._images.values():
             task.cancel()
         self._images.clear()
+
+
+def platform_urls(platform: SkahaPlatform) -> list[tuple[str, str]]:
+    """(field, URL) of every endpoint a platform names: the operator sends requests to these."""
+    spec = platform.spec
+    urls = [("spec.skaha.url", spec.skaha.url), ("spec.cavern.url", spec.cavern.url)]
+    if spec.rucio is not None:
+        urls.append(("spec.rucio.url", spec.rucio.url))
+        if spec.rucio.auth_url:
+            urls.append(("spec.rucio.authUrl", spec.rucio.auth_url))
+    return urls

@@ -1,7 +1,10 @@
 """The SkahaPlatform controller: probe /capabilities and /context; hold what release needs.
 
 A platform is never terminal: an unreachable or unauthorised one is re-probed with backoff and
-recovers by itself. The token comes only from a Secret in the platform's namespace. While the
+recovers by itself. The token comes only from a Secret in the platform's namespace that is
+labelled `skaha.broker.dev/credentials: "true"`, and only for URLs within the operator's allowed
+hosts; otherwise the platform is Stalled (`CredentialsNotMarked`, `HostNotAllowed`) until a
+person fixes it (docs/threat-model.md). While the
 platform exists its Secrets carry our finalizer, and the platform itself is released only when
 nothing in its namespace refers to it any more: so `kubectl delete namespace` or a GitOps prune
 that removes everything at once still leaves the Computes, Data and Storages the platform and
@@ -18,8 +21,8 @@ from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, plural_of
 from skaha_operator.domain.skaha_platform import SkahaPlatform
-from skaha_operator.k8s.api import SecretError
-from skaha_operator.platform.errors import AuthError, SkahaError, Unavailable
+from skaha_operator.k8s.api import CredentialsNotMarked, SecretError
+from skaha_operator.platform.errors import AuthError, HostNotAllowed, SkahaError, Unavailable
 from skaha_operator.reconcile.checks import ProbeResult, decide_held_release, decide_platform
 
 # Kinds that name a platform in spec.platformRef (every part but the Session).
@@ -104,11 +107,20 @@ def _failed(reason: str, message: str) -> ProbeResult:
 
 
 async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
-    """Capabilities (API version) and context (resource options), as a ProbeResult."""
+    """Capabilities (API version) and context (resource options), as a ProbeResult.
+
+    Nothing is read or sent for a platform naming a host outside the allowed hosts, and
+    nothing is sent with a Secret that is not marked for the operator (docs/threat-model.md).
+    """
+    refused = ctx.platforms.refusal(platform)
+    if refused is not None:
+        return _failed("HostNotAllowed", f"{refused}; no request was sent")
     try:
         clients = await ctx.platforms.clients(platform)
         caps = await clients.skaha.capabilities()
         skaha_ctx = await clients.skaha.context()
+    except CredentialsNotMarked as exc:
+        return _failed("CredentialsNotMarked", f"{exc}; no request was sent")
     except SecretError as exc:
         ca = platform.spec.ca_bundle_secret_ref
         if ca is not None and f"/{ca.name} " in f"{exc} ":
@@ -116,6 +128,8 @@ async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
         return _failed("TokenSecretMissing", str(exc))
     except ssl.SSLError as exc:  # the CA bundle is not PEM
         return _failed("CaBundleInvalid", f"the CA bundle cannot be loaded: {exc}")
+    except HostNotAllowed as exc:
+        return _failed("HostNotAllowed", f"{exc.message}; no request was sent")
     except AuthError as exc:
         # A person fixes this by putting a new token into the Secret: read it for the next probe.
         await ctx.platforms.token_changed(platform)

@@ -25,6 +25,11 @@ from skaha_operator.controlplane.launcher import ControlPlane
 from skaha_operator.domain.kinds import plural_of
 
 TOKEN = "tok-alice"
+# The label that opts a Secret in for the operator (k8s/api.py CREDENTIALS_LABEL).
+MARKED = {"skaha.broker.dev/credentials": "true"}
+# The simulator listens on loopback, which the operator refuses unless it is listed
+# (platform/hosts.py).
+ALLOW_LOOPBACK = "--allowed-hosts=127.0.0.1"
 
 
 @contextmanager
@@ -48,6 +53,7 @@ def operator_process(
         "3",
         "--adopt-grace",
         "6",
+        ALLOW_LOOPBACK,
         *extra,
     ]
     with log.open("ab") as out:
@@ -84,7 +90,7 @@ def platform_objects(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "skaha-token"},
+            "metadata": {"name": "skaha-token", "labels": MARKED},
             "stringData": {"token": token},
         },
     ]
@@ -94,7 +100,7 @@ def platform_objects(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": "rucio"},
+                "metadata": {"name": "rucio", "labels": MARKED},
                 "stringData": {"username": user, "password": "secret"},
             }
         )

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -71,6 +72,27 @@ def demo_documents(root: Path, platform: Path | None, simulator_url: str) -> lis
     # The examples name the simulator's default address; a demo on another port points there.
     texts = [text.replace(SIMULATOR_URL, simulator_url) for text in texts]
     return [doc for text in texts for doc in yaml.safe_load_all(text) if doc]
+
+
+def platform_hosts(docs: list[dict[str, Any]]) -> list[str]:
+    """The hosts the demo's SkahaPlatforms name: the operator's --allowed-hosts for the demo
+    (the simulator's 127.0.0.1, or the hosts of the user's --platform file), nothing more."""
+    hosts: list[str] = []
+    for doc in docs:
+        if doc.get("kind") != "SkahaPlatform":
+            continue
+        spec = doc.get("spec") or {}
+        rucio = spec.get("rucio") or {}
+        for url in (
+            (spec.get("skaha") or {}).get("url"),
+            (spec.get("cavern") or {}).get("url"),
+            rucio.get("url"),
+            rucio.get("authUrl"),
+        ):
+            host = urlsplit(str(url or "")).hostname
+            if host and host not in hosts:
+                hosts.append(host)
+    return hosts
 
 
 def tracked(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -243,10 +265,10 @@ def _bring_up(stack: Stack, args: argparse.Namespace, root: Path) -> list[dict[s
         _out(f"starting the Skaha simulator on 127.0.0.1:{args.sim_port}...")
         sim_url = stack.start_simulator(args.sim_port, demo_cavern_files(root))
         _out(stack.job_runner())
+    docs = demo_documents(root, args.platform, sim_url or SIMULATOR_URL)
     if not args.no_operator:
         _out("starting the operator (skaha-operator run)...")
-        stack.start_operator(ns)
-    docs = demo_documents(root, args.platform, sim_url or SIMULATOR_URL)
+        stack.start_operator(ns, platform_hosts(docs))
     _out(f"applying {len(docs)} objects to namespace {ns}...")
     stack.kubectl("apply", "-n", ns, "-f", "-", input_text=yaml.safe_dump_all(docs))
     return docs

@@ -114,12 +114,16 @@ class Stack:
             return f"headless sessions run as containers ({runner['engine']})"
         return f"headless sessions are emulated ({runner['reason']})"
 
-    def start_operator(self, namespace: str) -> None:
-        """`skaha-operator run` for one namespace, JSON logs, liveness and metrics on free ports."""
+    def start_operator(self, namespace: str, allowed_hosts: list[str]) -> None:
+        """`skaha-operator run` for one namespace, JSON logs, liveness and metrics on free ports,
+        sending requests only to `allowed_hosts` (the demo's platform, e.g. the simulator's
+        127.0.0.1, which a real deployment refuses unless listed). Metrics are plain HTTP on
+        loopback: local use (docs/observability.md)."""
         liveness, self.metrics_port = free_port(), free_port()
         argv = [sys.executable, "-m", "skaha_operator", "run", "--namespace", namespace]
         argv += ["--log-format", "json", "--liveness", f"http://127.0.0.1:{liveness}/healthz"]
         argv += ["--metrics-port", str(self.metrics_port), "--metrics-address", "127.0.0.1"]
+        argv += ["--metrics-insecure", *(f"--allowed-hosts={h}" for h in allowed_hosts)]
         # `env` execs the operator in place (same pid, same parent-death signal).
         if self.kubeconfig is not None:
             argv = [shutil.which("env") or "/usr/bin/env", f"KUBECONFIG={self.kubeconfig}", *argv]

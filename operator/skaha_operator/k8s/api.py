@@ -27,7 +27,34 @@ class ConflictError(Exception):
 
 
 class SecretError(Exception):
-    """A Secret or key is missing; the message names them, never the value."""
+    """A Secret or key cannot be used; the message names them, never the value."""
+
+
+#: The label that makes a Secret usable by the operator (docs/threat-model.md §3): credentials
+#: are opt-in, so naming a Secret in a spec is not enough to have the operator read it.
+CREDENTIALS_LABEL = "skaha.broker.dev/credentials"
+CREDENTIALS_VALUE = "true"
+
+# Ask the API server for a Secret's metadata only: its data never reaches the operator.
+_METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
+
+
+class CredentialsNotMarked(SecretError):
+    """The Secret exists but does not carry the credentials label; its data was not read."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__(
+            f"Secret {namespace}/{name} is not marked for use by skaha-operator; if it is meant "
+            f"for it, label it: kubectl -n {namespace} label secret {name} "
+            f"{CREDENTIALS_LABEL}={CREDENTIALS_VALUE}"
+        )
+        self.namespace = namespace
+        self.name = name
+
+
+def marked(labels: dict[str, str] | None) -> bool:
+    """Whether a Secret's labels opt it in for the operator."""
+    return (labels or {}).get(CREDENTIALS_LABEL) == CREDENTIALS_VALUE
 
 
 def status_patch(
@@ -175,40 +202,74 @@ class Kube:
         self.on_stored(plural, stored)
         return stored
 
+    async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret's metadata (labels, finalizers, resourceVersion) without its data; None if
+        it does not exist. The API server answers a PartialObjectMetadata, so the value of a
+        Secret the operator may not use never enters this process."""
+        try:
+            response = await _run(
+                self.core.read_namespaced_secret,
+                name,
+                namespace,
+                _headers=_METADATA_ONLY,
+                _preload_content=False,
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise SecretError(f"Secret {namespace}/{name} unreadable: HTTP {exc.status}") from None
+        meta: dict[str, Any] = json.loads(response.data).get("metadata") or {}
+        return meta
+
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
-        """One key of a Secret in `namespace` (the object's own namespace, docs/design.md §4.7)."""
+        """One key of a marked Secret in `namespace` (docs/design.md §4.7)."""
+        return (await self.read_secret_keys(namespace, name, (key,)))[key]
+
+    async def read_secret_keys(
+        self, namespace: str, name: str, keys: tuple[str, ...]
+    ) -> dict[str, str]:
+        """Keys of a Secret in `namespace` (the object's own namespace, docs/design.md §4.7).
+
+        The labels are read first, alone: a Secret without `CREDENTIALS_LABEL` raises
+        `CredentialsNotMarked` and its data is never fetched. The data read checks the label
+        again, so one unlabelled in between is not decoded either.
+        """
+        meta = await self.secret_metadata(namespace, name)
+        if meta is None:
+            raise SecretError(f"Secret {namespace}/{name} not found")
+        if not marked(meta.get("labels")):
+            raise CredentialsNotMarked(namespace, name)
         try:
             secret = await _run(self.core.read_namespaced_secret, name, namespace)
         except client.ApiException as exc:
             if exc.status == 404:
                 raise SecretError(f"Secret {namespace}/{name} not found") from None
             raise SecretError(f"Secret {namespace}/{name} unreadable: HTTP {exc.status}") from None
+        if not marked(secret.metadata.labels):
+            raise CredentialsNotMarked(namespace, name)
         data = secret.data or {}
-        if key not in data:
-            raise SecretError(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key]).decode()
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise SecretError(f"Secret {namespace}/{name} has no key {missing[0]!r}")
+        return {k: base64.b64decode(data[k]).decode() for k in keys}
 
     async def hold_secret(self, namespace: str, name: str, finalizer: str, hold: bool) -> None:
         """Add (`hold`) or remove our finalizer on a Secret, so it outlives what needs it.
 
-        A read then a write carrying the resourceVersion: a concurrent change is a conflict.
-        A missing Secret is nothing to hold.
+        Metadata only, both ways (the data is neither read nor returned). Only a marked Secret
+        is held; our finalizer is removed from any Secret, marked or not. A read then a write
+        carrying the resourceVersion: a concurrent change is a conflict. A missing Secret is
+        nothing to hold.
         """
-        try:
-            secret = await _run(self.core.read_namespaced_secret, name, namespace)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
-        finalizers = list(secret.metadata.finalizers or [])
-        if (finalizer in finalizers) == hold:
+        meta = await self.secret_metadata(namespace, name)
+        if meta is None:
+            return
+        finalizers = list(meta.get("finalizers") or [])
+        if (finalizer in finalizers) == hold or (hold and not marked(meta.get("labels"))):
             return
         finalizers = [*finalizers, finalizer] if hold else [f for f in finalizers if f != finalizer]
         patch = {
-            "metadata": {
-                "finalizers": finalizers,
-                "resourceVersion": secret.metadata.resource_version,
-            }
+            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
         }
         try:
             # A JSON merge patch replaces the list; a strategic merge patch (the client's default
@@ -220,6 +281,8 @@ class Kube:
                 namespace,
                 patch,
                 _content_type="application/merge-patch+json",
+                _headers=_METADATA_ONLY,
+                _preload_content=False,
             )
         except client.ApiException as exc:
             if exc.status in (404, 409):

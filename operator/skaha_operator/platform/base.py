@@ -2,15 +2,16 @@
 
 Owns: building one pooled `httpx.AsyncClient` per service with explicit timeouts, sending a
 request with the retry policy, mapping failures to `errors.py` (httpx error chained as cause),
-the per-attempt call counter hook, and keeping secrets out of every message and log line.
-Logs name the route template, never the headers or a secret.
+the per-attempt call counter hook, the allowed-hosts guard on every request (`hosts.py`), and
+keeping secrets out of every message and log line; server text is cut to
+`errors.MAX_SERVER_TEXT`. Logs name the route template, never the headers or a secret.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,13 +25,16 @@ from skaha_operator.platform.errors import (
     AuthError,
     BadReply,
     Conflict,
+    HostNotAllowed,
     NotFound,
     RateLimited,
     Rejected,
     SkahaError,
     Unavailable,
+    bounded,
     scrub,
 )
+from skaha_operator.platform.hosts import HostPolicy
 from skaha_operator.platform.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,6 @@ def make_timeout(read_seconds: float) -> httpx.Timeout:
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10)
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-#: Server text kept in an error message; OpenCADC messages are one line (§5).
-MAX_MESSAGE_CHARS = 500
-
 # Connection never established: the request certainly did not reach the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -82,6 +83,21 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(token=SecretStr('**********'))"
 
 
+def host_guard(hosts: HostPolicy) -> Callable[[httpx.Request], Awaitable[None]]:
+    """An httpx request hook refusing, before anything is sent, a host the policy refuses.
+
+    It runs for every request the client sends (Rucio's separate auth host included), so no
+    URL a SkahaPlatform or a server reply names can take the operator elsewhere.
+    """
+
+    async def check(request: httpx.Request) -> None:
+        why = hosts.host_refusal(request.url.host)
+        if why is not None:
+            raise HostNotAllowed(why, route=request.url.path)
+
+    return check
+
+
 def make_http_client(
     base_url: str,
     *,
@@ -90,8 +106,13 @@ def make_http_client(
     limits: httpx.Limits = DEFAULT_LIMITS,
     transport: httpx.AsyncBaseTransport | None = None,
     verify: ssl.SSLContext | bool = True,
+    hosts: HostPolicy | None = None,
 ) -> httpx.AsyncClient:
-    """One pooled client for one service, with explicit timeouts."""
+    """One pooled client for one service, with explicit timeouts; `hosts` guards every request.
+
+    Redirects are never followed (httpx's default): a 3xx cannot move a request to a host the
+    check did not see.
+    """
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         verify=verify,
@@ -99,6 +120,8 @@ def make_http_client(
         timeout=timeout,
         limits=limits,
         transport=transport,
+        follow_redirects=False,
+        event_hooks={"request": [host_guard(hosts)]} if hosts is not None else None,
         headers={"User-Agent": "skaha-operator", "Accept": "application/json"},
     )
 
@@ -223,7 +246,7 @@ class ServiceClient:
     def _transport_error(
         self, method: str, route: str, exc: httpx.HTTPError, idempotent: bool
     ) -> Unavailable:
-        detail = self._scrub(str(exc)) or "no detail"
+        detail = bounded(self._scrub(str(exc))) or "no detail"
         return Unavailable(
             f"{type(exc).__name__}: {detail}",
             maybe_committed=not idempotent and not isinstance(exc, _NOT_SENT),
@@ -240,7 +263,7 @@ class ServiceClient:
         self, method: str, route: str, response: httpx.Response, idempotent: bool
     ) -> SkahaError:
         code = response.status_code
-        message = self._scrub(self._server_message(response))[:MAX_MESSAGE_CHARS] or (
+        message = bounded(self._scrub(self._server_message(response))) or (
             response.reason_phrase or f"HTTP {code}"
         )
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -272,7 +295,7 @@ class ServiceClient:
     def _bad_reply(self, response: httpx.Response, why: str) -> BadReply:
         request = response.request
         return BadReply(
-            self._scrub(why)[:MAX_MESSAGE_CHARS],
+            bounded(self._scrub(why)),
             status=response.status_code,
             service=self.service,
             method=request.method,

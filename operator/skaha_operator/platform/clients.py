@@ -2,7 +2,8 @@
 
 Each service gets its own pooled `httpx.AsyncClient` with explicit timeouts; `aclose()` closes
 all of them. The bearer token arrives as a `SecretStr` (read from a Kubernetes Secret by the
-caller) and is only ever unwrapped inside a request header.
+caller) and is only ever unwrapped inside a request header, and only for a host the settings'
+`hosts` policy allows (`hosts.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from skaha_operator.platform.base import (
     trust_context,
 )
 from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, CavernClient
+from skaha_operator.platform.hosts import HostPolicy
 from skaha_operator.platform.ports import CavernPort, RucioPort, SkahaPort
 from skaha_operator.platform.retry import RetryPolicy
 from skaha_operator.platform.rucio import RucioClient
@@ -57,6 +59,9 @@ class PlatformSettings:
     # platform's caBundleSecretRef (PEM text).
     ca_file: str | None = None
     ca_pem: str | None = field(default=None, repr=False)
+    # Checked before every request; None (a library default for tests and tools) checks nothing.
+    # The operator always passes its --allowed-hosts policy (controllers/platforms.py).
+    hosts: HostPolicy | None = None
 
 
 @dataclass
@@ -86,6 +91,7 @@ class PlatformClients:
                 limits=settings.limits,
                 transport=transport,
                 verify=verify,
+                hosts=settings.hosts,
             )
 
         bearer = BearerAuth(settings.token)

@@ -85,8 +85,27 @@ class Conflict(Rejected):
     """409: the resource already exists (Cavern DuplicateNode, Rucio DuplicateRule, §7–§8)."""
 
 
+class HostNotAllowed(Rejected):
+    """The URL names a host outside the operator's allowed hosts: nothing was sent
+    (`platform/hosts.py`, docs/threat-model.md)."""
+
+
 class BadReply(SkahaError):
     """A 2xx reply whose body could not be understood (a wire-format drift)."""
+
+
+#: Server text kept in an error message: OpenCADC messages are one line (§5); anything longer
+#: is cut, so a platform cannot fill status messages, Events or logs (docs/threat-model.md).
+MAX_SERVER_TEXT = 500
+
+
+def bounded(text: str, limit: int = MAX_SERVER_TEXT) -> str:
+    """`text` cut to at most `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    note = f" [... {len(text)} more characters]"  # as long as the final note, or longer
+    kept = max(0, limit - len(note))
+    return text[:kept] + f" [... {len(text) - kept} more characters]"
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

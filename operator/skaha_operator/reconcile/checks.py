@@ -40,7 +40,7 @@ NEEDS_HUMAN = frozenset(
         "CaBundleSecretMissing",
         "CaBundleInvalid",
     }
-)
+) | {"CredentialsNotMarked", "HostNotAllowed"}  # docs/threat-model.md
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             http_timeout=config.http_timeout,
             reader=cache.get,
             ca_file=config.ca_bundle,
+            hosts=config.allowed_hosts,
         ),
         cache=cache,
         post=_post_event,

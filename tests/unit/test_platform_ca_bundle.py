@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from skaha_operator.controllers.platforms import PlatformCache
-from skaha_operator.platform.hosts import HostPolicy
 from skaha_operator.k8s.api import SecretError
 from skaha_operator.platform.base import make_http_client, trust_context
+from skaha_operator.platform.hosts import HostPolicy
 
 
 class _Ok(BaseHTTPRequestHandler):

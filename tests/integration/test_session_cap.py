@@ -220,7 +220,9 @@ def test_a_cap_refusal_from_skaha_waits_then_launches(
         reasons: set[str] = set()
 
         def available() -> bool:
-            reasons.add(seen.computes()["nb"].get("reason") or "")
+            compute = seen.computes()["nb"]
+            reasons.add(compute.get("reason") or "")
+            assert not seen.ever & TERMINAL, compute  # a refusal at the cap never ends it
             return seen.sessions()["nb"].get("phase") == "Available"
 
         wait_for("the refused Session Available", available, 150, every=0.1)

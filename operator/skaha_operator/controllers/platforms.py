@@ -3,6 +3,7 @@
 The token (and the Rucio username and password, when the platform names a credentials Secret) are
 read only from Secrets in the platform's own namespace (docs/design.md §4.7) and handed to the
 clients as SecretStr. Entries expire so that a rotated token is picked up.
+An OIDC credential's token source outlives the entries (controllers/credentials.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from skaha_operator.controllers.credentials import CredentialBook
 from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import Kube, SecretError
 from skaha_operator.platform.base import CallRecorder, make_timeout
@@ -52,6 +54,8 @@ class PlatformCache:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._images: dict[tuple[str, str], tuple[float, asyncio.Task[list[SkahaImage]]]] = {}
         self._closing: list[PlatformClients] = []  # dropped clients, closed at shut-down
+        # The token, or an OIDC token source that outlives the clients (controllers/credentials.py).
+        self.credentials = CredentialBook(kube, on_call=on_call, http_timeout=http_timeout)
 
     async def get(self, namespace: str, name: str) -> tuple[SkahaPlatform, PlatformClients] | None:
         """The platform object and its clients; None when the SkahaPlatform does not exist."""
@@ -94,10 +98,8 @@ class PlatformCache:
         return clients
 
     async def _settings(self, platform: SkahaPlatform) -> PlatformSettings:
-        ns = str(platform.metadata["namespace"])
         spec = platform.spec
-        ref = spec.token_secret_ref
-        token = SecretStr(await self.kube.read_secret(ns, ref.name, ref.key))
+        token, token_source = await self.credentials.resolve(platform)
         # A forced version wins; otherwise what the platform probe read from /capabilities.
         probed = platform.status.api_version if platform.status else None
         version = ApiVersion(spec.skaha.api_version or probed or "v1")
@@ -111,6 +113,7 @@ class PlatformCache:
             api_version=version,
             rucio=await self._rucio(platform),
             timeout=make_timeout(self.http_timeout),
+            token_source=token_source,
             **extra,
         )
 
@@ -154,3 +157,4 @@ class PlatformCache:
         for _, task in self._images.values():
             task.cancel()
         self._images.clear()
+        await self.credentials.aclose()

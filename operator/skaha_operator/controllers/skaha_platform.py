@@ -10,15 +10,17 @@ token they need to release what they launched (docs/design.md §4.6).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
+from skaha_operator.controllers.credentials import credential_secret_names
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, plural_of
 from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import SecretError
-from skaha_operator.platform.errors import AuthError, SkahaError, Unavailable
+from skaha_operator.platform.errors import AuthError, CredentialsRefused, SkahaError, Unavailable
 from skaha_operator.reconcile.checks import ProbeResult, decide_held_release, decide_platform
 
 # Kinds that name a platform in spec.platformRef (every part but the Session).
@@ -49,7 +51,7 @@ class SkahaPlatformController:
 
 
 def _secret_names(platform: SkahaPlatform) -> list[str]:
-    names = [platform.spec.token_secret_ref.name]
+    names = credential_secret_names(platform)
     rucio = platform.spec.rucio
     if rucio is not None and rucio.credentials_secret_ref is not None:
         names.append(rucio.credentials_secret_ref.name)
@@ -89,17 +91,26 @@ def _failed(reason: str, message: str) -> ProbeResult:
 
 
 async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
-    """Capabilities (API version) and context (resource options), as a ProbeResult."""
+    """Capabilities (API version) and context (resource options), and the credential in use."""
+    probe = await _probe(platform, ctx)
+    return replace(probe, credentials=ctx.platforms.credentials.view(platform))
+
+
+async def _probe(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
     try:
         clients = await ctx.platforms.clients(platform)
         caps = await clients.skaha.capabilities()
         skaha_ctx = await clients.skaha.context()
     except SecretError as exc:
         return _failed("TokenSecretMissing", str(exc))
+    except CredentialsRefused as exc:
+        # The OIDC issuer's own `error: error_description` (platform/oidc.py), bounded, scrubbed.
+        return _failed("Unauthorized", f"OIDC issuer: {exc.message}")
     except AuthError as exc:
         return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
     except Unavailable as exc:
-        return _failed("PlatformUnreachable", f"Skaha did not answer: {exc.message}")
+        who = "the OIDC token endpoint" if exc.service == "oidc" else "Skaha"
+        return _failed("PlatformUnreachable", f"{who} did not answer: {exc.message}")
     except SkahaError as exc:
         return _failed("ProbeFailed", str(exc))
     return ProbeResult(

@@ -19,6 +19,7 @@ still holds a refresh token this source held, so a human's newer value always wi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -39,6 +40,7 @@ from skaha_operator.platform.oidc import (
 log = logging.getLogger(__name__)
 
 Slot = tuple[str, str]  # (namespace, platform name)
+SourceFactory = Callable[..., OidcTokenSource]  # OidcTokenSource, or one on a test transport
 
 
 def credential_secret_names(platform: SkahaPlatform) -> list[str]:
@@ -62,9 +64,15 @@ class CredentialBook:
     """The credential of each platform; OIDC token sources kept per (namespace, name)."""
 
     def __init__(
-        self, kube: Kube, *, on_call: CallRecorder | None = None, http_timeout: float = 30.0
+        self,
+        kube: Kube,
+        *,
+        on_call: CallRecorder | None = None,
+        http_timeout: float = 30.0,
+        make_source: SourceFactory = OidcTokenSource,
     ) -> None:
         self.kube = kube
+        self._make_source = make_source
         self.on_call = on_call
         self.http_timeout = http_timeout
         self._held: dict[Slot, _Held] = {}
@@ -137,7 +145,7 @@ class CredentialBook:
             timeout=make_timeout(self.http_timeout),
         )
         box: list[OidcTokenSource] = []
-        source = OidcTokenSource(
+        source = self._make_source(
             settings,
             on_rotate=self._write_back(ns, oidc, box) if oidc.write_back else None,
             reload=self._reload(ns, oidc),

@@ -380,17 +380,17 @@ class OidcTokenSource(ServiceClient):
         return endpoint
 
     def _server_message(self, response: httpx.Response) -> str:
-        """RFC 6749 §5.2: `error` and `error_description`, bounded and on one line."""
+        """RFC 6749 §5.2: `error` and `error_description`, scrubbed, then bounded on one line."""
         try:
             body: Any = response.json()
         except ValueError:
-            return _clean(response.text, MAX_DESCRIPTION_CHARS)
+            body = None
         if not isinstance(body, dict) or not isinstance(body.get("error"), str):
-            return _clean(response.text, MAX_DESCRIPTION_CHARS)
-        error = _clean(body["error"], MAX_ERROR_CHARS)
+            return _clean(self._scrub(response.text), MAX_DESCRIPTION_CHARS)
+        error = _clean(self._scrub(body["error"]), MAX_ERROR_CHARS)
         description = body.get("error_description")
         if isinstance(description, str) and description.strip():
-            return f"{error}: {_clean(description, MAX_DESCRIPTION_CHARS)}"
+            return f"{error}: {_clean(self._scrub(description), MAX_DESCRIPTION_CHARS)}"
         return error
 
 

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from skaha_operator.simulator import replies
 from skaha_operator.simulator.clock import iso_utc
-from skaha_operator.simulator.config import FaultRule, SimulatorConfig
+from skaha_operator.simulator.config import SECRET_FIELDS, FaultRule, SimulatorConfig
 from skaha_operator.simulator.errors import SimError
 from skaha_operator.simulator.rucio_store import RuleState
 from skaha_operator.simulator.sessions import Phase
@@ -176,8 +176,10 @@ async def force_rule(request: web.Request) -> web.Response:
 
 
 async def get_config(request: web.Request) -> web.Response:
-    """GET /_sim/config (tokens are not shown)."""
-    return web.json_response(state_of(request).config.model_dump(mode="json", exclude={"tokens"}))
+    """GET /_sim/config (tokens, refresh tokens and client secrets are not shown)."""
+    return web.json_response(
+        state_of(request).config.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+    )
 
 
 async def update_config(request: web.Request) -> web.Response:
@@ -186,7 +188,7 @@ async def update_config(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise SimError(400, "expected a JSON object")
     config = patch_config(state_of(request), body)
-    return web.json_response(config.model_dump(mode="json", exclude={"tokens"}))
+    return web.json_response(config.model_dump(mode="json", exclude=set(SECRET_FIELDS)))
 
 
 def add_routes(app: web.Application) -> None:

@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from skaha_operator.platform.clients import PlatformClients, PlatformSettings
-from skaha_operator.platform.errors import AuthError, BadReply, CredentialsRefused, Unavailable
+from skaha_operator.platform.errors import AuthError, CredentialsRefused, Unavailable
 from skaha_operator.platform.oidc import (
     DEFAULT_LIFETIME,
     FORCED_REFRESH_INTERVAL,
@@ -294,6 +294,7 @@ async def test_an_issuer_that_does_not_answer_leaves_a_valid_token_in_use() -> N
     with pytest.raises(Unavailable) as caught:
         await oidc.token()
     assert (caught.value.service, caught.value.status) == ("oidc", 502)
+    assert not caught.value.maybe_committed  # the service request was never sent
     await oidc.aclose()
 
 
@@ -304,9 +305,11 @@ async def test_a_malformed_grant_reply_is_a_bad_reply() -> None:
         httpx.Response(200, json={"access_token": "x", "token_type": "DPoP"}),
     ]
     oidc = source(issuer, clock)
-    with pytest.raises(BadReply, match="no access_token"):
+    # The issuer answered what cannot be used: try later (never "maybe committed").
+    with pytest.raises(Unavailable, match="no access_token") as caught:
         await oidc.token()
-    with pytest.raises(BadReply, match="is not Bearer"):
+    assert not caught.value.maybe_committed
+    with pytest.raises(Unavailable, match="is not Bearer"):
         await oidc.token()
     await oidc.aclose()
 
@@ -325,9 +328,27 @@ async def test_discovery_finds_the_token_endpoint_once() -> None:
 async def test_discovery_refuses_a_document_of_another_issuer() -> None:
     issuer, clock = Issuer(issuer="http://evil.test/"), Clock()
     oidc = source(issuer, clock, discover=True)
-    with pytest.raises(BadReply, match=r"names issuer 'http://evil\.test/'"):
+    with pytest.raises(CredentialsRefused, match=r"names issuer 'http://evil\.test/'"):
         await oidc.token()
     assert issuer.grants == 0
+    await oidc.aclose()
+
+
+async def test_a_wrong_issuer_url_is_a_refusal_a_person_must_fix() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="<html>Not Found</html>")
+
+    oidc = OidcTokenSource(
+        OidcSettings(
+            client_id="c", refresh_token=SecretStr(REFRESH), issuer="http://iam.test/wrong/"
+        ),
+        transport=httpx.MockTransport(handler),
+        clock=Clock(),
+    )
+    with pytest.raises(CredentialsRefused) as caught:
+        await oidc.token()
+    assert caught.value.message.startswith("issuer discovery failed: oidc GET ")
+    assert "/wrong/.well-known/openid-configuration -> 404" in caught.value.message
     await oidc.aclose()
 
 

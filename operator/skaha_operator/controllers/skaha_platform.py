@@ -109,7 +109,7 @@ async def _probe(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
     except AuthError as exc:
         return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
     except Unavailable as exc:
-        who = "the OIDC token endpoint" if exc.service == "oidc" else "Skaha"
+        who = "the OIDC issuer" if exc.service == "oidc" else "Skaha"
         return _failed("PlatformUnreachable", f"{who} did not answer: {exc.message}")
     except SkahaError as exc:
         return _failed("ProbeFailed", str(exc))

@@ -14,8 +14,9 @@ Rules kept here:
 - an issuer refusal (`error`, `error_description`, bounded and scrubbed) is `CredentialsRefused`,
   repeated without asking again for REFUSAL_COOLDOWN seconds; then the Secret is read again
   (`reload`), and a refresh token not seen before is tried at once;
-- an issuer that does not answer is `Unavailable`, but an access token that is still valid
-  stays in use meanwhile;
+- an issuer that does not answer (or answers what cannot be understood) is `Unavailable`, but an
+  access token that is still valid stays in use meanwhile; a discovery document that is refused
+  or does not fit is `CredentialsRefused`;
 - nothing secret reaches a message, a log line or a repr (docs/design.md §4.7).
 """
 
@@ -43,7 +44,14 @@ from skaha_operator.platform.base import (
     ServiceClient,
     make_http_client,
 )
-from skaha_operator.platform.errors import CredentialsRefused, Rejected, SkahaError, scrub
+from skaha_operator.platform.errors import (
+    BadReply,
+    CredentialsRefused,
+    Rejected,
+    SkahaError,
+    Unavailable,
+    scrub,
+)
 from skaha_operator.platform.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -68,7 +76,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class TokenSource(Protocol):
-    """Where a client gets its bearer token, per request."""
+    """Where a client gets its bearer token, per request.
+
+    `token` and `refused` raise only `CredentialsRefused` (a person must fix the credential) or
+    `Unavailable` with `maybe_committed` false (try later), so that nothing the source raises can
+    be mistaken for an answer of the service the request was meant for.
+    """
 
     async def token(self) -> SecretStr:
         """The access token to send now (refreshed first when due)."""
@@ -270,7 +283,7 @@ class OidcTokenSource(ServiceClient):
                 self._refresh_at = min(self._clock() + UNAVAILABLE_RETRY, self._expires)
                 log.warning("OIDC refresh failed, the current access token stays in use: %s", exc)
                 return
-            raise
+            raise _unavailable(exc) from exc
         self._refusal = None
 
     async def _adopt_reloaded(self) -> bool:
@@ -361,7 +374,23 @@ class OidcTokenSource(ServiceClient):
                         self._scrub(str(exc)))  # fmt: skip
 
     async def _discover(self) -> str:
-        """The token endpoint from `<issuer>/.well-known/openid-configuration` (OIDC Discovery)."""
+        """The token endpoint from `<issuer>/.well-known/openid-configuration` (OIDC Discovery).
+
+        A refusal or a document that does not fit is a configuration a person must fix:
+        `CredentialsRefused`; an issuer that does not answer stays `Unavailable`.
+        """
+        try:
+            return await self._discover_once()
+        except (Rejected, BadReply) as exc:
+            raise CredentialsRefused(
+                f"issuer discovery failed: {exc}",
+                status=exc.status,
+                service=self.service,
+                method=exc.method,
+                route=exc.route,
+            ) from exc
+
+    async def _discover_once(self) -> str:
         issuer = self._settings.issuer or ""
         origin, path = _split(issuer.rstrip("/") + DISCOVERY_PATH)
         response = await self._request("GET", path, base=origin)
@@ -392,6 +421,20 @@ class OidcTokenSource(ServiceClient):
         if isinstance(description, str) and description.strip():
             return f"{error}: {_clean(self._scrub(description), MAX_DESCRIPTION_CHARS)}"
         return error
+
+
+def _unavailable(exc: SkahaError) -> Unavailable:
+    """The issuer failed (5xx, timeout, a reply not understood): try later. Never "maybe
+    committed": the service request this token was for has not been sent."""
+    return Unavailable(
+        exc.message,
+        retry_after=exc.retry_after if isinstance(exc, Unavailable) else None,
+        maybe_committed=False,
+        status=exc.status,
+        service=exc.service,
+        method=exc.method,
+        route=exc.route,
+    )
 
 
 def _copy(exc: CredentialsRefused) -> CredentialsRefused:

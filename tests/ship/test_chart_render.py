@@ -78,11 +78,13 @@ def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
     assert rules[(("skaha.broker.dev",), parts)] == PART_VERBS
     status = tuple(sorted(f"{p}/status" for p in plurals))
     assert rules[(("skaha.broker.dev",), status)] == {"patch"}
-    assert rules[(("",), ("configmaps", "secrets"))] == {"get"}
+    # Secrets: read, and patched to carry the finalizer while a platform needs them.
+    assert rules[(("",), ("secrets",))] == {"get", "patch"}
+    assert rules[(("",), ("configmaps",))] == {"get"}
     assert rules[(("",), ("events",))] == {"create"}
     assert rules[(("apiextensions.k8s.io",), ("customresourcedefinitions",))] == {"list", "watch"}
     # Cluster-wide kopf does not observe namespaces; nothing else is granted.
-    assert len(rules) == 6
+    assert len(rules) == 7
 
 
 def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:

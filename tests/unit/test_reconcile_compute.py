@@ -972,3 +972,20 @@ def test_a_failed_notebook_dependency_fails_the_compute_naming_it() -> None:
     conds = {c.type: c for c in d.status.conditions or []}
     assert conds["DataReady"].message == "Data cat: Preparing (JobRunning)"
     assert conds["JupyterNotebookReady"].reason == "NotebookSetupFailed"
+
+
+def test_a_resent_launch_refused_for_the_cap_keeps_its_marker() -> None:
+    """An earlier attempt may still commit: its name stays looked for (adopt, sweep, release)."""
+    refused = "User alice has reached the maximum of 1 active sessions."
+    d = decide_compute(
+        make(status=pending(timedelta(seconds=1), attempts=2)), obs(cap_refused=refused), T
+    )
+    assert d.status.reason == "SessionLimitReached"
+    assert d.status.launch is not None
+    assert d.status.launch.pending_since is not None
+    assert d.status.launch.attempts == 1
+    first = decide_compute(
+        make(status=pending(timedelta(seconds=1), attempts=1)), obs(cap_refused=refused), T
+    )
+    assert first.status.launch is not None
+    assert first.status.launch.pending_since is None

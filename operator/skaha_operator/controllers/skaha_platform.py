@@ -33,6 +33,10 @@ class SkahaPlatformController:
     kind = "SkahaPlatform"
     plural = "skahaplatforms"
 
+    def __init__(self) -> None:
+        # (namespace, Secret) this process has put its finalizer on: held once, not per probe.
+        self._held: set[tuple[str, str]] = set()
+
     async def step(self, body: dict[str, Any], ctx: Context) -> Outcome:
         """Probe once, decide, write, hold the Secrets; or release once nothing uses it."""
         platform = SkahaPlatform.model_validate(body)
@@ -40,14 +44,30 @@ class SkahaPlatformController:
             users = await _dependents(platform, ctx)
             requeue, released = decide_held_release(users)
             if released:
-                await _hold_secrets(platform, ctx, hold=False)
+                await self._hold_secrets(platform, ctx, hold=False)
             return Outcome(requeue, released)
         probe = await probe_platform(platform, ctx)
         decision = decide_platform(platform, probe, datetime.now(UTC), ctx.config.timing)
         await write(ctx, self.plural, body, decision.status)
         tell(ctx, body, self.kind, decision.status, decision.events)
-        await _hold_secrets(platform, ctx, hold=True)
+        await self._hold_secrets(platform, ctx, hold=True)
         return Outcome(decision.requeue_after)
+
+    async def _hold_secrets(self, platform: SkahaPlatform, ctx: Context, *, hold: bool) -> None:
+        ns, name = str(platform.metadata["namespace"]), str(platform.metadata["name"])
+        wanted = [(ns, secret) for secret in _secret_names(platform)]
+        if hold:
+            wanted = [w for w in wanted if w not in self._held]
+            if not wanted:
+                return
+            # A step may run on a stale view of a platform that was just released: hold only
+            # what a platform that still exists and is not being deleted names.
+            fresh = await ctx.kube.get(self.plural, ns, name)
+            if fresh is None or fresh.get("metadata", {}).get("deletionTimestamp"):
+                return
+        for key in wanted:
+            await ctx.kube.hold_secret(key[0], key[1], ctx.config.finalizer, hold)
+            (self._held.add if hold else self._held.discard)(key)
 
 
 def _secret_names(platform: SkahaPlatform) -> list[str]:
@@ -56,12 +76,6 @@ def _secret_names(platform: SkahaPlatform) -> list[str]:
     if rucio is not None and rucio.credentials_secret_ref is not None:
         names.append(rucio.credentials_secret_ref.name)
     return names
-
-
-async def _hold_secrets(platform: SkahaPlatform, ctx: Context, *, hold: bool) -> None:
-    ns = str(platform.metadata["namespace"])
-    for name in _secret_names(platform):
-        await ctx.kube.hold_secret(ns, name, ctx.config.finalizer, hold)
 
 
 async def _dependents(platform: SkahaPlatform, ctx: Context) -> list[str]:

@@ -296,13 +296,18 @@ class _Step:
     def prepare(self) -> ComputeDecision:
         start, end, deadline = schedule_bounds(self.compute.spec.schedule, self._created())
         if self.obs.cap_refused is not None:
-            # A session started outside the operator took the slot: wait, never fail.
+            # A session started outside the operator took the slot: wait, never fail. A first
+            # launch left nothing behind, so it goes back to the queue; a re-sent one keeps its
+            # marker (an earlier attempt may still commit and must be adopted or released), and
+            # the refused attempt does not count.
+            attempts = self.launched.attempts or 1
+            kept = self.launched.model_copy(update={"attempts": attempts - 1})
             return self._result(
                 Phase.PREPARING,
                 QUEUE_REASON,
                 f"waiting for a free interactive session slot: {self.obs.cap_refused}",
                 requeue=self.timing.dependency_recheck,
-                changes={"launch": Launch()},
+                changes={"launch": Launch() if attempts <= 1 else kept},
             )
         if self.obs.refused is not None:
             # Skaha answered 400: nothing was created, and sending it again would not help.

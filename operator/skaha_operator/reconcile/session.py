@@ -33,6 +33,7 @@ from skaha_operator.reconcile.timing import Timing, schedule_bounds
 from skaha_operator.reconcile.transitions import SESSION_TRANSITIONS, check_transition
 
 _USABLE = frozenset({Phase.AVAILABLE, Phase.RUNNING})
+_USABLE_SESSION = frozenset({SessionPhase.AVAILABLE, SessionPhase.RUNNING})
 _SETTLED = _USABLE | {Phase.RELEASING, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
 _REASON = re.compile(REASON_PATTERN)
 
@@ -190,6 +191,15 @@ def _preparing(parts: list[tuple[PartRef, PartState | None]]) -> Verdict:
         for r, s in parts
     )
     return Verdict(SessionPhase.PREPARING, "PreparingParts", f"waiting for {detail}")
+
+
+def _unusable(parts: Parts) -> tuple[str, str] | None:
+    """The reason and message of the first part that is in a usable phase but cannot be used
+    now (Ready=False, Stalled=True: its platform refuses our credentials), or None."""
+    for ref, st in parts:
+        if st is not None and st.phase in _USABLE and st.stalled and not st.ready:
+            return st.reason or "PartNotReady", f"{ref.kind} {ref.name}: {st.message or st.reason}"
+    return None
 
 
 def _list(parts: Sequence[tuple[PartRef, PartState | None]]) -> str:
@@ -364,9 +374,14 @@ class _Step:
         if create:
             requeue = min(requeue, self.timing.poll_base)
         stalled = any(s is not None and s.stalled for _, s in self.states)
+        blocked = _unusable(self.states) if phase in _USABLE_SESSION else None
+        if blocked is not None:
+            # Usable in phase, not now (its platform refuses our token): say so, keep the phase.
+            reason, message = blocked
         decision = self._result(
-            phase, reason, message, create=create, requeue=requeue, stalled=stalled
-        )
+            phase, reason, message, create=create, requeue=requeue, stalled=stalled,
+            usable=blocked is None,
+        )  # fmt: skip
         return dataclasses.replace(decision, update=update) if update else decision
 
     def _schedule_updates(
@@ -398,6 +413,7 @@ class _Step:
         requeue: float | None = None,
         stalled: bool = False,
         ending: bool = False,
+        usable: bool = True,
     ) -> SessionDecision:
         check_transition(SESSION_TRANSITIONS, self.old, phase)
         gen = self.session.metadata.get("generation")
@@ -409,6 +425,7 @@ class _Step:
             self.now,
             gen,
             stalled=stalled,
+            usable=usable,
         )
         conditions = self._part_conditions(conditions, gen, ending)
         times = dict(self.status.phase_times or {})

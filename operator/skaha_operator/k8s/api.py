@@ -249,7 +249,13 @@ class Kube:
             "data": {key: base64.b64encode(value.encode()).decode("ascii")},
         }
         try:
-            await _run(self.core.patch_namespaced_secret, name, namespace, patch)
+            await _run(
+                self.core.patch_namespaced_secret,
+                name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
         except client.ApiException as exc:
             if exc.status in (404, 409):
                 return False

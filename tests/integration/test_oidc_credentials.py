@@ -154,7 +154,7 @@ def test_a_notebook_stays_available_across_three_access_token_expiries(
         return time.monotonic() - started > 3 * TTL_S and refreshed >= 3
 
     wait_for("three refreshes with the Session Available", three_expiries_later, 150, every=0.5)
-    assert samples > 3 * TTL_S  # sampled all along, not once at the end
+    assert samples >= 10  # sampled all along, not once at the end
     platform = status(api_client, namespace, "SkahaPlatform", "local")
     assert platform["phase"] == "Available"
     assert platform["credentials"]["expiresAt"] != first_expiry

@@ -57,7 +57,7 @@ typecheck: venv ## mypy, strict, on the package.
 .PHONY: crds
 crds: venv ## Regenerate crds/ from the pydantic models.
 	$(BIN)/python -m skaha_operator.domain.crd --out crds
-	cp crds/*.yaml helm/skaha-operator/crds/
+	cp crds/*.yaml helm/skaha-operator/files/crds/
 	cp crds/*.yaml manifests/base/crds/
 
 .PHONY: check
@@ -120,7 +120,7 @@ chart-lint: setup ## helm lint + helm template of the chart (both RBAC modes).
 
 .PHONY: manifests
 manifests: setup ## Regenerate manifests/base (kustomize) from the chart and the Argo CD health ConfigMap.
-	cp crds/*.yaml $(CHART)/crds/
+	cp crds/*.yaml $(CHART)/files/crds/
 	$(BIN)/python hack/gen_manifests.py $(HELM)
 	$(BIN)/python hack/gen_argocd_health.py
 

@@ -11,6 +11,10 @@ What must hold, with SESSIONS notebook Sessions running when the platform's toke
 - once the token is valid again, everything is Ready=True again;
 - nothing ends (no Failed, Expired, Cancelled or Completed) and nothing is launched again: the
   Skaha sessions afterwards are the very ones from before.
+
+And the fix a person makes — a new token in the platform's Secret — is picked up by the next
+probes (the platform re-probes every few seconds while Unauthorized), not after the cached
+clients expire minutes later.
 """
 
 from __future__ import annotations
@@ -185,3 +189,31 @@ def test_revoked_token_stalls_every_session_quietly_and_restoring_it_recovers(
     for name in names:
         launch = status(api_client, namespace, "Compute", f"{name}-compute")["launch"]
         assert launch["attempts"] == 1
+
+
+def test_a_new_token_in_the_secret_is_used_by_the_next_probes(
+    api_client: client.ApiClient, namespace: str, sim: Simulator, operator: Any, token: str
+) -> None:
+    for obj in platform_objects(namespace, sim.base_url, token=token):  # type: ignore[attr-defined]
+        create(api_client, namespace, obj)
+    names = ["rot-1", "rot-2"]
+    for name in names:
+        create(api_client, namespace, notebook(name))
+    view = View(api_client, namespace, names)
+    wait_all(view, ready, "every Session Ready", 300)
+    before = skaha_ids(view)
+    sim.revoke_token(token)
+    wait_all(view, refused, "Ready=False/Stalled=True naming the platform", 180)
+
+    # The person's fix: a new token, put into the Secret the platform names.
+    fresh = f"{token}-new"
+    sim.set_token(fresh, "alice")
+    client.CoreV1Api(api_client).patch_namespaced_secret(
+        "skaha-token", namespace, {"stringData": {"token": fresh}}
+    )
+    # Well within the cached clients' lifetime (300 s): only a re-read of the Secret recovers.
+    wait_all(view, ready, "every Session Ready with the new token", 90)
+    assert not view.ever & TERMINAL, view.ever
+    assert skaha_ids(view) == before
+    assert sim.stats(token=fresh, route="/skaha/*")["count"] > 0
+    assert sim.stats(method="POST", route="/skaha/v1/session", token=fresh)["count"] == 0

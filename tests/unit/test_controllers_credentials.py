@@ -171,3 +171,26 @@ def test_the_secrets_held_for_a_platform() -> None:
     assert credential_secret_names(platform(spec)) == ["oidc"]
     spec = oidc_spec(clientSecretRef={"name": "client"})
     assert credential_secret_names(platform(spec)) == ["oidc", "client"]
+
+
+async def test_a_changed_secret_is_noticed_before_the_next_resolve() -> None:
+    kube, issuer = SecretKube(), Issuer(rotate=True)
+    kube.secrets["oidc"] = {"refreshToken": REFRESH, "clientSecret": "cs-1"}
+    creds = book(kube, issuer)
+    spec = oidc_spec(clientSecretRef={"name": "oidc"})
+    p = platform(spec)
+    assert not await creds.secret_changed(p)  # nothing made yet: nothing to compare
+    _, source = await creds.resolve(p)
+    assert source is not None
+    await cast(OidcTokenSource, source).token()  # rotates and writes back
+    assert not await creds.secret_changed(p)
+    kube.secrets["oidc"]["clientSecret"] = "cs-2"
+    assert await creds.secret_changed(p)
+    kube.secrets["oidc"]["clientSecret"] = "cs-1"
+    kube.secrets["oidc"]["refreshToken"] = "rt-from-a-human"
+    assert await creds.secret_changed(p)
+    kube.secrets["oidc"]["refreshToken"] = REFRESH  # the first one is still recognised
+    assert not await creds.secret_changed(p)
+    del kube.secrets["oidc"]
+    assert not await creds.secret_changed(p)  # unreadable: resolving again reports it
+    await creds.aclose()

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
+import ssl
+import subprocess
+import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import httpx
@@ -486,3 +492,65 @@ async def test_no_oidc_secret_leaks_into_logs_errors_or_reprs(
     assert leaks == []
     await platform.aclose()
     await oidc.aclose()
+
+
+# -- a site CA is trusted for the issuer too ---------------------------------------------------
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = json.dumps({"access_token": "at-SECRET-tls", "expires_in": 60}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def tls_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """An HTTPS token endpoint on loopback whose self-signed certificate is the 'site CA'."""
+    d = tmp_path_factory.mktemp("issuer-ca")
+    cert, key = d / "ca.crt", d / "ca.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/token", cert.read_text()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+async def test_the_issuer_is_trusted_through_the_platforms_ca_bundle(
+    tls_issuer: tuple[str, str],
+) -> None:
+    url, pem = tls_issuer
+    settings = OidcSettings(
+        client_id="c",
+        refresh_token=SecretStr(REFRESH),
+        token_url=url,
+        retry=policy(Sleeps(), max_attempts=1),
+        timeout=httpx.Timeout(10.0),
+    )
+    untrusting = OidcTokenSource(settings)
+    with pytest.raises(Unavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        await untrusting.token()
+    await untrusting.aclose()
+    trusting = OidcTokenSource(dataclasses.replace(settings, ca_pem=pem))
+    assert (await trusting.token()).get_secret_value() == "at-SECRET-tls"
+    await trusting.aclose()

@@ -321,8 +321,10 @@ async def _inputs(compute: Compute, ctx: Context) -> tuple[Inputs | None, tuple[
     if str(ref.kind) == "JupyterNotebook":
         return (JupyterNotebook.model_validate(body).spec.image, None), None
     dc = DockerContainer.model_validate(body)
+    # The image check's full name (a short name expanded with its registry host).
+    image = (dc.status.resolved_image if dc.status else None) or dc.spec.image
     if dc.spec.registry_secret_ref is None:
-        return (dc.spec.image, None), None
+        return (image, None), None
     name = dc.spec.registry_secret_ref.name
     try:
         auth = RegistryAuth(
@@ -335,4 +337,4 @@ async def _inputs(compute: Compute, ctx: Context) -> tuple[Inputs | None, tuple[
             f"the registry Secret of DockerContainer {ref.name} is not usable ({exc}); "
             "the launch waits until it is fixed",
         )
-    return (dc.spec.image, auth), None
+    return (image, auth), None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
@@ -60,6 +60,19 @@ class _Held:
     source: OidcTokenSource
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    key: tuple[object, ...]
+    refresh: str
+    client_secret: SecretStr | None
+    ca_pem: str | None = field(repr=False)
+
+
+def _current(held: _Held, inputs: _Inputs) -> bool:
+    """The held source fits: same platform, spec, client secret and CA, a refresh token it held."""
+    return held.key == inputs.key and held.source.knows(inputs.refresh)
+
+
 class CredentialBook:
     """The credential of each platform; OIDC token sources kept per (namespace, name)."""
 
@@ -69,9 +82,11 @@ class CredentialBook:
         *,
         on_call: CallRecorder | None = None,
         http_timeout: float = 30.0,
+        ca_file: str | None = None,
         make_source: SourceFactory = OidcTokenSource,
     ) -> None:
         self.kube = kube
+        self.ca_file = ca_file  # the operator's --ca-bundle; a platform may add its own
         self._make_source = make_source
         self.on_call = on_call
         self.http_timeout = http_timeout
@@ -117,7 +132,22 @@ class CredentialBook:
             await source.aclose()
         self._retired.clear()
 
-    async def _source(self, platform: SkahaPlatform, oidc: OidcCredentials) -> OidcTokenSource:
+    async def secret_changed(self, platform: SkahaPlatform) -> bool:
+        """Whether the platform's OIDC Secrets now hold what its source was not made from (a
+        refresh token it never held, another client secret or CA): the next resolve makes a new
+        source. Asked by the probe while the issuer or Skaha refuses the credential."""
+        oidc = platform.spec.oidc
+        held = self._held.get(_slot(platform))
+        if oidc is None or held is None:
+            return False
+        try:
+            inputs = await self._inputs(platform, oidc)
+        except SecretError:
+            return False  # resolving again reports it
+        return not _current(held, inputs)
+
+    async def _inputs(self, platform: SkahaPlatform, oidc: OidcCredentials) -> _Inputs:
+        """The Secrets an OIDC source is made from, and the key it is kept under."""
         ns = str(platform.metadata["namespace"])
         ref = oidc.refresh_token_secret_ref
         refresh = await self.kube.read_secret(ns, ref.name, ref.key)
@@ -125,15 +155,26 @@ class CredentialBook:
         if oidc.client_secret_ref is not None:
             c = oidc.client_secret_ref
             client_secret = SecretStr(await self.kube.read_secret(ns, c.name, c.key))
+        ca_pem = None
+        if platform.spec.ca_bundle_secret_ref is not None:
+            ca = platform.spec.ca_bundle_secret_ref
+            ca_pem = await self.kube.read_secret(ns, ca.name, ca.key)
         key = (
             platform.metadata.get("uid"),
             oidc.model_dump_json(),
             fingerprint(client_secret.get_secret_value()) if client_secret else None,
+            fingerprint(ca_pem) if ca_pem else None,
         )
+        return _Inputs(key, refresh, client_secret, ca_pem)
+
+    async def _source(self, platform: SkahaPlatform, oidc: OidcCredentials) -> OidcTokenSource:
+        ns = str(platform.metadata["namespace"])
+        inputs = await self._inputs(platform, oidc)
         slot = _slot(platform)
         held = self._held.get(slot)
-        if held is not None and held.key == key and held.source.knows(refresh):
+        if held is not None and _current(held, inputs):
             return held.source
+        key, refresh, client_secret = inputs.key, inputs.refresh, inputs.client_secret
         settings = OidcSettings(
             client_id=oidc.client_id,
             refresh_token=SecretStr(refresh),
@@ -142,6 +183,8 @@ class CredentialBook:
             client_secret=client_secret,
             client_auth=str(oidc.client_auth_method),
             scope=oidc.scope,
+            ca_file=self.ca_file,
+            ca_pem=inputs.ca_pem,
             timeout=make_timeout(self.http_timeout),
         )
         box: list[OidcTokenSource] = []

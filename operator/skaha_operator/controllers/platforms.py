@@ -2,13 +2,15 @@
 
 The token (and the Rucio username and password, when the platform names a credentials Secret) are
 read only from Secrets in the platform's own namespace (docs/design.md §4.7) and handed to the
-clients as SecretStr. Entries expire so that a rotated token is picked up.
+clients as SecretStr. Entries expire so that a rotated token is picked up; while Skaha refuses the
+token, each platform probe re-reads the Secret, so a fixed one is used at once (`token_changed`).
 An OIDC credential's token source outlives the entries (controllers/credentials.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ class _Entry:
     key: tuple[Any, ...]
     clients: PlatformClients
     made: float
+    token: str = ""  # a digest of the token the clients use (to notice a changed Secret)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class PlatformCache:
@@ -44,18 +51,22 @@ class PlatformCache:
         ttl: float = 300.0,
         http_timeout: float = 30.0,
         reader: Callable[[str, str, str], Awaitable[dict[str, Any] | None]] | None = None,
+        ca_file: str | None = None,
     ):
         self.kube = kube
         # How the platform object is read: the watch-fed cache when given (handlers/cache.py).
         self._read = reader or kube.get
         self.http_timeout = http_timeout
+        self.ca_file = ca_file  # the operator's --ca-bundle, trusted for every platform
         self.on_call = on_call
         self.ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._images: dict[tuple[str, str], tuple[float, asyncio.Task[list[SkahaImage]]]] = {}
         self._closing: list[PlatformClients] = []  # dropped clients, closed at shut-down
         # The token, or an OIDC token source that outlives the clients (controllers/credentials.py).
-        self.credentials = CredentialBook(kube, on_call=on_call, http_timeout=http_timeout)
+        self.credentials = CredentialBook(
+            kube, on_call=on_call, http_timeout=http_timeout, ca_file=ca_file
+        )
 
     async def get(self, namespace: str, name: str) -> tuple[SkahaPlatform, PlatformClients] | None:
         """The platform object and its clients; None when the SkahaPlatform does not exist."""
@@ -91,19 +102,25 @@ class PlatformCache:
         entry = self._entries.get(slot)
         if entry and entry.key == key and time.monotonic() - entry.made < self.ttl:
             return entry.clients
-        clients = PlatformClients.create(await self._settings(platform), on_call=self.on_call)
-        self._entries[slot] = _Entry(key, clients, time.monotonic())
+        settings = await self._settings(platform)
+        clients = PlatformClients.create(settings, on_call=self.on_call)
+        token = _digest(settings.token.get_secret_value())
+        self._entries[slot] = _Entry(key, clients, time.monotonic(), token)
         if entry is not None:
             await entry.clients.aclose()
         return clients
 
     async def _settings(self, platform: SkahaPlatform) -> PlatformSettings:
+        ns = str(platform.metadata["namespace"])
         spec = platform.spec
         token, token_source = await self.credentials.resolve(platform)
         # A forced version wins; otherwise what the platform probe read from /capabilities.
         probed = platform.status.api_version if platform.status else None
         version = ApiVersion(spec.skaha.api_version or probed or "v1")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"ca_file": self.ca_file}
+        if spec.ca_bundle_secret_ref is not None:  # a site CA for this platform only
+            ca = spec.ca_bundle_secret_ref
+            extra["ca_pem"] = await self.kube.read_secret(ns, ca.name, ca.key)
         if spec.cavern.node_uri_prefix:
             extra["cavern_authority"] = spec.cavern.node_uri_prefix.removeprefix("vos://")
         return PlatformSettings(
@@ -139,6 +156,32 @@ class PlatformCache:
             auth_url=rucio.auth_url,
             vo=rucio.vo,
         )
+
+    async def token_changed(self, platform: SkahaPlatform) -> bool:
+        """Whether the platform's token Secret now holds another token than its cached clients
+        use; if so they are dropped, so a fixed or rotated token is used by the next call rather
+        than when the entry expires (the probe asks while the platform refuses our token)."""
+        meta = platform.metadata
+        ns, name = str(meta["namespace"]), str(meta["name"])
+        entry = self._entries.get((ns, name))
+        if entry is None:
+            return False
+        if platform.spec.oidc is not None:  # a new refresh token (or client secret) in the Secret
+            changed = await self.credentials.secret_changed(platform)
+            if changed:
+                self.forget(ns, name)
+            return changed
+        ref = platform.spec.token_secret_ref
+        if ref is None:
+            return False
+        try:
+            token = await self.kube.read_secret(ns, ref.name, ref.key)
+        except SecretError:
+            return False  # building the clients again reports it
+        if _digest(token) == entry.token:
+            return False
+        self.forget(ns, name)
+        return True
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a platform's clients (its token was refused): the next use reads the Secret."""

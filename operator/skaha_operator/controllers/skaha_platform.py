@@ -10,6 +10,7 @@ token they need to release what they launched (docs/design.md §4.6).
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -116,11 +117,19 @@ async def _probe(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
         caps = await clients.skaha.capabilities()
         skaha_ctx = await clients.skaha.context()
     except SecretError as exc:
+        ca = platform.spec.ca_bundle_secret_ref
+        if ca is not None and f"/{ca.name} " in f"{exc} ":
+            return _failed("CaBundleSecretMissing", f"CA bundle: {exc}")
         return _failed("TokenSecretMissing", str(exc))
     except CredentialsRefused as exc:
         # The OIDC issuer's own `error: error_description` (platform/oidc.py), bounded, scrubbed.
+        await ctx.platforms.token_changed(platform)
         return _failed("Unauthorized", f"OIDC issuer: {exc.message}")
+    except ssl.SSLError as exc:  # the CA bundle is not PEM
+        return _failed("CaBundleInvalid", f"the CA bundle cannot be loaded: {exc}")
     except AuthError as exc:
+        # A person fixes this by putting a new token into the Secret: read it for the next probe.
+        await ctx.platforms.token_changed(platform)
         return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
     except Unavailable as exc:
         who = "the OIDC issuer" if exc.service == "oidc" else "Skaha"

@@ -17,13 +17,20 @@ from skaha_operator.domain.base import (
     AGE_COLUMN,
     PHASE_COLUMN,
     READY_COLUMN,
+    REASON_COLUMN,
     CrdInfo,
     KindModel,
     PrinterColumn,
     Rule,
     WireModel,
 )
-from skaha_operator.domain.common import LocalObjectRef, SecretKeyRef, Timestamp, duration_field
+from skaha_operator.domain.common import (
+    LocalObjectRef,
+    SecretKeyRef,
+    Timestamp,
+    duration_field,
+    name_field,
+)
 from skaha_operator.domain.credentials import OidcCredentials, PlatformCredentials
 from skaha_operator.domain.status import PhasedStatus
 
@@ -121,6 +128,18 @@ class PlatformDefaults(WireModel):
     max_polls: int | None = Field(None, description="Default poll limit.", ge=1, le=100000)
 
 
+class CaBundleRef(WireModel):
+    """A key of a Secret in the same namespace holding PEM CA certificates."""
+
+    name: str = name_field("Name of the Secret.")
+    key: str = Field(
+        "ca.crt",
+        description="Key inside the Secret.",
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        max_length=253,
+    )
+
+
 class SkahaPlatformSpec(WireModel):
     """Where the platform's services are and which Secret holds the token."""
 
@@ -146,6 +165,12 @@ class SkahaPlatformSpec(WireModel):
         None,
         description="An OIDC refresh token exchanged for short-lived access tokens; exactly one "
         "of tokenSecretRef and oidc.",
+    )
+    ca_bundle_secret_ref: CaBundleRef | None = Field(
+        None,
+        description="Secret in this namespace holding PEM CA certificates (key default: "
+        "ca.crt) trusted, on top of the public CAs and the operator's --ca-bundle, for calls "
+        "to this platform's Skaha, Cavern and Rucio (a site CA).",
     )
     defaults: PlatformDefaults | None = Field(None, description="Defaults for schedules.")
 
@@ -189,6 +214,7 @@ class SkahaPlatform(KindModel):
             READY_COLUMN,
             PrinterColumn("API", "string", ".status.apiVersion", "Skaha API version"),
             PrinterColumn("Skaha", "string", ".spec.skaha.url", "Skaha URL"),
+            REASON_COLUMN,
             AGE_COLUMN,
         ),
     )

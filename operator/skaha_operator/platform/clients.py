@@ -20,6 +20,7 @@ from skaha_operator.platform.base import (
     BearerAuth,
     CallRecorder,
     make_http_client,
+    trust_context,
 )
 from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, CavernClient
 from skaha_operator.platform.oidc import TokenAuth, TokenSource
@@ -55,6 +56,10 @@ class PlatformSettings:
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     limits: httpx.Limits = field(default_factory=lambda: DEFAULT_LIMITS)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Extra CAs trusted on top of the public ones: the operator's --ca-bundle file and the
+    # platform's caBundleSecretRef (PEM text).
+    ca_file: str | None = None
+    ca_pem: str | None = field(default=None, repr=False)
     # An OIDC credential: the bearer token comes from here per request (instead of `token`).
     token_source: TokenSource | None = None
 
@@ -76,6 +81,7 @@ class PlatformClients:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> PlatformClients:
         """Build one pooled client per service; `transport` is for tests only."""
+        verify = trust_context(settings.ca_file, settings.ca_pem)
 
         def http(url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
             return make_http_client(
@@ -84,6 +90,7 @@ class PlatformClients:
                 timeout=settings.timeout,
                 limits=settings.limits,
                 transport=transport,
+                verify=verify,
             )
 
         bearer: httpx.Auth = BearerAuth(settings.token)

@@ -43,6 +43,7 @@ from skaha_operator.platform.base import (
     CallRecorder,
     ServiceClient,
     make_http_client,
+    trust_context,
 )
 from skaha_operator.platform.errors import (
     BadReply,
@@ -145,6 +146,9 @@ class OidcSettings:
     client_auth: str = "client_secret_basic"  # or client_secret_post
     scope: str | None = None
     refresh_fraction: float = 0.8
+    # Extra CAs trusted for the issuer, as for the platform's services (platform/base.py).
+    ca_file: str | None = None
+    ca_pem: str | None = field(default=None, repr=False)
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     limits: httpx.Limits = field(default_factory=lambda: DEFAULT_LIMITS)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -190,7 +194,11 @@ class OidcTokenSource(ServiceClient):
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         http = make_http_client(
-            "", timeout=settings.timeout, limits=settings.limits, transport=transport
+            "",
+            timeout=settings.timeout,
+            limits=settings.limits,
+            transport=transport,
+            verify=trust_context(settings.ca_file, settings.ca_pem),
         )
         super().__init__(http, retry=settings.retry, on_call=on_call)
         self._settings = settings

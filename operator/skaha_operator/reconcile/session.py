@@ -146,8 +146,9 @@ def derive_session_verdict(parts: Parts) -> Verdict:
     if compute_phase == Phase.COMPLETED:
         # All Completed, or the Compute finished while the other parts (often shared, never
         # released by us) stay Available: the work is done either way.
-        why = compute.message if compute is not None and compute.message else "completed"
-        return Verdict(SessionPhase.COMPLETED, COMPLETED, f"the Skaha session {why}")
+        # The Compute's message already names its Skaha session ("Skaha session x completed").
+        why = compute.message if compute is not None and compute.message else None
+        return Verdict(SessionPhase.COMPLETED, COMPLETED, why or "the Skaha session completed")
     # A part ended (was released under us) while the session still needed it.
     return Verdict(
         SessionPhase.FAILED, PART_ENDED, f"{_list(completed)} ended while the session used it"
@@ -450,14 +451,17 @@ class _Step:
         return SessionDecision(new, create, delete, requeue, events)
 
     def _summaries(self) -> list[PartSummary]:
-        # A part released (deleted) keeps its last known summary, so a finished Session still
-        # tells how each part ended.
+        # A part released (deleted) keeps its last summary only when that was a final phase
+        # (Completed, Failed, Cancelled): it tells how the part ended. A part last seen live
+        # (Available, Running, ...) and now gone was released: saying Available would be stale.
         old = {(p.kind, p.name): p for p in self.status.parts or []}
         out = []
         for ref, st in self.states:
             last = old.get((PartKind(ref.kind), ref.name))
-            if st is None and last is not None and last.phase is not None:
+            if st is None and last is not None and last.phase in _FINAL_PART_PHASES:
                 out.append(last.model_copy(update={"ready": False}))
+            elif st is None and last is not None and not ref.shared:
+                out.append(released_summary(last))
             else:
                 out.append(_summary(ref, st))
         return out
@@ -506,6 +510,15 @@ def part_condition_type(ref: PartRef) -> str:
 
 def _reason_word(text: str | None) -> str | None:
     return text if text and _REASON.match(text) else None
+
+
+_FINAL_PART_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
+RELEASED = "Released"
+
+
+def released_summary(last: PartSummary) -> PartSummary:
+    """An owned part the Session saw live and that is now deleted: no phase, reason Released."""
+    return last.model_copy(update={"phase": None, "ready": False, "reason": RELEASED})
 
 
 def _summary(ref: PartRef, st: PartState | None) -> PartSummary:

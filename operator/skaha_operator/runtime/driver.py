@@ -147,3 +147,17 @@ class RequeueIsNotAnError(logging.Filter):
         ):
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
+
+
+class RetryIsNotAnError(logging.Filter):
+    """kopf logs every retried API request at ERROR ("Request attempt #1/9 failed; will retry"),
+    e.g. while a just-created CRD's storage initialises or the API server restarts. A retry
+    that may still succeed is a routine wait: INFO. The last attempt ("escalating") stays ERROR.
+
+    Installed on the root logger's handlers: kopf logs these on its module loggers, whose
+    records a filter on a parent logger would never see."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed; will retry" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True

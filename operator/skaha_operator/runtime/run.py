@@ -13,7 +13,7 @@ from skaha_operator.controllers.context import OperatorConfig
 
 # Importing these modules registers the handlers with kopf's default registry.
 from skaha_operator.runtime import register, startup  # noqa: F401
-from skaha_operator.runtime.driver import RequeueIsNotAnError
+from skaha_operator.runtime.driver import RequeueIsNotAnError, RetryIsNotAnError
 from skaha_operator.runtime.watch import QuietCacheHandler
 
 
@@ -34,6 +34,8 @@ def run_operator(
         log_refkey="object" if json_logs else None,
     )
     logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
+    for handler in logging.getLogger().handlers:  # kopf.configure's stream handler
+        handler.addFilter(RetryIsNotAnError())
     logging.getLogger("kopf.objects").addFilter(QuietCacheHandler())
     asyncio.run(
         kopf.operator(

@@ -304,7 +304,7 @@ async def test_an_issuer_that_does_not_answer_leaves_a_valid_token_in_use() -> N
     await oidc.aclose()
 
 
-async def test_a_malformed_grant_reply_is_a_bad_reply() -> None:
+async def test_a_grant_reply_that_cannot_be_used_is_unavailable() -> None:
     issuer, clock = Issuer(), Clock()
     issuer.queued += [
         httpx.Response(200, json={"token_type": "Bearer"}),

@@ -223,6 +223,12 @@ def settings(kube: Kube, platform: SkahaPlatform) -> PlatformSettings:
     name = str(platform.metadata["name"])
     spec = platform.spec
     ref = spec.token_secret_ref
+    if ref is None:  # spec.oidc: a refresh token only the operator may use (it may rotate)
+        raise PluginError(
+            f"SkahaPlatform {name} uses an OIDC refresh token, which only the operator exchanges "
+            "(a second user of a rotating refresh token would lock the operator out); this "
+            "command needs a platform with a static token (tokenSecretRef)"
+        )
     token = SecretStr(kube.secret(ns, ref.name, ref.key, f"the token of SkahaPlatform {name}"))
     ca_pem = None
     if spec.ca_bundle_secret_ref is not None:

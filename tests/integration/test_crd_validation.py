@@ -45,6 +45,17 @@ def platform() -> Obj:
     )
 
 
+def oidc(**changes: Any) -> Obj:
+    """An OIDC credential (None removes a field)."""
+    spec: Obj = {
+        "tokenUrl": "https://iam.example.org/token",
+        "clientId": "skaha-operator",
+        "refreshTokenSecretRef": {"name": "oidc"},
+        **changes,
+    }
+    return {k: v for k, v in spec.items() if v is not None}
+
+
 def container() -> Obj:
     return obj(
         "DockerContainer",
@@ -383,7 +394,31 @@ CASES = [
     Case(
         "platform-without-token",
         edit(platform(), spec__tokenSecretRef=MISSING),
-        ("spec.tokenSecretRef", "Required value"),
+        ("spec", "exactly one of tokenSecretRef and oidc must be set"),
+    ),
+    Case(
+        "platform-with-token-and-oidc",
+        edit(platform(), spec__oidc=oidc()),
+        ("spec", "exactly one of tokenSecretRef and oidc must be set"),
+    ),
+    Case(
+        "oidc-issuer-and-token-url",
+        edit(platform(), spec__tokenSecretRef=MISSING, spec__oidc=oidc(issuer="https://iam.org/")),
+        ("spec.oidc", "exactly one of issuer and tokenUrl must be set"),
+    ),
+    Case(
+        "oidc-without-refresh-token",
+        edit(platform(), spec__tokenSecretRef=MISSING, spec__oidc=oidc(refreshTokenSecretRef=None)),
+        ("spec.oidc.refreshTokenSecretRef", "Required value"),
+    ),
+    Case(
+        "oidc-unknown-client-auth",
+        edit(
+            platform(),
+            spec__tokenSecretRef=MISSING,
+            spec__oidc=oidc(clientAuthMethod="private_key_jwt"),
+        ),
+        ("spec.oidc.clientAuthMethod", 'Unsupported value: "private_key_jwt"'),
     ),
     # Immutable fields (update)
     Case(
@@ -564,6 +599,36 @@ def test_examples_are_accepted_and_round_trip(
         assert parse_object(stored).to_wire() == stored
         # ... and the server's defaults are exactly the model's defaults.
         assert parse_object(doc).to_wire()["spec"] == stored["spec"]
+
+
+def test_an_oidc_platform_is_accepted_with_its_defaults(
+    crds: list[str], api_client: client.ApiClient, namespace: str
+) -> None:
+    api = client.CustomObjectsApi(api_client)
+    issuer = edit(platform(), spec__tokenSecretRef=MISSING, spec__oidc=oidc(tokenUrl=None))
+    issuer["spec"]["oidc"]["issuer"] = "https://ska-iam.stfc.ac.uk/"
+    stored = cast(
+        Obj,
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, "skahaplatforms", issuer),
+    )
+    assert stored["spec"]["oidc"] == {
+        "issuer": "https://ska-iam.stfc.ac.uk/",
+        "clientId": "skaha-operator",
+        "clientAuthMethod": "client_secret_basic",
+        "refreshTokenSecretRef": {"name": "oidc", "key": "refreshToken"},
+        "writeBack": True,
+    }
+    assert parse_object(stored).to_wire() == stored
+    # Switching the credential is an edit like any other (docs/design.md §4.10).
+    switched = edit(stored, spec__oidc=MISSING, spec__tokenSecretRef={"name": "skaha-token"})
+    replaced = cast(
+        Obj,
+        api.replace_namespaced_custom_object(
+            GROUP, VERSION, namespace, "skahaplatforms", "p", switched
+        ),
+    )
+    assert "oidc" not in replaced["spec"]
+    assert replaced["metadata"]["generation"] == 2
 
 
 def retry_kubectl(kubectl: Any, *args: str, deadline_s: float = 60) -> str:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from skaha_operator.kubectl_skaha import compute_name, format_duration, table, time_left
+from skaha_operator.domain.skaha_platform import SkahaPlatform
+from skaha_operator.kubectl_skaha import (
+    Kube,
+    PluginError,
+    compute_name,
+    format_duration,
+    settings,
+    table,
+    time_left,
+)
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -58,3 +67,29 @@ def test_table_pads_columns_like_kubectl() -> None:
     out = io.StringIO()
     table([["NAME", "PHASE"], ["notebook", "Available"]], out)
     assert out.getvalue() == "NAME       PHASE\nnotebook   Available\n"
+
+
+def test_an_oidc_platform_has_no_token_to_borrow() -> None:
+    platform = SkahaPlatform.model_validate(
+        {
+            "apiVersion": "skaha.broker.dev/v1alpha1",
+            "kind": "SkahaPlatform",
+            "metadata": {"name": "srcnet", "namespace": "ns"},
+            "spec": {
+                "skaha": {"url": "https://s.example.org/skaha"},
+                "cavern": {"url": "https://s.example.org/arc", "user": "alice"},
+                "oidc": {
+                    "issuer": "https://iam.example.org/",
+                    "clientId": "c",
+                    "refreshTokenSecretRef": {"name": "oidc"},
+                },
+            },
+        }
+    )
+
+    class NoSecrets:
+        def secret(self, *args: object) -> str:
+            raise AssertionError("no Secret is read for an OIDC platform")
+
+    with pytest.raises(PluginError, match="SkahaPlatform srcnet uses an OIDC refresh token"):
+        settings(cast(Kube, NoSecrets()), platform)

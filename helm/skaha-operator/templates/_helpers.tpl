@@ -50,7 +50,9 @@ Sessions and SkahaPlatforms, the operator watches them and patches them (kopf's 
 a Session's parts are also created and deleted by the operator; every status is written with
 a JSON patch (reads go through the main resource); a platform's token Secret and notebook
 ConfigMaps are read, and the platform's Secrets are patched to carry the operator's finalizer
-while the platform exists (so release still has its token); kopf posts core/v1 Events.
+while the platform exists (so release still has its token) and, for an OIDC platform with
+writeBack, to store a refresh token the issuer rotated (docs/install.md §3.1); kopf posts
+core/v1 Events.
 */}}
 {{- define "skaha-operator.rules" -}}
 - apiGroups: ["skaha.broker.dev"]

@@ -8,6 +8,7 @@ SecretStr. Every URL the platform names is checked against the operator's allowe
 so nothing is read for it and nothing is sent (docs/threat-model.md). Entries expire so that a
 rotated token (or a removed label) is picked up; while Skaha refuses the token, each platform
 probe re-reads the Secret, so a fixed one is used at once (`token_changed`).
+An OIDC credential's token source outlives the entries (controllers/credentials.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from skaha_operator.controllers.credentials import CredentialBook
 from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import CredentialsNotMarked, Kube, SecretError
 from skaha_operator.platform.base import CallRecorder, make_timeout
@@ -68,6 +70,10 @@ class PlatformCache:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._images: dict[tuple[str, str], tuple[float, asyncio.Task[list[SkahaImage]]]] = {}
         self._closing: list[PlatformClients] = []  # dropped clients, closed at shut-down
+        # The token, or an OIDC token source that outlives the clients (controllers/credentials.py).
+        self.credentials = CredentialBook(
+            kube, on_call=on_call, http_timeout=http_timeout, ca_file=ca_file, hosts=hosts
+        )
 
     async def get(self, namespace: str, name: str) -> tuple[SkahaPlatform, PlatformClients] | None:
         """The platform object and its clients; None when the SkahaPlatform does not exist."""
@@ -129,8 +135,7 @@ class PlatformCache:
                 skaha_url=spec.skaha.url, cavern_url=spec.cavern.url, token=SecretStr(""),
                 hosts=refuse_all(refused),
             )  # fmt: skip
-        ref = spec.token_secret_ref
-        token = SecretStr(await self.kube.read_secret(ns, ref.name, ref.key))
+        token, token_source = await self.credentials.resolve(platform)
         # A forced version wins; otherwise what the platform probe read from /capabilities.
         probed = platform.status.api_version if platform.status else None
         version = ApiVersion(spec.skaha.api_version or probed or "v1")
@@ -148,6 +153,7 @@ class PlatformCache:
             rucio=await self._rucio(platform),
             timeout=make_timeout(self.http_timeout),
             hosts=self.hosts,
+            token_source=token_source,
             **extra,
         )
 
@@ -185,7 +191,14 @@ class PlatformCache:
         entry = self._entries.get((ns, name))
         if entry is None:
             return False
+        if platform.spec.oidc is not None:  # a new refresh token (or client secret) in the Secret
+            changed = await self.credentials.secret_changed(platform)
+            if changed:
+                self.forget(ns, name)
+            return changed
         ref = platform.spec.token_secret_ref
+        if ref is None:
+            return False
         try:
             token = await self.kube.read_secret(ns, ref.name, ref.key)
         except SecretError:
@@ -212,6 +225,7 @@ class PlatformCache:
         for _, task in self._images.values():
             task.cancel()
         self._images.clear()
+        await self.credentials.aclose()
 
 
 def platform_urls(platform: SkahaPlatform) -> list[tuple[str, str]]:
@@ -222,4 +236,6 @@ def platform_urls(platform: SkahaPlatform) -> list[tuple[str, str]]:
         urls.append(("spec.rucio.url", spec.rucio.url))
         if spec.rucio.auth_url:
             urls.append(("spec.rucio.authUrl", spec.rucio.auth_url))
+    if spec.oidc is not None:
+        urls.append(("spec.oidc", spec.oidc.issuer or spec.oidc.token_url or ""))
     return urls

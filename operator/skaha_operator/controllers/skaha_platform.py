@@ -14,15 +14,23 @@ token they need to release what they launched (docs/design.md §4.6).
 from __future__ import annotations
 
 import ssl
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
+from skaha_operator.controllers.credentials import credential_secret_names
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, plural_of
 from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import CredentialsNotMarked, SecretError
-from skaha_operator.platform.errors import AuthError, HostNotAllowed, SkahaError, Unavailable
+from skaha_operator.platform.errors import (
+    AuthError,
+    CredentialsRefused,
+    HostNotAllowed,
+    SkahaError,
+    Unavailable,
+)
 from skaha_operator.reconcile.checks import ProbeResult, decide_held_release, decide_platform
 
 # Kinds that name a platform in spec.platformRef (every part but the Session).
@@ -73,7 +81,7 @@ class SkahaPlatformController:
 
 
 def _secret_names(platform: SkahaPlatform) -> list[str]:
-    names = [platform.spec.token_secret_ref.name]
+    names = credential_secret_names(platform)
     rucio = platform.spec.rucio
     if rucio is not None and rucio.credentials_secret_ref is not None:
         names.append(rucio.credentials_secret_ref.name)
@@ -107,11 +115,16 @@ def _failed(reason: str, message: str) -> ProbeResult:
 
 
 async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
-    """Capabilities (API version) and context (resource options), as a ProbeResult.
+    """Capabilities (API version) and context (resource options), and the credential in use.
 
     Nothing is read or sent for a platform naming a host outside the allowed hosts, and
     nothing is sent with a Secret that is not marked for the operator (docs/threat-model.md).
     """
+    probe = await _probe(platform, ctx)
+    return replace(probe, credentials=ctx.platforms.credentials.view(platform))
+
+
+async def _probe(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
     refused = ctx.platforms.refusal(platform)
     if refused is not None:
         return _failed("HostNotAllowed", f"{refused}; no request was sent")
@@ -126,6 +139,10 @@ async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
         if ca is not None and f"/{ca.name} " in f"{exc} ":
             return _failed("CaBundleSecretMissing", f"CA bundle: {exc}")
         return _failed("TokenSecretMissing", str(exc))
+    except CredentialsRefused as exc:
+        # The OIDC issuer's own `error: error_description` (platform/oidc.py), bounded, scrubbed.
+        await ctx.platforms.token_changed(platform)
+        return _failed("Unauthorized", f"OIDC issuer: {exc.message}")
     except ssl.SSLError as exc:  # the CA bundle is not PEM
         return _failed("CaBundleInvalid", f"the CA bundle cannot be loaded: {exc}")
     except HostNotAllowed as exc:
@@ -135,7 +152,8 @@ async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
         await ctx.platforms.token_changed(platform)
         return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
     except Unavailable as exc:
-        return _failed("PlatformUnreachable", f"Skaha did not answer: {exc.message}")
+        who = "the OIDC issuer" if exc.service == "oidc" else "Skaha"
+        return _failed("PlatformUnreachable", f"{who} did not answer: {exc.message}")
     except SkahaError as exc:
         return _failed("ProbeFailed", str(exc))
     return ProbeResult(

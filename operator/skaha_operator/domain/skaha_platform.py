@@ -9,7 +9,7 @@ result of the last probe and may move back from Failed to Available.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,7 @@ from skaha_operator.domain.base import (
     CrdInfo,
     KindModel,
     PrinterColumn,
+    Rule,
     WireModel,
 )
 from skaha_operator.domain.common import (
@@ -30,6 +31,7 @@ from skaha_operator.domain.common import (
     duration_field,
     name_field,
 )
+from skaha_operator.domain.credentials import OidcCredentials, PlatformCredentials
 from skaha_operator.domain.status import PhasedStatus
 
 URL_PATTERN = r"^https?://[^\s]+$"
@@ -141,14 +143,28 @@ class CaBundleRef(WireModel):
 class SkahaPlatformSpec(WireModel):
     """Where the platform's services are and which Secret holds the token."""
 
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "has(self.tokenSecretRef) != has(self.oidc)",
+            "exactly one of tokenSecretRef and oidc must be set",
+        ),
+    )
+
     skaha: SkahaEndpoint = Field(description="The Skaha session service.")
     cavern: CavernEndpoint = Field(description="The Cavern file store.")
     rucio: RucioEndpoint | None = Field(None, description="Rucio, for Data with a rucio source.")
     srcnet: SrcnetEndpoint | None = Field(
         None, description="SRCNet Data Management, for Data with an srcnetStaging source."
     )
-    token_secret_ref: SecretKeyRef = Field(
-        description="Secret in this namespace holding the bearer token (key default: token)."
+    token_secret_ref: SecretKeyRef | None = Field(
+        None,
+        description="Secret in this namespace holding a static bearer token (key default: "
+        "token); exactly one of tokenSecretRef and oidc.",
+    )
+    oidc: OidcCredentials | None = Field(
+        None,
+        description="An OIDC refresh token exchanged for short-lived access tokens; exactly one "
+        "of tokenSecretRef and oidc.",
     )
     ca_bundle_secret_ref: CaBundleRef | None = Field(
         None,
@@ -181,6 +197,9 @@ class SkahaPlatformStatus(PhasedStatus):
         None, description="Interactive session cap from /context.", ge=0
     )
     last_probe_time: Timestamp | None = Field(None, description="When the platform was probed.")
+    credentials: PlatformCredentials | None = Field(
+        None, description="The credential in use at the last probe (no secret)."
+    )
 
 
 class SkahaPlatform(KindModel):

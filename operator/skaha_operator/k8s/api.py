@@ -289,6 +289,42 @@ class Kube:
                 raise ConflictError(f"Secret {namespace}/{name} changed while we held it") from None
             raise
 
+    async def replace_secret_key(
+        self, namespace: str, name: str, key: str, value: str, ours: Callable[[str], bool]
+    ) -> bool:
+        """Write one key of a Secret, only while it still holds a value `ours` recognises.
+
+        A read, then a patch of that key carrying the resourceVersion: a human's newer value is
+        never overwritten. False when the Secret is gone, holds a value not ours, or changed in
+        between; the message of any other failure names the Secret, never a value.
+        """
+        try:
+            secret = await _run(self.core.read_namespaced_secret, name, namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise SecretError(f"Secret {namespace}/{name} unreadable: HTTP {exc.status}") from None
+        current = (secret.data or {}).get(key)
+        if current is None or not ours(base64.b64decode(current).decode()):
+            return False
+        patch = {
+            "metadata": {"resourceVersion": secret.metadata.resource_version},
+            "data": {key: base64.b64encode(value.encode()).decode("ascii")},
+        }
+        try:
+            await _run(
+                self.core.patch_namespaced_secret,
+                name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+        except client.ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise SecretError(f"Secret {namespace}/{name} not written: HTTP {exc.status}") from None
+        return True
+
     async def read_config_map(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a ConfigMap in `namespace`; None when the ConfigMap or the key is missing."""
         try:

@@ -98,6 +98,12 @@ def host_guard(hosts: HostPolicy) -> Callable[[httpx.Request], Awaitable[None]]:
     return check
 
 
+def auth_secrets(auth: httpx.Auth | None) -> tuple[SecretStr, ...]:
+    """The secrets an auth object sends, when it says (a refreshed bearer token changes)."""
+    known = getattr(auth, "secrets", None)
+    return tuple(known()) if callable(known) else ()
+
+
 def make_http_client(
     base_url: str,
     *,
@@ -189,7 +195,8 @@ class ServiceClient:
         self._secrets.add(secret)
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, tuple(s.get_secret_value() for s in self._secrets))
+        secrets = (*self._secrets, *auth_secrets(self._http.auth))
+        return scrub(text, tuple(s.get_secret_value() for s in secrets))
 
     async def _request(
         self,

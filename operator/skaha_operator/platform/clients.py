@@ -3,7 +3,9 @@
 Each service gets its own pooled `httpx.AsyncClient` with explicit timeouts; `aclose()` closes
 all of them. The bearer token arrives as a `SecretStr` (read from a Kubernetes Secret by the
 caller) and is only ever unwrapped inside a request header, and only for a host the settings'
-`hosts` policy allows (`hosts.py`).
+`hosts` policy allows (`hosts.py`); or, for an OIDC credential, a `TokenSource` (platform/oidc.py)
+is asked for the current access token on every request. The source is shared and outlives the
+clients: its owner closes it, not `aclose()`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from skaha_operator.platform.base import (
 )
 from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, CavernClient
 from skaha_operator.platform.hosts import HostPolicy
+from skaha_operator.platform.oidc import TokenAuth, TokenSource
 from skaha_operator.platform.ports import CavernPort, RucioPort, SkahaPort
 from skaha_operator.platform.retry import RetryPolicy
 from skaha_operator.platform.rucio import RucioClient
@@ -48,7 +51,7 @@ class PlatformSettings:
 
     skaha_url: str
     cavern_url: str
-    token: SecretStr
+    token: SecretStr = field(default_factory=lambda: SecretStr(""))  # unused with token_source
     cavern_authority: str = DEFAULT_AUTHORITY
     api_version: ApiVersion = ApiVersion.V1
     rucio: RucioSettings | None = None
@@ -62,6 +65,8 @@ class PlatformSettings:
     # Checked before every request; None (a library default for tests and tools) checks nothing.
     # The operator always passes its --allowed-hosts policy (controllers/platforms.py).
     hosts: HostPolicy | None = None
+    # An OIDC credential: the bearer token comes from here per request (instead of `token`).
+    token_source: TokenSource | None = None
 
 
 @dataclass
@@ -94,7 +99,9 @@ class PlatformClients:
                 hosts=settings.hosts,
             )
 
-        bearer = BearerAuth(settings.token)
+        bearer: httpx.Auth = BearerAuth(settings.token)
+        if settings.token_source is not None:
+            bearer = TokenAuth(settings.token_source)
         skaha = SkahaClient(
             http(settings.skaha_url, bearer),
             token=settings.token,

@@ -81,6 +81,11 @@ class AuthError(Rejected):
     """401 or 403: the token is missing, unknown, expired or not authorised (§5)."""
 
 
+class CredentialsRefused(AuthError):
+    """The OIDC issuer refused to issue an access token (an OAuth2 `error` such as
+    `invalid_grant`: the refresh token is revoked or expired); a human must fix the Secret."""
+
+
 class Conflict(Rejected):
     """409: the resource already exists (Cavern DuplicateNode, Rucio DuplicateRule, §7–§8)."""
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from skaha_operator.domain.common import Phase, SessionType
+from skaha_operator.domain.credentials import PlatformCredentials
 from skaha_operator.domain.docker_container import DockerContainer, DockerContainerStatus
 from skaha_operator.domain.skaha_platform import (
     ResourceOptions,
@@ -75,6 +76,8 @@ class ProbeResult:
     max_interactive: int | None = None
     reason: str | None = None
     message: str | None = None
+    # The credential in use (its type, an OIDC access token's expiry); None leaves status as is.
+    credentials: PlatformCredentials | None = None
 
 
 def normalise_image(image: str) -> str:
@@ -273,7 +276,9 @@ def decide_platform(
             ok=False,
             reason="UnsupportedApiVersion",
             message=f"Skaha reports API version {probe.api_version!r}; supported: v0, v1",
+            credentials=probe.credentials,
         )
+    credentials = {"credentials": probe.credentials} if probe.credentials is not None else {}
     if not probe.ok:
         reason = probe.reason or "PlatformUnreachable"
         old = status.phase or Phase.INITIALIZING
@@ -289,7 +294,7 @@ def decide_platform(
             generation,
             stalled=reason in NEEDS_HUMAN,
             reenter=True,
-            changes={"last_probe_time": now},
+            changes={"last_probe_time": now, **credentials},
         )
         delay = poll_delay(elapsed, timing)
         if reason in NEEDS_HUMAN:
@@ -311,6 +316,7 @@ def decide_platform(
             "gpus": _options(probe.gpus, None),
             "max_interactive_sessions": probe.max_interactive,
             "last_probe_time": now,
+            **credentials,
         },
     )
     # Re-probe now and then: /context may change and a token may be revoked.

@@ -1,7 +1,8 @@
 """The aiohttp application: routes of every service plus the auth, error and fault middlewares.
 
 Auth follows `docs/platform-api.md` §5: `Authorization: Bearer <token>` mapped through the token
-table (read on every request, so `/_sim/tokens` revocations apply at once); missing or unknown →
+table (read on every request, so `/_sim/tokens` revocations apply at once) or the simulated
+issuer's live access tokens (`oidc_api.py`); missing, unknown or expired →
 401 with `WWW-Authenticate: Bearer`; a user outside `group_members` → 403 on Skaha; every
 authenticated reply carries `X-VO-Authenticated: <user>`. Middlewares, outermost first: job
 effects (`jobs.py`), request counting (`stats.py`), faults (`faults.py`), auth and errors.
@@ -24,6 +25,7 @@ from skaha_operator.simulator import (
     control_access,
     control_api,
     jobs,
+    oidc_api,
     pages,
     pypi,
     replies,
@@ -49,11 +51,16 @@ CAVERN_FILES = "/arc/files/"
 UNEXPECTED = "unexpected exception: java.lang.RuntimeException: "
 
 
+def _token_user(state: SimState, token: str) -> str | None:
+    """The user of a static token, or of a live access token the issuer gave (oidc_api.py)."""
+    return state.config.tokens.get(token) or state.oidc.user_of(token, state.clock.now())
+
+
 def _bearer_user(request: web.Request) -> str:
     state = state_of(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    user = state.config.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+    user = _token_user(state, token.strip()) if scheme.lower() == "bearer" else None
     if user is None:
         raise SimError(
             401, "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="skaha-simulator"'}
@@ -112,7 +119,7 @@ def _credential(request: web.Request) -> tuple[str | None, str | None]:
     state = state_of(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return token.strip(), state.config.tokens.get(token.strip())
+        return token.strip(), _token_user(state, token.strip())
     rucio_token = request.headers.get("X-Rucio-Auth-Token")
     if rucio_token:
         return rucio_token, state.rucio.peek_account(rucio_token)
@@ -260,4 +267,5 @@ def make_app(state: SimState) -> web.Application:
     control_api.add_routes(app)
     control_access.add_routes(app)
     cavern_seed.add_routes(app)
+    oidc_api.add_routes(app)
     return app

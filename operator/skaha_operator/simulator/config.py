@@ -127,6 +127,22 @@ class SimulatorConfig(BaseModel):
     ttl_interactive_s: float = Field(
         86400.0, ge=0, description="finished interactive sessions vanish after; fixed at launch"
     )
+    # OIDC issuer (oidc.py, docs/simulator.md): refresh tokens -> users, expiring access tokens
+    oidc_refresh_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="refresh token -> user; POST /oidc/token exchanges one for an access token",
+    )
+    oidc_clients: dict[str, str] | None = Field(
+        None,
+        description="client_id -> client secret ('' = a public client); None = any client_id, "
+        "no secret checked",
+    )
+    access_token_ttl_s: float = Field(
+        3600.0, gt=0, description="lifetime of issued access tokens (expires_in), simulator clock"
+    )
+    oidc_rotate_refresh_tokens: bool = Field(
+        False, description="each refresh answers a new refresh token and retires the one used"
+    )
     # Cavern (§7)
     cavern_authority: str = "cadc.nrc.ca~arc"
     cavern_root: Path | None = Field(None, description="backing directory; None = a temp dir")
@@ -187,6 +203,9 @@ class SimulatorConfig(BaseModel):
     # Faults
     faults: list[FaultRule] = Field(default_factory=list)
 
+
+# Fields holding credentials: never shown by GET /_sim/config.
+SECRET_FIELDS = frozenset({"tokens", "oidc_refresh_tokens", "oidc_clients"})
 
 # A demo payload; manifests/examples/notebook-session.yaml names it with its sha256.
 DEFAULT_FILES: dict[str, str] = {

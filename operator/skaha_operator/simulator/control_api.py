@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from skaha_operator.simulator import replies
 from skaha_operator.simulator.clock import iso_utc
-from skaha_operator.simulator.config import FaultRule, SimulatorConfig
+from skaha_operator.simulator.config import SECRET_FIELDS, FaultRule, SimulatorConfig
 from skaha_operator.simulator.errors import SimError
 from skaha_operator.simulator.rucio_store import RuleState
 from skaha_operator.simulator.sessions import Phase
@@ -186,14 +186,15 @@ async def force_rule(request: web.Request) -> web.Response:
 
 
 def config_doc(state: SimState) -> dict[str, Any]:
-    """The config without tokens, plus `job_runner`: how headless sessions run, and why."""
-    doc = state.config.model_dump(mode="json", exclude={"tokens"})
+    """The config without credentials, plus `job_runner`: how headless sessions run, and why."""
+    doc = state.config.model_dump(mode="json", exclude=set(SECRET_FIELDS))
     doc["job_runner"] = state.jobs.status.to_json()
     return doc
 
 
 async def get_config(request: web.Request) -> web.Response:
-    """GET /_sim/config (tokens are not shown; `job_runner` is read-only)."""
+    """GET /_sim/config (tokens, refresh tokens and client secrets are not shown; `job_runner`
+    is read-only)."""
     return web.json_response(config_doc(state_of(request)))
 
 

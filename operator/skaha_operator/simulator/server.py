@@ -26,6 +26,12 @@ from skaha_operator.simulator.containers import ContainerRunner, RunnerStatus, d
 from skaha_operator.simulator.control_access import revoke_token, set_token
 from skaha_operator.simulator.control_api import launch_docs, parse_phase, patch_config
 from skaha_operator.simulator.faults import FaultBook
+from skaha_operator.simulator.oidc_api import (
+    revoke_refresh_token,
+    set_refresh_token,
+    summary,
+)
+from skaha_operator.simulator.oidc_store import OidcStore
 from skaha_operator.simulator.rucio_store import RucioStore
 from skaha_operator.simulator.skaha_api import session_docs
 from skaha_operator.simulator.state import SimState
@@ -56,6 +62,11 @@ class RunningSimulator:
     def rucio_url(self) -> str:
         """Rucio base (`…/rucio`)."""
         return f"{self.base_url}/rucio"
+
+    @property
+    def oidc_issuer(self) -> str:
+        """The simulated OIDC issuer (`…/oidc`; discovery under it, token endpoint `…/token`)."""
+        return f"{self.base_url}/oidc"
 
 
 class ThreadHandle:
@@ -97,6 +108,7 @@ class Simulator:
             cavern=cavern,
             rucio=RucioStore(self.config, self.clock),
             faults=FaultBook(self.config.faults, self.config.seed),
+            oidc=OidcStore(self.config.seed),
         )
         cavern_seed.seed(cavern, self.config.cavern_seed)
         # Headless sessions as containers where an engine exists (job_mode), else emulated.
@@ -154,6 +166,22 @@ class Simulator:
     def revoke_token(self, token: str) -> None:
         """Revoke a bearer token: later calls with it are 401 (as `DELETE /_sim/tokens/…`)."""
         revoke_token(self.state, token)
+
+    def set_refresh_token(self, token: str, user: str) -> None:
+        """Add or re-point an OIDC refresh token (as `PUT /_sim/oidc/refresh-tokens/{token}`)."""
+        set_refresh_token(self.state, token, user)
+
+    def revoke_refresh_token(self, token: str) -> None:
+        """Revoke an OIDC refresh token: its next use is `invalid_grant` (as `DELETE …`)."""
+        revoke_refresh_token(self.state, token)
+
+    def revoke_access_tokens(self, user: str | None = None) -> int:
+        """Refuse every live access token, or one user's (as `DELETE /_sim/oidc/access-tokens`)."""
+        return self.state.oidc.revoke_access(user)
+
+    def oidc(self) -> dict[str, Any]:
+        """Refresh and access tokens per user, grants by outcome (as `GET /_sim/oidc`)."""
+        return summary(self.state)
 
     def stats(self, **filters: str) -> dict[str, Any]:
         """Request counts (as `GET /_sim/stats`); filters: method, route, token, user, outcome."""

@@ -16,6 +16,7 @@ from skaha_operator.simulator.clock import SimClock
 from skaha_operator.simulator.config import SimulatorConfig
 from skaha_operator.simulator.faults import FaultBook, FaultPlan
 from skaha_operator.simulator.jobs import JobRunner
+from skaha_operator.simulator.oidc_store import OidcStore
 from skaha_operator.simulator.rucio_store import RucioStore
 from skaha_operator.simulator.stats import RequestStats
 from skaha_operator.simulator.store import SessionStore
@@ -33,6 +34,7 @@ class SimState:
     faults: FaultBook
     jobs: JobRunner = field(default_factory=JobRunner)
     stats: RequestStats = field(default_factory=RequestStats)
+    oidc: OidcStore = field(default_factory=OidcStore)
     served_url: str = field(default="http://127.0.0.1")
 
     @property

@@ -4,6 +4,7 @@ poll counts. Counts only, never times (docs/performance.md has the figures and t
 
 The floor per Session is 14 writes (3 creates, 6 guarded status writes, 5 Events) and 2 Skaha
 calls (one launch, one poll); the targets are at most 1.5x the floor's writes and 4 Skaha calls.
+Releasing them afterwards costs one DELETE each and at most one Skaha listing per Session.
 """
 
 from __future__ import annotations
@@ -105,9 +106,26 @@ def test_happy_path_costs_per_session(
         wait_for(f"{N} Sessions Running", all_running, timeout=120)
         calls = operator_calls(url) - calls_before
         after = _quiet(controlplane)
+        computes = _items(api_client, namespace, "computes")  # their poll counts, kept
+        # Then release them all: what deleting costs at Skaha (counted apart from the above).
+        release_before = operator_calls(url)
+        for i in range(N):
+            client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, "sessions", f"s{i}"
+            )
+        wait_for(
+            "Sessions and parts gone",
+            lambda: (
+                not any(
+                    _items(api_client, namespace, p)
+                    for p in ("sessions", "computes", "dockercontainers")
+                )
+            ),
+            timeout=120,
+        )
+        released = operator_calls(url) - release_before
         assert proc.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
     cost = ApiCost.between(before, after)
-    computes = _items(api_client, namespace, "computes")
     polls = sum((c.get("status") or {}).get("polls") or 0 for c in computes)
     launches = sum(v for (m, r, _), v in calls.items() if m == "POST" and r == "/v1/session")
     images = sum(v for (m, route, _), v in calls.items() if route == "/v1/image")
@@ -127,3 +145,8 @@ def test_happy_path_costs_per_session(
     assert launches == N, calls
     assert images <= 2, calls
     assert (launches + images + polls) / N <= 4, (calls, polls)
+    # Release: one DELETE each, and at most one Skaha listing per Session (a launch sent once
+    # with its id recorded needs none: nothing else can carry its name).
+    listings = sum(v for (m, r, _), v in released.items() if (m, r) == ("GET", "/v1/session"))
+    assert sum(v for (m, r, _), v in released.items() if m == "DELETE") == N, released
+    assert listings <= N, released

@@ -121,8 +121,16 @@ class ComputeController:
             view, reachable = None, clients is not None
             abandon = abandoned(compute.model_dump(by_alias=True), platform_body)
             if clients is not None and launch is not None and launch.pending_since is not None:
+                # One request sent and its id recorded: nothing else can carry our name
+                # (docs/design.md §4.3), so the look by id is the whole picture and a release
+                # costs no listing; otherwise list what carries our name.
+                by_id_only = bool(launch.id) and (launch.attempts or 1) <= 1
                 try:
-                    view, _ = await skaha_sessions.observe(clients, launch, base, listing=True)
+                    view, _ = await skaha_sessions.observe(
+                        clients, launch, base, listing=not by_id_only
+                    )
+                    if by_id_only:
+                        view = dataclasses.replace(view, listed=())
                 except (Unavailable, AuthError):
                     # A passing fault is retried; but a platform whose own probe says it is
                     # unusable (gone, refusing our token), or one a person abandoned, leaves

@@ -64,6 +64,7 @@ def _run(args: argparse.Namespace, hosts: HostPolicy) -> int:
         resync_interval=args.resync,
         http_timeout=args.http_timeout,
         ca_bundle=args.ca_bundle,
+        allowed_hosts=hosts,
     )
     if args.downloader_image:
         config.downloader_image = args.downloader_image

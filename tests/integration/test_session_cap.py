@@ -160,7 +160,9 @@ def test_seven_notebooks_against_a_cap_of_five_queue_then_launch(
             return available, waiting
         return None
 
-    available, waiting = wait_for("5 Available and 2 queued in order", settled, 300, every=0.5)
+    available_names, waiting = wait_for(
+        "5 Available and 2 queued in order", settled, 300, every=0.5
+    )
     for name, _ in waiting:
         compute = status(api_client, namespace, "Compute", f"{name}-compute")
         assert compute["phase"] == "Preparing"
@@ -173,32 +175,37 @@ def test_seven_notebooks_against_a_cap_of_five_queue_then_launch(
     assert len(live(sim, user)) == 5
     assert (launches(sim, user, "200"), launches(sim, user, "400")) == (5, 0)
 
-    # Two slots free: both queued Sessions launch, first in the queue first.
-    for name in available[:2]:
+    # Two slots free, one after the other: the first in the queue launches first while the
+    # second moves up to place 1, then the second launches too.
+    first, second = (name for name, _ in waiting)
+
+    def free_a_slot(name: str) -> None:
         delete(api_client, namespace, "Session", name)
-    rest = [n for n in names if n not in available[:2]]
+        wait_for(f"{name} gone", lambda: get(api_client, namespace, "Session", name) is None, 120)
 
-    def all_available() -> bool:
-        sessions = seen.sessions()
-        return all(sessions[n].get("phase") == "Available" for n in rest)
+    def available(name: str) -> bool:
+        return seen.sessions()[name].get("phase") == "Available"
 
-    wait_for("the queued Sessions Available", all_available, 120, every=0.5)
-    for name in available[:2]:
-        wait_for(
-            f"{name} gone", lambda n=name: get(api_client, namespace, "Session", n) is None, 90
-        )
+    def moved_up() -> bool:
+        compute = seen.computes()[second]
+        return available(first) and place(compute.get("message")) == 1
+
+    free_a_slot(available_names[0])
+    wait_for(f"{first} Available and {second} at place 1", moved_up, 120, every=0.5)
+    assert status(api_client, namespace, "Compute", f"{second}-compute")["reason"] == QUEUED
+    free_a_slot(available_names[1])
+    wait_for(f"{second} Available", lambda: available(second), 120, every=0.5)
+
+    rest = [n for n in names if n not in available_names[:2]]
+    assert all(seen.sessions()[n].get("phase") == "Available" for n in rest)
     seen.computes()
     assert not seen.ever & TERMINAL
     # Seven launches, each sent once, none refused by Skaha.
     assert (launches(sim, user, "200"), launches(sim, user, "400")) == (7, 0)
     assert len(live(sim, user)) == 5
-    first, second = (name for name, _ in waiting)
-    launched = {
-        n: status(api_client, namespace, "Compute", f"{n}-compute")["launch"]
-        for n in (first, second)
-    }
-    assert all(launch["attempts"] == 1 for launch in launched.values())
-    assert launched[first]["pendingSince"] <= launched[second]["pendingSince"]
+    for name in (first, second):
+        launch = status(api_client, namespace, "Compute", f"{name}-compute")["launch"]
+        assert launch["attempts"] == 1
 
 
 def test_a_cap_refusal_from_skaha_waits_then_launches(

@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
+from skaha_operator.controlplane.kit import MARKED
 from skaha_operator.simulator import Simulator
 from tests.integration.operator_harness import create, get, phase, platform_objects, wait_for
 
@@ -164,7 +165,8 @@ def test_missing_registry_secret_waits_without_a_marker_then_launches_once(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "regcred"},
+            # Opted in for the operator, as every credentials Secret must be.
+            "metadata": {"name": "regcred", "labels": dict(MARKED)},
             "stringData": {"username": "alice", "password": "registry-pass"},
         },
     )

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubernetes import client
@@ -153,6 +153,73 @@ class Kube:
                 _content_type="application/json-patch+json",
             )
         except client.ApiException as exc:
+            if exc.status in (409, 422) and _is_conflict(exc):
+                self._on_conflict(str(observed.get("kind", plural)))
+                raise ConflictError(f"{plural}/{meta['name']} changed while we decided") from None
+            raise
+        self.on_stored(plural, stored)
+        return stored
+
+    async def add_finalizer(
+        self, plural: str, observed: dict[str, Any], finalizer: str
+    ) -> dict[str, Any]:
+        """Put our finalizer on an object before anything is launched for it; the stored body.
+
+        A JSON patch guarded like a status write: the finalizer list must still be the one we
+        saw (or, when there was none, nothing at all changed), so another writer's finalizer is
+        never dropped. A stale view raises `ConflictError`.
+        """
+        meta = observed["metadata"]
+        current = meta.get("finalizers")
+        if current is not None and finalizer in current:
+            return observed
+        if current is None:
+            rv = meta["resourceVersion"]
+            ops = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+            ]
+        else:
+            ops = [
+                {"op": "test", "path": "/metadata/finalizers", "value": list(current)},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
+            ]
+        stored = await self._patch_meta(plural, observed, ops)
+        if stored is None:
+            raise ConflictError(f"{plural}/{meta['name']} is gone")
+        return stored
+
+    async def remove_finalizer(self, plural: str, observed: dict[str, Any], finalizer: str) -> None:
+        """Let a released object go: remove our finalizer (guarded by its place in the list)."""
+        meta = observed["metadata"]
+        current = list(meta.get("finalizers") or [])
+        if finalizer not in current:
+            return
+        at = current.index(finalizer)
+        ops = [
+            {"op": "test", "path": f"/metadata/finalizers/{at}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+        ]
+        await self._patch_meta(plural, observed, ops)
+
+    async def _patch_meta(
+        self, plural: str, observed: dict[str, Any], ops: Sequence[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        meta = observed["metadata"]
+        try:
+            stored: dict[str, Any] = await _run(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                plural,
+                meta["name"],
+                ops,
+                _content_type="application/json-patch+json",
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
             if exc.status in (409, 422) and _is_conflict(exc):
                 self._on_conflict(str(observed.get("kind", plural)))
                 raise ConflictError(f"{plural}/{meta['name']} changed while we decided") from None

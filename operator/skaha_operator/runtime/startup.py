@@ -1,9 +1,12 @@
-"""Operator start-up and clean-up: kopf settings under our API group, shared state in memo.
+"""Operator start-up and clean-up: kopf settings, shared state in memo, shards, resync sweeps.
 
-The finalizer lives under `skaha.broker.dev` so it is recognisably ours (docs/kubernetes-notes.md §5). kopf's
-progress and diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status
-schema; requeues are in-memory timers (runtime/requeue.py) and observed objects come from a
-watch-fed cache (runtime/watch.py): see docs/performance.md for what each saves.
+The finalizer lives under `skaha.broker.dev` so it is recognisably ours (docs/kubernetes-notes.md
+§5), and the runtime, not kopf, puts it on and takes it off (runtime/driver.py); kopf is given a
+finalizer name of its own that no handler requires, so it never writes one. kopf's progress and
+diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status schema;
+requeues are in-memory timers (runtime/requeue.py), the resync is a sweep over the watch-fed cache
+(runtime/resync.py, runtime/watch.py), and the shards this replica steps are held on Leases
+(runtime/shards.py): see docs/performance.md for what each saves.
 """
 
 from __future__ import annotations
@@ -21,15 +24,23 @@ from skaha_operator.controllers.context import Context, OperatorConfig
 from skaha_operator.controllers.platforms import PlatformCache
 from skaha_operator.controllers.registry import CONTROLLERS
 from skaha_operator.k8s.api import Kube, make_api_client
+from skaha_operator.k8s.leases import Leases
 from skaha_operator.k8s.objects import ObjectCache
 from skaha_operator.platform.base import CallRecord
 from skaha_operator.runtime.driver import step_once
 from skaha_operator.runtime.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
 from skaha_operator.runtime.requeue import Key, Runner
+from skaha_operator.runtime.resync import resync_forever
+from skaha_operator.runtime.shards import LeaseConfig, LeaseShards, default_identity
 from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import observe_event
 
 API_THREADS = 16
+# A platform is probed again now and then: options and the API version can change under us.
+PLATFORM_RESYNC = 300.0
+# kopf's own finalizer name: no handler of ours requires one, so kopf never writes it (and never
+# touches ours, docs/design.md §4.6).
+KOPF_FINALIZER = f"{GROUP}/kopf"
 
 
 def _record_call(call: CallRecord) -> None:
@@ -40,11 +51,14 @@ def _record_call(call: CallRecord) -> None:
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and build the shared clients."""
     config = getattr(memo, "config", None) or OperatorConfig()
-    settings.persistence.finalizer = config.finalizer
+    leases: LeaseConfig | None = getattr(memo, "leases", None)
+    settings.persistence.finalizer = KOPF_FINALIZER
     progress, diffbase = MemoryProgressStorage(prefix=GROUP), MemoryDiffBaseStorage(prefix=GROUP)
     settings.persistence.progress_storage = progress
     settings.persistence.diffbase_storage = diffbase
     settings.posting.reporting_component = "skaha-operator"
+    # Events name the replica that wrote them (e.g. which one launched a Compute).
+    settings.posting.reporting_instance = (leases.identity if leases else default_identity())[:128]
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Our own CAS retries are short; kopf's default 60 s backoff for unexpected errors is too slow.
@@ -72,6 +86,33 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         st.requeuer.register(controller.plural, _runner(controller, st))
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
     memo.state = st
+    if leases is not None:
+        lease_api = Leases(make_api_client(), leases.namespace)
+        st.shards = LeaseShards(leases, lease_api, lambda shards: _take_over(st, shards))
+        # Before kopf lists and hands over the objects: what is held now is stepped by the
+        # handlers directly, what comes later by the takeover.
+        await st.shards.start()
+    loop = asyncio.get_running_loop()
+    for controller in CONTROLLERS:
+        plural = controller.plural
+        interval = PLATFORM_RESYNC if plural == "skahaplatforms" else config.resync_interval
+        st.background.append(
+            loop.create_task(resync_forever(st, plural, interval), name=f"resync-{plural}")
+        )
+
+
+def _take_over(st: OperatorState, shards: frozenset[int]) -> None:
+    """Shards became ours: step every cached object in them now (runtime/shards.py)."""
+    if not isinstance(st.shards, LeaseShards):
+        return
+    count = 0
+    for controller in CONTROLLERS:
+        for body in st.ctx.cache.each(controller.plural):
+            meta = body["metadata"]
+            if st.shards.shard(str(meta["namespace"]), body) in shards:
+                st.requeuer.schedule((controller.plural, meta["namespace"], meta["name"]), 0.0)
+                count += 1
+    metrics.TAKEOVER_STEPS.inc(count)
 
 
 def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -82,10 +123,7 @@ def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> 
 
 def _runner(controller: Controller, st: OperatorState) -> Runner:
     async def run(key: Key) -> float | None:
-        body = await st.ctx.cache.get(*key)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-            return None  # gone, or the delete handler drives it now
-        return (await step_once(controller, st, key, body)).requeue_after
+        return await step_once(controller, st, key)
 
     return run
 
@@ -127,9 +165,13 @@ async def probe_api(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
 
 @kopf.on.cleanup()
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    """Close the platform clients."""
+    """Stop the sweeps, release the shards, cancel the wake-ups, close the clients."""
     st = getattr(memo, "state", None)
     if isinstance(st, OperatorState):
+        for task in st.background:
+            task.cancel()
+        await asyncio.gather(*st.background, return_exceptions=True)
         await st.requeuer.aclose()
+        await st.shards.aclose()  # stepped nothing since: released at once, for others to take
         await st.ctx.platforms.aclose()
         st.ctx.kube.api.close()

@@ -1,10 +1,12 @@
-"""What the runtime keeps for the operator's lifetime: the controllers' context and the wake-ups.
+"""What the runtime keeps for the operator's lifetime: the controllers' context, the wake-ups and
+the shards this replica holds.
 
 Created at start-up, kept in kopf's `memo` (no module globals), closed at clean-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,14 +15,19 @@ import kopf
 
 from skaha_operator.controllers.context import Context
 from skaha_operator.runtime.requeue import Requeuer
+from skaha_operator.runtime.shards import AllShards, Shards
 
 
 @dataclass
 class OperatorState:
-    """The controllers' context, the in-memory wake-ups and kopf's in-memory bookkeeping."""
+    """The controllers' context, the in-memory wake-ups, the shards held and kopf's in-memory
+    bookkeeping."""
 
     ctx: Context
     requeuer: Requeuer = field(default_factory=Requeuer)
+    shards: Shards = field(default_factory=AllShards)
+    # Long-running tasks of the runtime (resync sweeps), cancelled at clean-up.
+    background: list[asyncio.Task[None]] = field(default_factory=list)
     # kopf bookkeeping kept in memory (runtime/persistence.py): told when an object is deleted.
     forgetters: list[Callable[[str], None]] = field(default_factory=list)
 

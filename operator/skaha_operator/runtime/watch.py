@@ -10,7 +10,11 @@ back to a GET.
 Wake-ups replace waiting for the next requeue: a part whose state a Session shows (phase, reason,
 message, Ready/Stalled, connectors) wakes its Session; a DockerContainer, JupyterNotebook, Storage
 or Data whose phase changed wakes the Computes that use it. Wake-ups are scheduled a moment later
-so that a burst of events coalesces into one step (runtime/requeue.py).
+so that a burst of events coalesces into one step (runtime/requeue.py). An object whose deletion
+has begun is stepped at once: its release is the same step (runtime/driver.py).
+
+Every replica caches every object, the shards it does not hold included (runtime/shards.py): a
+wake-up of an object another replica holds is dropped by the step.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ def observe_event(
     if not ns or not name:
         return
     cache = st.ctx.cache
+    if event_type != "DELETED" and _deleting(body) and not meta.get("finalizers"):
+        # The body our own finalizer removal stored: the object is gone (its DELETED event may
+        # already have been handled; caching this body would bring back a ghost).
+        event_type = "DELETED"
     if event_type == "DELETED":
         old = cache.peek(plural, ns, name)
         cache.drop(plural, ns, name)
@@ -52,6 +60,9 @@ def observe_event(
     else:
         old = cache.put(plural, body)
         changed = old is None or part_view(old) != part_view(body)
+        if _deleting(body) and (old is None or not _deleting(old)):
+            # Release is the same step; nothing else calls it (runtime/register.py).
+            st.requeuer.schedule((plural, ns, name), 0.0)
     if not changed:
         return
     if plural in PART_PLURALS:
@@ -69,6 +80,10 @@ def observe_event(
     if kind is not None and old_phase != new_phase:
         for compute in cache.users(ns, kind, name):
             st.requeuer.schedule(("computes", ns, compute), WAKE_DELAY)
+
+
+def _deleting(body: dict[str, Any]) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _wake_dependents(ns: str, platform: str, st: OperatorState) -> None:

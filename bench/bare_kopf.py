@@ -107,7 +107,7 @@ async def compute_created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     sid = await memo.skaha.skaha.create_session(params)
     while (await memo.skaha.skaha.get_session(sid)).status != "Running":
         await asyncio.sleep(0.1)
-    patch.status.update(phase="Running", sessionId=sid)
+    patch.status.update(phase="Running", launch={"id": sid})
     kopf.info(body, reason="SessionRunning", message="Preparing->Running")
     session = body.metadata.labels["bare/session"]
     await _run(

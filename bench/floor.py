@@ -113,8 +113,8 @@ async def floor_one(
     cname = compute["metadata"]["name"]
     skaha_name = "flr-" + compute["metadata"]["uid"].replace("-", "")[:32]
     marker = _status(
-        "Preparing", "Launching", "launching", False, sessionName=skaha_name,
-        launchPendingSince=_now(), launchAttempts=1,
+        "Preparing", "Launching", "launching", False,
+        launch={"name": skaha_name, "pendingSince": _now(), "attempts": 1},
     )  # fmt: skip
     compute = await api.patch_status("computes", ns, cname, _first(compute, marker))
     await api.event(ns, compute, "Launching", "Initializing->Preparing: Launching")
@@ -124,11 +124,11 @@ async def floor_one(
         .get("command"), env=dict(spec["compute"]["template"].get("env") or {}),
     )  # fmt: skip
     session_id = await skaha.skaha.create_session(params)
-    launched = {**marker, "sessionId": session_id, "reason": "Launched"}
+    launched = {**marker, "launch": {**marker["launch"], "id": session_id}, "reason": "Launched"}
     compute = await api.patch_status("computes", ns, cname, _next(compute, launched))
     while (await skaha.skaha.get_session(session_id)).status != "Running":
         await asyncio.sleep(0.1)
-    running = _status("Running", "SessionRunning", "running", True, sessionId=session_id)
+    running = _status("Running", "SessionRunning", "running", True, launch=launched["launch"])
     compute = await api.patch_status("computes", ns, cname, _next(compute, running))
     await api.event(ns, compute, "SessionRunning", "Preparing->Running: SessionRunning")
     usable = _status("Running", "SessionRunning", "the session is running", True)

@@ -21,10 +21,9 @@ from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
+from skaha_operator.controlplane.kit import create, install_crds, operator_process, platform_objects
 from skaha_operator.controlplane.processes import free_port
 from skaha_operator.simulator import Simulator, SimulatorConfig
-from tests.integration.conftest import install_crds
-from tests.integration.operator_harness import create, operator_process, platform_objects
 
 SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.e+]+)$")
 LABEL = re.compile(r'(\w+)="([^"]*)"')

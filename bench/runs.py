@@ -27,8 +27,8 @@ from bench.floor import floor_one
 from bench.happy_path import api_client, session
 from bench.kapi import KubeApi
 from bench.measure import (
-    ApiCost,
     WRITE_VERBS,
+    ApiCost,
     ApiSnapshot,
     cpu_seconds,
     memory_kib,
@@ -37,9 +37,9 @@ from bench.measure import (
 )
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
+from skaha_operator.controlplane.kit import create, operator_process, platform_objects
 from skaha_operator.controlplane.processes import free_port
 from skaha_operator.platform.clients import PlatformClients, PlatformSettings
-from tests.integration.operator_harness import create, operator_process, platform_objects
 
 USABLE = frozenset({"Available", "Running"})
 SETTLE_S = 2.0  # trailing writes (the last Events, summaries) after the last Session is usable
@@ -217,8 +217,15 @@ def run_operator(
         procs = [
             stack.enter_context(
                 operator_process(
-                    cp, workdir / f"operator-{ns}.log", *OPERATOR_ARGS, "-n", ns,
-                    "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+                    cp,
+                    workdir / f"operator-{ns}.log",
+                    *OPERATOR_ARGS,
+                    "-n",
+                    ns,
+                    "--metrics-port",
+                    str(port),
+                    "--metrics-address",
+                    "127.0.0.1",
                 )  # fmt: skip
             )
             for ns, port in zip(namespaces, ports, strict=True)
@@ -315,4 +322,3 @@ def run_bare(
     if calls_file.exists():
         result.calls = Counter(json.loads(calls_file.read_text()))
     return result
-

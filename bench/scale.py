@@ -23,8 +23,8 @@ from bench.happy_path import api_client
 from bench.report import render, write_section
 from bench.runs import Result, run_bare, run_floor, run_operator
 from skaha_operator.controlplane import ControlPlane
+from skaha_operator.controlplane.kit import install_crds
 from skaha_operator.controlplane.processes import free_port
-from tests.integration.conftest import install_crds
 
 SIM_CONFIG = {
     "tokens": {"tok-alice": "alice"},

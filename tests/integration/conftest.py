@@ -8,16 +8,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from skaha_operator.controlplane import ControlPlane, binary
+from skaha_operator.controlplane.kit import install_crds
 from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.integration.operator_harness import operator_process
 
@@ -63,40 +62,6 @@ def kubectl(controlplane: ControlPlane) -> Kubectl:
         )
 
     return run
-
-
-def _wait_established(ext: client.ApiextensionsV1Api, name: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        crd = ext.read_custom_resource_definition(name)
-        conditions = (crd.status and crd.status.conditions) or []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"CRD {name} not Established within {timeout}s")
-
-
-def install_crds(api: client.ApiClient, paths: list[Path]) -> list[str]:
-    """Create (or replace) each CRD file and wait until every one is Established."""
-    ext = client.ApiextensionsV1Api(api)
-    names = []
-    for path in paths:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc:
-                continue
-            name = doc["metadata"]["name"]
-            try:
-                current = ext.read_custom_resource_definition(name)
-                doc["metadata"]["resourceVersion"] = current.metadata.resource_version
-                ext.replace_custom_resource_definition(name, doc)
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-                ext.create_custom_resource_definition(doc)
-            names.append(name)
-    for name in names:
-        _wait_established(ext, name)
-    return names
 
 
 @pytest.fixture(scope="session")

@@ -3,61 +3,22 @@ with the simulator serving Skaha in this test process. Shared by the lifecycle t
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
-from skaha_operator.controlplane import ControlPlane
+from skaha_operator.controlplane.kit import (  # noqa: F401 (shared with bench/)
+    TOKEN,
+    create,
+    operator_process,
+    platform_objects,
+)
+from skaha_operator.domain.kinds import plural_of
 from skaha_operator.simulator import Simulator
-
-TOKEN = "tok-alice"
-
-
-@contextmanager
-def operator_process(
-    cp: ControlPlane, log: Path, *extra: str, kubeconfig: Path | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator as a child process (as admin, or as `kubeconfig` says); SIGTERM then SIGKILL."""
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig or cp.kubeconfig)}
-    argv = [
-        sys.executable,
-        "-m",
-        "skaha_operator",
-        "run",
-        "--poll-base",
-        "0.3",
-        "--poll-cap",
-        "2",
-        "--resync",
-        "15",
-        "--http-timeout",
-        "3",
-        "--adopt-grace",
-        "6",
-        *extra,
-    ]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
@@ -72,51 +33,11 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
 
 
-def platform_objects(namespace: str, skaha_base: str) -> list[dict[str, Any]]:
-    """A token Secret and a SkahaPlatform pointing at the simulator."""
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "skaha-token"},
-            "stringData": {"token": TOKEN},
-        },
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "SkahaPlatform",
-            "metadata": {"name": "local"},
-            "spec": {
-                "skaha": {"url": f"{skaha_base}/skaha"},
-                "cavern": {"url": f"{skaha_base}/arc", "user": "alice"},
-                "tokenSecretRef": {"name": "skaha-token", "key": "token"},
-            },
-        },
-    ]
-
-
-PLURALS = {
-    "SkahaPlatform": "skahaplatforms",
-    "DockerContainer": "dockercontainers",
-    "Compute": "computes",
-    "Session": "sessions",
-}
-
-
-def create(api: client.ApiClient, namespace: str, obj: dict[str, Any]) -> None:
-    """Create a Secret or one of our objects."""
-    if obj["kind"] == "Secret":
-        client.CoreV1Api(api).create_namespaced_secret(namespace, obj)
-        return
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURALS[obj["kind"]], obj
-    )
-
-
 def get(api: client.ApiClient, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
     """One of our objects, or None."""
     try:
         obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURALS[kind], name
+            GROUP, VERSION, namespace, plural_of(kind), name
         )
     except client.ApiException as exc:
         if exc.status == 404:
@@ -129,6 +50,23 @@ def phase(api: client.ApiClient, namespace: str, kind: str, name: str) -> str | 
     """status.phase of one object."""
     obj = get(api, namespace, kind, name)
     return ((obj or {}).get("status") or {}).get("phase")
+
+
+def status(api: client.ApiClient, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    """The status of one of our objects ({} when it has none or is gone)."""
+    return ((get(api, namespace, kind, name) or {}).get("status")) or {}
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    """One condition of a status ({} when absent)."""
+    return next((c for c in st.get("conditions") or [] if c.get("type") == type_), {})
+
+
+def delete(api: client.ApiClient, namespace: str, kind: str, name: str) -> None:
+    """Delete one of our objects (its finalizer then releases what it holds)."""
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural_of(kind), name
+    )
 
 
 class Watcher:

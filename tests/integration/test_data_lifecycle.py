@@ -241,7 +241,7 @@ def test_restart_during_a_pending_download_does_not_launch_a_second_job(
     finally:
         sim.clear_faults()
     assert len(jobs_of(sim, uid)) == 1
-    assert st["jobAttempts"] == 1
+    assert st["job"]["attempts"] == 1
     assert st["job"]["id"] == jobs_of(sim, uid)[0]
     assert cavern(sim, f"home/alice/restart/{namespace}/f.bin").read_bytes() == payload
 

@@ -1,4 +1,5 @@
-"""The interactive-session cap (docs/platform-api.md §2) and the headless job TTL set at run time (§3)."""
+"""The interactive-session cap (docs/platform-api.md §2) and the headless job TTL set at run time
+(§3)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ from skaha_operator.domain.compute import (
 )
 from skaha_operator.domain.data import Data
 from skaha_operator.domain.kinds import KINDS, parse_object
+from skaha_operator.domain.launch import Launch
 from skaha_operator.domain.session import Session
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
@@ -129,7 +130,11 @@ def test_python_names_are_snake_case_and_wire_names_camel_case() -> None:
             executable_ref=ExecutableRef(kind=ExecutableKind.DOCKER_CONTAINER, name="img"),
             storage_refs=["a", "b"],
         ),
-        status=ComputeStatus(phase=Phase.PREPARING, launch_pending_since=None, polls=3),
+        status=ComputeStatus(
+            phase=Phase.PREPARING,
+            launch=Launch(name="n", pending_since=datetime(2026, 1, 1, tzinfo=UTC), id=None),
+            polls=3,
+        ),
     )
     assert compute.to_wire() == {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -143,7 +148,11 @@ def test_python_names_are_snake_case_and_wire_names_camel_case() -> None:
             "executableRef": {"kind": "DockerContainer", "name": "img"},
             "storageRefs": ["a", "b"],
         },
-        "status": {"phase": "Preparing", "polls": 3},
+        "status": {
+            "phase": "Preparing",
+            "launch": {"name": "n", "pendingSince": "2026-01-01T00:00:00Z"},
+            "polls": 3,
+        },
     }
 
 
@@ -173,10 +182,13 @@ def test_wire_dict_round_trips_unchanged() -> None:
                     "observedGeneration": 2,
                 }
             ],
-            "sessionName": "c-0b1c",
-            "launchPendingSince": "2026-12-01T08:59:00Z",
-            "sessionId": "tfln7ot5",
-            "skahaStatus": "Running",
+            "launch": {
+                "name": "c-0b1c",
+                "pendingSince": "2026-12-01T08:59:00Z",
+                "attempts": 1,
+                "id": "tfln7ot5",
+                "observed": "Running",
+            },
             "connectors": [{"kind": "notebook", "protocol": "https", "url": "https://h/x"}],
             "launchedRamGiB": 8,
         },

@@ -252,7 +252,7 @@ def test_probe_ok_is_available_with_options() -> None:
     assert d.requeue_after == T.resync
     assert d.events == ("Initializing->Available: PlatformReady",)
     assert platform_view(platform(s.to_wire())) == PlatformView(
-        ready=True, cores_options=(1, 2, 4, 8), ram_options=(1, 2, 4, 8, 16)
+        ready=True, cores_options=(1, 2, 4, 8), ram_options=(1, 2, 4, 8, 16), max_interactive=5
     )
 
 

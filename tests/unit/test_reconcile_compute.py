@@ -1,4 +1,5 @@
-"""decide_compute, table-driven: one row per Skaha status (both eras), deadline and schedule."""
+"""decide_compute, table-driven: one row per Skaha status (both eras), deadline and schedule,
+launch, adoption, late commits, renewal and release (deletion included)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from skaha_operator.domain.common import ConditionStatus, Phase, SessionType
 from skaha_operator.domain.compute import Compute, ComputeStatus
 from skaha_operator.reconcile.compute import (
-    Act,
+    ComputeDecision,
     ComputeObservation,
     DependencyView,
     PlatformView,
@@ -21,6 +22,7 @@ from skaha_operator.reconcile.compute import (
     skaha_phase,
 )
 from skaha_operator.reconcile.conditions import condition_status
+from skaha_operator.reconcile.launch import LaunchView, Seen
 from skaha_operator.reconcile.timing import Timing
 from skaha_operator.reconcile.transitions import (
     COMPUTE_TRANSITIONS,
@@ -38,6 +40,9 @@ DEPS_OK = (
     DependencyView("Storage", "work", Phase.AVAILABLE),
 )
 EXPIRY = NOW + timedelta(days=4)
+NAME = "skop-0b7c5a4e111122223333444455556666"  # make_skaha_session_name(UID)
+SID = "abc12345"
+ABANDON = "skaha.broker.dev/abandon"
 
 
 def make(
@@ -76,20 +81,53 @@ def make(
     )
 
 
+def launch(
+    *, since: datetime = CREATED, sid: str | None = SID, attempts: int = 1, **extra: Any
+) -> dict[str, Any]:
+    """The `launch` sub-status: our name, the marker, the attempts and (once known) the id."""
+    out: dict[str, Any] = {"name": NAME, "pendingSince": since, "attempts": attempts, **extra}
+    if sid is not None:
+        out["id"] = sid
+    return out
+
+
 def launched(phase: Phase, **extra: Any) -> dict[str, Any]:
     """A status after launch with id abc12345, launched at CREATED."""
-    return {
-        "phase": phase,
-        "sessionName": make_skaha_session_name(UID),
-        "launchPendingSince": CREATED,
-        "sessionId": "abc12345",
-        "phaseTimes": {phase: CREATED},
-        **extra,
-    }
+    return {"phase": phase, "launch": launch(), "phaseTimes": {phase: CREATED}, **extra}
 
 
 def obs(**kw: Any) -> ComputeObservation:
     return ComputeObservation(now=kw.pop("now", NOW), platform=kw.pop("platform", None), **kw)
+
+
+def seen(sid: str = SID, status: str = "Running", name: str = NAME) -> Seen:
+    """A session carrying our name, as the executor reports it (skaha_sessions.seen_of)."""
+    live = status in {"Pending", "Running", "Terminating", "Unknown"}
+    return Seen(sid, name, status, live=live, deletable=live and status != "Terminating")
+
+
+def by_id(
+    view: SkahaView, *, listed: tuple[Seen, ...] | None = None, **kw: Any
+) -> ComputeObservation:
+    """The recorded session looked up by id: its details, and what the launch protocol sees."""
+    found = seen(status=view.status or "Unknown")
+    return obs(skaha=view, launch=LaunchView(listed=listed, by_id=found), **kw)
+
+
+def gone(**kw: Any) -> ComputeObservation:
+    """The recorded id answered 'not found' (and nothing is listed under our name)."""
+    return obs(launch=LaunchView(listed=(), gone=True), **kw)
+
+
+def idle(d: ComputeDecision) -> bool:
+    """The decision sends nothing to Skaha: no launch, no delete, no renew."""
+    return d.launch is None and d.delete == () and not d.renew
+
+
+def conds(d: ComputeDecision) -> dict[str, bool | None]:
+    return {
+        t: condition_status(d.status.conditions, t) for t in ("Ready", "Reconciling", "Stalled")
+    }
 
 
 # -- the Skaha status map, both eras (docs/platform-api.md §3) ---------------------------------
@@ -135,15 +173,16 @@ def test_skaha_phase(skaha_status: str, interactive: Phase | None, headless: Pha
 def test_polling_after_launch(skaha_status: str, type_: str, phase: Phase, reason: str) -> None:
     c = make(type_=type_, status=launched(Phase.PREPARING, polls=2))
     url = "https://h/session/notebook/abc12345/lab" if type_ != "headless" else None
-    seen = SkahaView(status=skaha_status, connect_url=url, expiry_time=EXPIRY, detail="exit 3")
-    d = decide_compute(c, obs(skaha=seen), T)
+    view = SkahaView(status=skaha_status, connect_url=url, expiry_time=EXPIRY, detail="exit 3")
+    d = decide_compute(c, by_id(view), T)
     assert (d.status.phase, d.status.reason) == (phase, reason)
-    assert d.action == Act.NONE
-    assert d.status.skaha_status == skaha_status
+    assert idle(d)
+    assert d.status.launch is not None
+    assert (d.status.launch.id, d.status.launch.observed) == (SID, skaha_status)
     assert d.status.polls == 3
     assert d.status.last_polled == NOW
     if phase == Phase.FAILED:
-        assert d.status.message == f"Skaha session {skaha_status}: exit 3"
+        assert d.status.message == f"Skaha session {SID} {skaha_status}: exit 3"
     if phase in {Phase.AVAILABLE, Phase.RUNNING} and url:
         assert d.status.connectors is not None
         assert [(x.kind, x.protocol, x.url) for x in d.status.connectors] == [(type_, "https", url)]
@@ -152,13 +191,30 @@ def test_polling_after_launch(skaha_status: str, type_: str, phase: Phase, reaso
         assert d.requeue_after == 30.0
     if phase in {Phase.COMPLETED, Phase.FAILED}:
         assert d.requeue_after is None
-    assert d.events == ((f"Preparing->{phase}: {reason}",) if phase != Phase.PREPARING else ())
+    assert d.events == (
+        (f"Preparing->{phase}: {d.status.message}",) if phase != Phase.PREPARING else ()
+    )
 
 
-def test_polling_gone_before_running_fails() -> None:
-    c = make(status=launched(Phase.PREPARING))
-    d = decide_compute(c, obs(skaha=SkahaView(gone=True)), T)
-    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "SessionVanished")
+@pytest.mark.parametrize(
+    ("type_", "phase", "reason"),
+    [
+        ("notebook", Phase.FAILED, "SessionVanished"),
+        # Skaha drops a finished headless session after its TTL: it ended, outcome unknown.
+        ("headless", Phase.COMPLETED, "OutcomeNotObserved"),
+    ],
+)
+def test_polling_gone_before_running(type_: str, phase: Phase, reason: str) -> None:
+    c = make(type_=type_, status=launched(Phase.PREPARING))
+    d = decide_compute(c, gone(), T)
+    assert (d.status.phase, d.status.reason) == (phase, reason)
+    assert d.status.launch is not None
+    assert (d.status.launch.id, d.status.launch.observed) == (SID, "Gone")
+    assert idle(d)
+    if type_ == "notebook":
+        assert d.status.message == f"Skaha session {SID} disappeared before it ran"
+    else:
+        assert condition_status(d.status.conditions, "Stalled") is False
 
 
 def test_polling_not_looked_up_polls_again() -> None:
@@ -184,15 +240,16 @@ def test_pending_past_a_limit_is_released(
     schedule: dict[str, Any], polls: int, reason: str
 ) -> None:
     c = make(schedule=schedule, status=launched(Phase.PREPARING, polls=polls))
-    d = decide_compute(c, obs(skaha=SkahaView(status="Pending")), T)
-    assert (d.status.phase, d.status.reason, d.action) == (Phase.RELEASING, reason, Act.DELETE)
+    d = decide_compute(c, by_id(SkahaView(status="Pending")), T)
+    assert (d.status.phase, d.status.reason, d.delete) == (Phase.RELEASING, reason, (SID,))
+    assert d.launch is None
     assert d.requeue_after == T.poll_base
 
 
 def test_pending_requeue_never_sleeps_past_the_deadline() -> None:
     schedule = {"start": "2030-01-01T11:50:00Z", "prepareDeadline": "10m10s"}
     c = make(schedule=schedule, status=launched(Phase.PREPARING))
-    d = decide_compute(c, obs(skaha=SkahaView(status="Pending")), T)
+    d = decide_compute(c, by_id(SkahaView(status="Pending")), T)
     assert d.status.reason == "SessionPending"
     assert d.requeue_after == 10.0  # the deadline, sooner than the 30 s backoff
 
@@ -201,7 +258,7 @@ def test_entering_use_wakes_at_the_end_of_the_booking() -> None:
     # Booked until 30 s from now: the first in-use requeue must not sleep a whole resync.
     schedule = {"start": "2030-01-01T11:00:00Z", "duration": "1h30s"}
     c = make(schedule=schedule, status=launched(Phase.PREPARING))
-    d = decide_compute(c, obs(skaha=SkahaView(status="Running", expiry_time=EXPIRY)), T)
+    d = decide_compute(c, by_id(SkahaView(status="Running", expiry_time=EXPIRY)), T)
     assert d.status.phase == Phase.AVAILABLE
     assert d.requeue_after == 30.0
 
@@ -227,28 +284,40 @@ def test_entering_use_wakes_at_the_end_of_the_booking() -> None:
 def test_in_use(skaha_status: str, type_: str, phase: Phase, reason: str) -> None:
     was = Phase.RUNNING if type_ == "headless" else Phase.AVAILABLE
     c = make(type_=type_, status=launched(was))
-    d = decide_compute(c, obs(skaha=SkahaView(status=skaha_status, expiry_time=EXPIRY)), T)
-    assert (d.status.phase, d.status.reason, d.action) == (phase, reason, Act.NONE)
-    assert d.status.skaha_status == skaha_status
+    d = decide_compute(c, by_id(SkahaView(status=skaha_status, expiry_time=EXPIRY)), T)
+    assert (d.status.phase, d.status.reason) == (phase, reason)
+    assert idle(d)
+    assert d.status.launch is not None
+    assert d.status.launch.observed == skaha_status
     if phase == was:
         # Interactive: the resync; headless: the poll backoff (60 s since launch -> 30 s).
         assert d.requeue_after == (30.0 if type_ == "headless" else T.resync)
 
 
-def test_in_use_gone_fails() -> None:
-    c = make(status=launched(Phase.AVAILABLE))
-    d = decide_compute(c, obs(skaha=SkahaView(gone=True)), T)
-    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "SessionVanished")
+@pytest.mark.parametrize(
+    ("type_", "was", "phase", "reason"),
+    [
+        ("notebook", Phase.AVAILABLE, Phase.FAILED, "SessionVanished"),
+        ("headless", Phase.RUNNING, Phase.COMPLETED, "OutcomeNotObserved"),
+    ],
+)
+def test_in_use_gone(type_: str, was: Phase, phase: Phase, reason: str) -> None:
+    c = make(type_=type_, status=launched(was))
+    d = decide_compute(c, gone(), T)
+    assert (d.status.phase, d.status.reason) == (phase, reason)
+    assert idle(d)
+    if type_ == "notebook":
+        assert d.status.message == f"Skaha session {SID} disappeared outside the operator"
 
 
 def test_in_use_end_of_booking_releases() -> None:
     schedule = {"start": "2030-01-01T10:00:00Z", "duration": "2h"}
     c = make(schedule=schedule, status=launched(Phase.AVAILABLE))
-    d = decide_compute(c, obs(skaha=SkahaView(status="Running", expiry_time=EXPIRY)), T)
-    assert (d.status.phase, d.status.reason, d.action) == (
+    d = decide_compute(c, by_id(SkahaView(status="Running", expiry_time=EXPIRY)), T)
+    assert (d.status.phase, d.status.reason, d.delete) == (
         Phase.RELEASING,
         "DurationEnded",
-        Act.DELETE,
+        (SID,),
     )
 
 
@@ -266,11 +335,70 @@ def test_renewal(type_: str, duration: str | None, expiry_in: timedelta, renew: 
     schedule = {"start": "2030-01-01T11:30:00Z", **({"duration": duration} if duration else {})}
     was = Phase.RUNNING if type_ == "headless" else Phase.AVAILABLE
     c = make(type_=type_, schedule=schedule, status=launched(was, renewals=1))
-    seen = SkahaView(status="Running", expiry_time=NOW + expiry_in)
-    d = decide_compute(c, obs(skaha=seen), T)
+    d = decide_compute(c, by_id(SkahaView(status="Running", expiry_time=NOW + expiry_in)), T)
     assert d.status.phase == was
-    assert (d.action == Act.RENEW) is renew
+    assert d.renew is renew
+    assert (d.launch, d.delete) == (None, ())
     assert d.status.renewals == (2 if renew else 1)
+    assert d.status.renewed_at == (NOW if renew else None)
+    assert d.status.reason == ("Renewing" if renew else "SessionRunning")
+
+
+# A site whose sessions live 30 minutes: the margin is half of that (900 s), not renew_before.
+SHORT = timedelta(seconds=1800)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "renewed_ago", "renew"),
+    [
+        (901.0, None, False),  # more than half the lifetime left: not yet
+        (899.0, None, True),  # less than 900 s left: renew
+        # Renewed and honoured (the expiry moved to the renewal + 1800 s): the same 900 s margin.
+        (1790.0, 10.0, False),
+        (901.0, 899.0, False),
+        (900.0, 900.0, True),
+        # Renewed but not honoured (the expiry stayed): the window is half of what is left since
+        # the renewal, so no renew on every poll, and another once that window has passed.
+        (600.0, 100.0, False),
+        (600.0, 599.0, False),
+        (600.0, 600.0, True),
+    ],
+)
+def test_renewal_margin_is_half_a_short_session_lifetime_and_once_per_window(
+    remaining: float, renewed_ago: float | None, renew: bool
+) -> None:
+    assert T.renew_before == 3600.0
+    extra: dict[str, Any] = {"renewals": 1}
+    if renewed_ago is not None:
+        extra["renewedAt"] = NOW - timedelta(seconds=renewed_ago)
+    c = make(status=launched(Phase.AVAILABLE, **extra))
+    expiry = NOW + timedelta(seconds=remaining)
+    # Skaha granted 1800 s at the start; a renewal moves the expiry, never the start.
+    started = expiry - SHORT if renewed_ago is None else NOW - timedelta(hours=1)
+    view = SkahaView(status="Running", start_time=started, expiry_time=expiry)
+    d = decide_compute(c, by_id(view), T)
+    assert d.status.phase == Phase.AVAILABLE
+    assert d.renew is renew
+    assert d.status.renewals == (2 if renew else 1)
+    if renew:
+        assert d.status.renewed_at == NOW
+    else:
+        # Wakes no later than when the next renew is due (never a whole hour early).
+        assert d.requeue_after is not None
+        assert d.requeue_after <= T.resync
+
+
+def test_a_renew_just_sent_is_not_repeated_on_the_next_poll() -> None:
+    c = make(status=launched(Phase.AVAILABLE))
+    expiry = NOW + timedelta(seconds=800)
+    view = SkahaView(status="Running", start_time=expiry - SHORT, expiry_time=expiry)
+    first = decide_compute(c, by_id(view), T)
+    assert first.renew
+    after = make(status=first.status.to_wire())
+    later = NOW + timedelta(seconds=T.poll_base)
+    second = decide_compute(after, by_id(view, now=later), T)
+    assert not second.renew
+    assert second.status.renewals == 1
 
 
 # -- before launch: schedule, deadline, platform, dependencies, fitting ---------------------------
@@ -298,8 +426,9 @@ def test_schedule(
     c = make(schedule=schedule)
     d = decide_compute(c, obs(platform=PLATFORM, dependencies=DEPS_OK), T)
     assert (d.status.phase, d.status.reason, d.requeue_after) == (phase, reason, requeue)
-    assert (d.action == Act.LAUNCH) is (reason == "Launching")
-    assert d.events == (f"Initializing->{phase}: {reason}",)
+    assert (d.launch is not None) is (reason == "Launching")
+    assert (d.delete, d.renew) == ((), False)
+    assert d.events == (f"Initializing->{phase}: {d.status.message}",)
     assert d.status.phase_times == {phase: NOW}
     assert d.status.observed_generation == 3
 
@@ -308,7 +437,8 @@ def test_waiting_wakes_to_launch_at_the_start() -> None:
     c = make(schedule={"start": "2030-01-01T12:10:00Z"}, status={"phase": "Waiting"})
     at_start = NOW + timedelta(minutes=10)
     d = decide_compute(c, obs(now=at_start, platform=PLATFORM, dependencies=DEPS_OK), T)
-    assert (d.status.phase, d.action) == (Phase.PREPARING, Act.LAUNCH)
+    assert d.status.phase == Phase.PREPARING
+    assert d.launch is not None
 
 
 def test_launch_writes_the_marker_and_the_fitted_plan() -> None:
@@ -325,13 +455,10 @@ def test_launch_writes_the_marker_and_the_fitted_plan() -> None:
         None,
     )
     s = d.status
-    assert (s.session_name, s.launch_pending_since, s.launched_cores, s.launched_ram_gib) == (
-        name,
-        NOW,
-        4,
-        8,
-    )
-    assert s.session_id is None
+    assert s.launch is not None
+    assert (s.launch.name, s.launch.pending_since, s.launch.attempts) == (name, NOW, 1)
+    assert (s.launched_cores, s.launched_ram_gib) == (4, 8)
+    assert (s.launch.id, s.launch.observed) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -362,7 +489,7 @@ def test_nothing_fits(cores: int, ram: int, message: str) -> None:
         "ResourcesUnavailable",
         message,
     )
-    assert d.action == Act.NONE
+    assert idle(d)
 
 
 @pytest.mark.parametrize(
@@ -459,89 +586,326 @@ def test_dependency_conditions_cover_every_dependency_of_a_kind() -> None:
 # -- adoption after a launch whose id was never recorded -----------------------------------------
 
 
-def pending(since: timedelta, attempts: int = 1) -> dict[str, Any]:
+def pending(since: timedelta, attempts: int = 1, **extra: Any) -> dict[str, Any]:
+    """Preparing with the marker written `since` ago and no id (the POST's answer was lost)."""
     return {
         "phase": "Preparing",
-        "sessionName": make_skaha_session_name(UID),
-        "launchPendingSince": NOW - since,
-        "launchAttempts": attempts,
+        "launch": launch(since=NOW - since, sid=None, attempts=attempts),
         "launchedCores": 2,
+        **extra,
     }
 
 
+def listing(*ids: str) -> LaunchView:
+    """Sessions listed under our name."""
+    return LaunchView(listed=tuple(seen(i, "Pending") for i in ids))
+
+
 @pytest.mark.parametrize(
-    ("since", "candidates", "reason", "stalled", "session_id"),
+    ("since", "view", "reason", "stalled", "session_id"),
     [
-        (timedelta(seconds=5), ("abc12345",), "Adopted", False, "abc12345"),
-        (timedelta(minutes=10), ("abc12345",), "Adopted", False, "abc12345"),
-        (timedelta(seconds=5), ("abc12345", "def67890"), "AmbiguousLaunch", True, None),
-        (timedelta(seconds=5), (), "LaunchPending", False, None),
-        (timedelta(minutes=10), None, "LaunchPending", False, None),
+        (timedelta(seconds=5), listing("abc12345"), "Adopted", False, "abc12345"),
+        (timedelta(minutes=10), listing("abc12345"), "Adopted", False, "abc12345"),
+        (timedelta(seconds=5), listing("abc12345", "def67890"), "AmbiguousLaunch", True, None),
+        (timedelta(seconds=5), listing(), "LaunchPending", False, None),
+        (timedelta(minutes=10), LaunchView(), "LaunchPending", False, None),  # not listed
+        # Another thing's session (not our name) is never adopted.
+        (
+            timedelta(seconds=5),
+            LaunchView(listed=(seen("zzz00000", name="skop-other"),)),
+            "LaunchPending",
+            False,
+            None,
+        ),
     ],
 )
 def test_adoption(
     since: timedelta,
-    candidates: tuple[str, ...] | None,
+    view: LaunchView,
     reason: str,
     stalled: bool,
     session_id: str | None,
 ) -> None:
-    d = decide_compute(make(status=pending(since)), obs(candidates=candidates), T)
-    assert (d.status.phase, d.status.reason, d.action) == (Phase.PREPARING, reason, Act.NONE)
-    assert d.status.session_id == session_id
+    d = decide_compute(make(status=pending(since)), obs(launch=view), T)
+    assert (d.status.phase, d.status.reason) == (Phase.PREPARING, reason)
+    assert idle(d)
+    assert d.status.launch is not None
+    assert d.status.launch.id == session_id
+    assert d.status.launch.attempts == 1
     assert condition_status(d.status.conditions, "Stalled") is stalled
     assert d.launch is None  # never a second launch
 
 
 def test_a_lost_launch_is_sent_again_under_the_same_name_with_a_new_marker() -> None:
-    d = decide_compute(make(status=pending(timedelta(minutes=10))), obs(candidates=()), T)
-    assert (d.status.phase, d.status.reason, d.action) == (Phase.PREPARING, "Launching", Act.LAUNCH)
+    d = decide_compute(make(status=pending(timedelta(minutes=10))), obs(launch=listing()), T)
+    assert (d.status.phase, d.status.reason) == (Phase.PREPARING, "Launching")
     assert d.launch is not None
     assert d.launch.name == make_skaha_session_name(UID)
-    assert (d.launch.cores, d.status.launch_attempts) == (2, 2)
-    assert d.status.launch_pending_since == NOW
+    assert d.status.launch is not None
+    assert (d.launch.cores, d.status.launch.attempts) == (2, 2)
+    assert d.status.launch.pending_since == NOW
+    assert d.status.launch.id is None
 
 
 def test_launches_stop_at_the_attempt_limit_and_stall_for_a_human() -> None:
     limit = T.max_launch_attempts
     status = pending(timedelta(minutes=10), attempts=limit)
-    d = decide_compute(make(status=status), obs(candidates=()), T)
-    assert (d.status.phase, d.status.reason, d.action) == (Phase.PREPARING, "LaunchLost", Act.NONE)
+    d = decide_compute(make(status=status), obs(launch=listing()), T)
+    assert (d.status.phase, d.status.reason) == (Phase.PREPARING, "LaunchLost")
+    assert idle(d)
     assert condition_status(d.status.conditions, "Stalled") is True
+
+
+def test_a_lost_launch_past_the_prepare_deadline_fails_instead_of_re_sending() -> None:
+    schedule = {"start": "2030-01-01T11:50:00Z", "prepareDeadline": "5m"}
+    d = decide_compute(
+        make(schedule=schedule, status=pending(timedelta(minutes=10))), obs(launch=listing()), T
+    )
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "PrepareDeadlineExceeded")
     assert d.launch is None
 
 
-# -- release -------------------------------------------------------------------------------------
+# -- what is resolved before the marker, and what Skaha refuses ---------------------------------
 
 
 @pytest.mark.parametrize(
-    ("reason", "seen", "phase", "action"),
+    "status",
     [
-        ("PrepareDeadlineExceeded", SkahaView(gone=True), Phase.FAILED, Act.NONE),
-        ("PollLimitExceeded", SkahaView(gone=True), Phase.FAILED, Act.NONE),
-        ("DurationEnded", SkahaView(gone=True), Phase.COMPLETED, Act.NONE),
-        ("Cancelled", SkahaView(gone=True), Phase.CANCELLED, Act.NONE),
-        ("DurationEnded", SkahaView(status="Running"), Phase.RELEASING, Act.DELETE),
-        ("DurationEnded", SkahaView(status="Terminating"), Phase.RELEASING, Act.NONE),
-        ("DurationEnded", None, Phase.RELEASING, Act.DELETE),
+        None,
+        {
+            "phase": "Preparing",
+            "reason": "WaitingForDependencies",
+            "phaseTimes": {"Preparing": NOW},
+        },
     ],
 )
-def test_releasing(reason: str, seen: SkahaView | None, phase: Phase, action: Act) -> None:
+def test_a_launch_input_problem_writes_no_marker_and_spends_no_attempt(
+    status: dict[str, Any] | None,
+) -> None:
+    problem = ("RegistrySecretMissing", "the registry Secret of DockerContainer img is not usable")
+    d = decide_compute(
+        make(status=status), obs(platform=PLATFORM, dependencies=DEPS_OK, inputs_problem=problem), T
+    )
+    assert (d.status.phase, d.status.reason, d.status.message) == (Phase.PREPARING, *problem)
+    assert d.launch is None  # nothing is sent
+    assert d.status.launch is None  # no marker, so no attempt is counted
+    assert d.requeue_after == T.dependency_recheck
+    assert condition_status(d.status.conditions, "Stalled") is True  # a person fixes the Secret
+    # Fixed: the launch goes out as the first attempt.
+    again = decide_compute(
+        make(status=d.status.to_wire()), obs(platform=PLATFORM, dependencies=DEPS_OK), T
+    )
+    assert again.launch is not None
+    assert again.status.launch is not None
+    assert again.status.launch.attempts == 1
+
+
+def test_a_refused_launch_fails_and_is_stalled() -> None:
+    # The marker is stored (the decision that launched); the POST came back 400.
+    stored = pending(timedelta(seconds=0), reason="Launching")
+    d = decide_compute(make(status=stored), obs(refused="Invalid value for 'cores': 3"), T)
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "LaunchRejected")
+    assert d.status.message == "Skaha refused the launch: Invalid value for 'cores': 3"
+    assert idle(d)
+    assert d.requeue_after is None
+    assert d.status.launch is not None
+    assert (d.status.launch.id, d.status.launch.observed) == (None, "Refused")
+    # kstatus: Failed is Stalled, and nothing is still reconciling.
+    assert conds(d) == {"Ready": False, "Reconciling": False, "Stalled": True}
+    assert d.events == (f"Preparing->Failed: {d.status.message}",)
+
+
+# -- late commits: a re-sent launch may leave an earlier attempt under our name -----------------
+
+
+@pytest.mark.parametrize(
+    ("phase", "attempts", "since", "swept", "delete"),
+    [
+        (Phase.AVAILABLE, 2, 30.0, None, ()),  # within the grace: the late one may be ours yet
+        (Phase.AVAILABLE, 2, 91.0, None, ("late0001",)),  # after the grace: swept, once
+        (Phase.AVAILABLE, 2, 300.0, 200.0, ()),  # swept after the grace already: not again
+        (Phase.PREPARING, 2, 91.0, None, ("late0001",)),  # while polling too
+        (Phase.AVAILABLE, 1, 300.0, None, ()),  # one request leaves one session: no sweep
+    ],
+)
+def test_a_late_session_under_our_name_is_swept_once_after_the_grace(
+    phase: Phase, attempts: int, since: float, swept: float | None, delete: tuple[str, ...]
+) -> None:
+    extra: dict[str, Any] = {}
+    if swept is not None:
+        extra["sweptAt"] = NOW - timedelta(seconds=swept)
+    state = launch(since=NOW - timedelta(seconds=since), attempts=attempts, **extra)
+    c = make(status={"phase": phase, "launch": state, "phaseTimes": {phase: CREATED}})
+    listed = (seen(SID, "Running"), seen("late0001", "Pending"))
+    d = decide_compute(c, by_id(SkahaView(status="Running", expiry_time=EXPIRY), listed=listed), T)
+    assert d.status.phase == Phase.AVAILABLE
+    assert d.delete == delete
+    assert d.status.launch is not None
+    assert d.status.launch.id == SID  # the tracked session is never the one swept
+    if delete:
+        assert d.status.launch.swept_at == NOW
+        # The next step, with the sweep recorded, deletes nothing more.
+        again = decide_compute(
+            make(status=d.status.to_wire()),
+            by_id(SkahaView(status="Running", expiry_time=EXPIRY), listed=listed),
+            T,
+        )
+        assert again.delete == ()
+
+
+# -- release: an ended booking or a deadline (phase Releasing) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "view", "phase", "delete"),
+    [
+        ("PrepareDeadlineExceeded", LaunchView(listed=(), gone=True), Phase.FAILED, ()),
+        ("PollLimitExceeded", LaunchView(listed=(), gone=True), Phase.FAILED, ()),
+        ("DurationEnded", LaunchView(listed=(), gone=True), Phase.COMPLETED, ()),
+        ("Cancelled", LaunchView(listed=(), gone=True), Phase.CANCELLED, ()),
+        ("DurationEnded", LaunchView(listed=(seen(),), by_id=seen()), Phase.RELEASING, (SID,)),
+        # Terminating already: nothing to send, wait for it to go.
+        (
+            "DurationEnded",
+            LaunchView(listed=(seen(status="Terminating"),), by_id=seen(status="Terminating")),
+            Phase.RELEASING,
+            (),
+        ),
+        # Not looked up (the listing failed): keep looking, never say released.
+        ("DurationEnded", LaunchView(), Phase.RELEASING, ()),
+    ],
+)
+def test_releasing(reason: str, view: LaunchView, phase: Phase, delete: tuple[str, ...]) -> None:
     status = launched(Phase.RELEASING, reason=reason, message="why")
-    d = decide_compute(make(status=status), obs(skaha=seen), T)
-    assert (d.status.phase, d.status.reason, d.action) == (phase, reason, action)
+    d = decide_compute(make(status=status), obs(launch=view), T)
+    assert (d.status.phase, d.status.reason, d.delete) == (phase, reason, delete)
+    assert (d.launch, d.renew, d.released) == (None, False, False)
     assert d.status.message == "why"
     if phase == Phase.RELEASING:
-        assert d.requeue_after == 30.0  # half of the minute spent releasing
+        assert d.requeue_after == 2.0  # the protocol's recheck, sooner than the poll backoff
+    else:
+        assert d.requeue_after is None
 
 
 @pytest.mark.parametrize("phase", [Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED])
 def test_terminal_phases_never_change(phase: Phase) -> None:
     status = launched(phase, reason="X")
     c = make(status=status)
-    d = decide_compute(c, obs(skaha=SkahaView(status="Running")), T)
+    d = decide_compute(c, by_id(SkahaView(status="Running")), T)
     assert d.status == c.status
-    assert (d.action, d.requeue_after, d.events) == (Act.NONE, None, ())
+    assert idle(d)
+    assert (d.requeue_after, d.events, d.write) == (None, (), False)
+
+
+# -- deletion: the same release, then the finalizer may go ---------------------------------------
+
+
+def deleting(status: dict[str, Any], view: LaunchView, **kw: Any) -> ComputeDecision:
+    return decide_compute(make(status=status), obs(launch=view, deleting=True, **kw), T)
+
+
+@pytest.mark.parametrize(
+    ("label", "since", "view", "released", "delete", "reason"),
+    [
+        # A launch in flight (marker, no id, nothing listed): it may still commit.
+        ("in flight", 5.0, listing(), False, (), "WaitingForLaunch"),
+        ("grace not over", 89.0, listing(), False, (), "WaitingForLaunch"),
+        ("grace over", 90.0, listing(), True, (), None),
+        # The in-flight launch committed: found under our name, deleted.
+        ("committed", 5.0, listing("late0001"), False, ("late0001",), "Releasing"),
+        # Not listed (the listing failed): keep looking, even long after the grace.
+        ("not listed", 600.0, LaunchView(), False, (), "Releasing"),
+    ],
+)
+def test_deleting_during_an_in_flight_launch_waits_out_the_grace(
+    label: str,
+    since: float,
+    view: LaunchView,
+    released: bool,
+    delete: tuple[str, ...],
+    reason: str | None,
+) -> None:
+    d = deleting(pending(timedelta(seconds=since)), view)
+    assert (d.released, d.delete) == (released, delete), label
+    assert d.launch is None
+    if released:
+        assert d.write is False  # the finalizer goes; nothing more is written
+    else:
+        assert (d.status.phase, d.status.reason) == (Phase.RELEASING, reason), label
+        assert d.requeue_after is not None
+        assert 0 < d.requeue_after <= 5.0
+
+
+def test_deleting_with_a_recorded_id_deletes_it_and_waits_for_it_to_go() -> None:
+    status = launched(Phase.AVAILABLE)
+    running = LaunchView(listed=(seen(),), by_id=seen())
+    d = deleting(status, running)
+    assert (d.status.phase, d.delete, d.released) == (Phase.RELEASING, (SID,), False)
+    status = d.status.to_wire()
+    terminating = LaunchView(listed=(seen(status="Terminating"),), by_id=seen(status="Terminating"))
+    d = deleting(status, terminating)
+    assert (d.status.phase, d.delete, d.released) == (Phase.RELEASING, (), False)
+    assert d.status.message == f"waiting for {SID} to go"
+    d = deleting(d.status.to_wire(), LaunchView(listed=(), gone=True))
+    # One request, its id known and gone: nothing else can appear, released at once.
+    assert (d.delete, d.released, d.write) == ((), True, False)
+
+
+def test_deleting_a_re_sent_launch_waits_out_the_grace_of_the_last_attempt() -> None:
+    status = {
+        "phase": "Available",
+        "launch": launch(since=NOW - timedelta(seconds=30), attempts=2),
+    }
+    d = deleting(status, LaunchView(listed=(), gone=True))
+    assert (d.released, d.status.reason) == (False, "WaitingForLaunch")
+    d = deleting(status, LaunchView(listed=(), gone=True), now=NOW + timedelta(seconds=60))
+    assert d.released is True
+
+
+def test_deleting_what_never_launched_is_released_at_once() -> None:
+    for reachable in (True, False):
+        d = deleting({"phase": "Preparing"}, LaunchView(), reachable=reachable)
+        assert (d.released, d.delete, d.warning) == (True, (), None)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [launched(Phase.AVAILABLE), pending(timedelta(seconds=5))],
+)
+def test_deleting_with_the_platform_unreachable_is_blocked_until_abandoned(
+    status: dict[str, Any],
+) -> None:
+    d = deleting(status, LaunchView(), reachable=False)
+    assert (d.status.phase, d.status.reason) == (Phase.RELEASING, "ReleaseBlocked")
+    assert (d.released, d.delete) == (False, ())
+    assert conds(d) == {"Ready": False, "Reconciling": False, "Stalled": True}
+    assert d.warning is not None
+    assert f"{ABANDON}=true" in d.warning
+    assert d.requeue_after == 30.0
+    # The same again: still blocked, but the Warning is not repeated on every step.
+    again = deleting(d.status.to_wire(), LaunchView(), reachable=False)
+    assert (again.status.reason, again.released, again.warning) == ("ReleaseBlocked", False, None)
+    # A person sets the abandon annotation: released, with a warning of what was left.
+    left = deleting(d.status.to_wire(), LaunchView(), reachable=False, abandon=True)
+    assert (left.released, left.delete, left.write) == (True, (), False)
+    assert left.warning is not None
+    assert left.warning.startswith("abandoned Skaha session")
+
+
+def test_deleting_a_terminal_compute_with_the_platform_unreachable_keeps_its_status() -> None:
+    status = launched(Phase.FAILED, reason="SessionFailed")
+    d = deleting(status, LaunchView(), reachable=False)
+    assert (d.released, d.write, d.requeue_after) == (False, False, 30.0)
+    assert d.status.phase == Phase.FAILED
+    assert d.warning is not None
+    assert ABANDON in d.warning
+
+
+def test_deleting_a_terminal_compute_still_deletes_what_lives() -> None:
+    status = launched(Phase.COMPLETED, reason="SessionCompleted")
+    d = deleting(status, LaunchView(listed=(seen(),), by_id=seen()))
+    assert (d.delete, d.released, d.write) == ((SID,), False, False)
+    assert d.status.phase == Phase.COMPLETED
 
 
 @pytest.mark.parametrize(
@@ -571,7 +935,7 @@ def test_status_round_trips_to_the_wire() -> None:
     wire = d.status.to_wire()
     assert ComputeStatus.model_validate(wire) == d.status
     assert wire["phase"] == "Preparing"
-    assert wire["launchPendingSince"] == "2030-01-01T12:00:00Z"
+    assert wire["launch"] == {"name": NAME, "pendingSince": "2030-01-01T12:00:00Z", "attempts": 1}
 
 
 @pytest.mark.parametrize(
@@ -586,13 +950,13 @@ def test_status_round_trips_to_the_wire() -> None:
 def test_a_notebook_compute_connects_to_its_notebook_file(
     type_: str, open_path: str | None, url: str
 ) -> None:
-    seen = SkahaView(
+    view = SkahaView(
         status="Running",
         connect_url="https://h/session/notebook/abc12345/lab/tree/arc/home/alice?token=abc12345",
         expiry_time=EXPIRY,
     )
     compute = make(type_=type_, status=launched(Phase.PREPARING))
-    d = decide_compute(compute, obs(skaha=seen, open_path=open_path), T)
+    d = decide_compute(compute, by_id(view, open_path=open_path), T)
     assert d.status.phase == Phase.AVAILABLE
     assert [c.url for c in d.status.connectors or []] == [url]
 
@@ -608,3 +972,20 @@ def test_a_failed_notebook_dependency_fails_the_compute_naming_it() -> None:
     conds = {c.type: c for c in d.status.conditions or []}
     assert conds["DataReady"].message == "Data cat: Preparing (JobRunning)"
     assert conds["JupyterNotebookReady"].reason == "NotebookSetupFailed"
+
+
+def test_a_resent_launch_refused_for_the_cap_keeps_its_marker() -> None:
+    """An earlier attempt may still commit: its name stays looked for (adopt, sweep, release)."""
+    refused = "User alice has reached the maximum of 1 active sessions."
+    d = decide_compute(
+        make(status=pending(timedelta(seconds=1), attempts=2)), obs(cap_refused=refused), T
+    )
+    assert d.status.reason == "SessionLimitReached"
+    assert d.status.launch is not None
+    assert d.status.launch.pending_since is not None
+    assert d.status.launch.attempts == 1
+    first = decide_compute(
+        make(status=pending(timedelta(seconds=1), attempts=1)), obs(cap_refused=refused), T
+    )
+    assert first.status.launch is not None
+    assert first.status.launch.pending_since is None

@@ -406,7 +406,35 @@ def test_deadline_does_not_expire_a_session_that_was_usable() -> None:
     s = session({"phase": "Available", "phaseTimes": {"Available": "2030-01-01T11:56:00Z"}})
     later = NOW + timedelta(minutes=30)
     d = decide_session(s, obs(A, now=later, compute=st(Phase.PREPARING)), T)
-    assert d.status.phase == SessionPhase.PREPARING
+    # Neither Expired nor stepped down: a live Session never leaves Available for Preparing.
+    assert (d.status.phase, d.delete) == (SessionPhase.AVAILABLE, ())
+    assert d.events == ()
+
+
+@pytest.mark.parametrize(
+    ("was", "reason", "view"),
+    [
+        (SessionPhase.AVAILABLE, "SessionAvailable", st(Phase.PREPARING, "SessionPending")),
+        (SessionPhase.AVAILABLE, "SessionAvailable", st(Phase.INITIALIZING)),
+        (SessionPhase.AVAILABLE, "SessionAvailable", st(None)),
+        (SessionPhase.RUNNING, "SessionRunning", st(Phase.PREPARING)),
+    ],
+)
+def test_a_stale_part_view_never_steps_a_live_session_down(
+    was: SessionPhase, reason: str, view: PartState
+) -> None:
+    # A lagging cache or another operator shows a part lower than the Session has seen it.
+    status = {"phase": was, "reason": reason, "message": "m", "phaseTimes": {was: NOW}}
+    d = decide_session(session(status), obs(A, compute=view), T)
+    assert (d.status.phase, d.status.reason, d.status.message) == (was, reason, "m")
+    assert (d.create, d.delete, d.events) == ((), (), ())
+    assert d.requeue_after == T.poll_base  # look again soon: the view catches up
+
+
+def test_a_session_moves_up_again_once_the_view_catches_up() -> None:
+    status = {"phase": "Available", "reason": "SessionAvailable", "phaseTimes": {"Available": NOW}}
+    d = decide_session(session(status), obs(A, compute=R), T)
+    assert (d.status.phase, d.status.reason) == (SessionPhase.RUNNING, "SessionRunning")
 
 
 def test_release_resumes_from_the_status_reason() -> None:
@@ -422,7 +450,16 @@ def test_release_resumes_from_the_status_reason() -> None:
 def test_a_releasing_part_is_not_an_ending() -> None:
     s = session({"phase": "Releasing", "reason": "PartReleasing"})
     d = decide_session(s, obs(A), T)
-    assert (d.status.phase, d.delete) == (SessionPhase.AVAILABLE, ())
+    # Nothing is deleted (no ending); a stale Available view does not step it down the ladder.
+    assert (d.status.phase, d.status.reason, d.delete) == (
+        SessionPhase.RELEASING,
+        "PartReleasing",
+        (),
+    )
+    # Once the part has finished releasing, the Session ends the way the part did.
+    d = decide_session(s, obs(A, compute=st(Phase.COMPLETED)), T)
+    assert (d.status.phase, d.status.reason) == (SessionPhase.RELEASING, "SessionCompleted")
+    assert [r.kind for r in d.delete] == ["Compute"]
 
 
 @pytest.mark.parametrize(

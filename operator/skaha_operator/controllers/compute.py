@@ -150,7 +150,7 @@ class ComputeController:
         skaha = None
         if session is not None:
             detail = None
-            if str(session.status) in {"Failed", "Error"}:
+            if str(session.status) in skaha_sessions.FAILED:
                 detail = await skaha_sessions.log_tail(clients, session.id)
             skaha = SkahaView(
                 status=str(session.status),

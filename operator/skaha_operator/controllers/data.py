@@ -23,14 +23,14 @@ from skaha_operator.controllers.access import (
 )
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
+from skaha_operator.controllers.jobs import launch_job, record
 from skaha_operator.domain.common import Phase
 from skaha_operator.domain.data import Data, DataStatus
 from skaha_operator.domain.launch import Launch
 from skaha_operator.platform.clients import PlatformClients
 from skaha_operator.platform.errors import AuthError, Rejected, Unavailable
-from skaha_operator.platform.wire import SessionParams, SessionType
+from skaha_operator.platform.wire import RucioRule
 from skaha_operator.reconcile.data import (
-    DataDecision,
     DataObservation,
     RulePlan,
     decide_data,
@@ -60,7 +60,10 @@ class DataController:
         if decision.job is not None and clients is not None:
             stored = await write(ctx, self.plural, body, decision.status, strict=True)
             tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
-            return await self._launch_job(data, stored, decision, clients, obs, ctx)
+            return await launch_job(
+                ctx, self.plural, Data, stored, decision.job, clients,
+                lambda why: self._refused(stored, obs, why, ctx), decision.requeue_after,
+            )  # fmt: skip
         if decision.rule is not None and clients is not None and clients.rucio is not None:
             stored = await write(ctx, self.plural, body, decision.status, strict=True)
             tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
@@ -96,7 +99,7 @@ class DataController:
             job, session = await skaha_sessions.observe(
                 clients, status.job, policy.base, listing=listing
             )
-            if session is not None and str(session.status) in {"Failed", "Error"}:
+            if session is not None and str(session.status) in skaha_sessions.FAILED:
                 job_detail = await skaha_sessions.log_tail(clients, session.id)
         plan = _rule_plan(data)
         if (
@@ -115,8 +118,8 @@ class DataController:
             )  # fmt: skip
             rule_error = found.error if found is not None else None
             if deleting and found is not None:
-                # Keep a rule we did not create (adopted), or one another Data records.
-                shared = not rucio_rules.created_by(found, uid) or _rule_shared(ctx, data, found.id)
+                # Keep a rule that is not ours to remove, or one another Data records.
+                shared = not _ours_to_remove(ctx, found, uid) or _rule_shared(ctx, data, found.id)
         users: tuple[str, ...] = ()
         if deleting:
             users = tuple(
@@ -141,33 +144,6 @@ class DataController:
             rule_shared=shared,
         )
 
-    async def _launch_job(
-        self,
-        data: Data,
-        stored: dict[str, Any],
-        decision: DataDecision,
-        clients: PlatformClients,
-        obs: DataObservation,
-        ctx: Context,
-    ) -> Outcome:
-        """POST the download job (its marker is stored) and record its id."""
-        plan = decision.job
-        assert plan is not None
-        params = SessionParams(
-            name=plan.name, image=plan.image, type=SessionType.HEADLESS,
-            cmd=plan.cmd, args=plan.args, env=plan.env,
-        )  # fmt: skip
-        try:
-            job_id = await skaha_sessions.create(clients, params)
-        except AuthError:
-            raise
-        except Rejected as exc:
-            return await self._refused(stored, obs, f"Skaha refused the job: {exc.message}", ctx)
-        except Unavailable:
-            return Outcome(2.0)  # maybe committed: the marker stays, the next step adopts
-        await self._record(stored, "job", job_id, f"download job {plan.name} is {job_id}", ctx)
-        return Outcome(decision.requeue_after)
-
     async def _create_rule(
         self,
         stored: dict[str, Any],
@@ -188,7 +164,9 @@ class DataController:
             return Outcome(2.0)
         if rule_id is None:
             return Outcome(0.5)  # DuplicateRule: list the DID's rules and adopt
-        await self._record(stored, "rule", rule_id, f"Rucio rule {rule_id} created", ctx)
+        await record(
+            ctx, self.plural, Data, stored, "rule", rule_id, f"Rucio rule {rule_id} created"
+        )
         return Outcome(1.0)
 
     async def _refused(
@@ -203,17 +181,6 @@ class DataController:
         tell(ctx, stored, self.kind, again.status, again.events, again.warning)
         return Outcome(again.requeue_after)
 
-    async def _record(
-        self, stored: dict[str, Any], field: str, ext_id: str, message: str, ctx: Context
-    ) -> None:
-        current = Data.model_validate(stored).status
-        assert current is not None
-        launch = getattr(current, field) or Launch()
-        new = current.model_copy(
-            update={field: launch.model_copy(update={"id": ext_id}), "message": message}
-        )
-        await write(ctx, self.plural, stored, new)
-
 
 def _rule_plan(data: Data) -> RulePlan | None:
     rucio = data.spec.rucio
@@ -225,6 +192,21 @@ def _rule_plan(data: Data) -> RulePlan | None:
 
 def _sent(launch: Launch | None) -> bool:
     return launch is not None and launch.pending_since is not None
+
+
+def _ours_to_remove(ctx: Context, rule: RucioRule, uid: str) -> bool:
+    """Made by this Data; or adopted from another Data of ours that has gone (or is going), which
+    left the rule to the Data still using it: the last of them removes it. A rule without our
+    comment (a person's) is never ours."""
+    if rucio_rules.created_by(rule, uid):
+        return True
+    creator = rucio_rules.creator_of(rule)
+    if creator is None:
+        return False
+    return not any(
+        other["metadata"].get("uid") == creator and not other["metadata"].get("deletionTimestamp")
+        for other in ctx.cache.each("data")
+    )
 
 
 def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:

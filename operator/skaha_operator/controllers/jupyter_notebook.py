@@ -22,15 +22,13 @@ from skaha_operator.controllers.access import (
 )
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
+from skaha_operator.controllers.jobs import launch_job
 from skaha_operator.domain.common import Phase
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook, JupyterNotebookStatus
-from skaha_operator.domain.launch import Launch
 from skaha_operator.platform.clients import PlatformClients
-from skaha_operator.platform.errors import AuthError, NotFound, Rejected, Unavailable
-from skaha_operator.platform.wire import SessionParams, SessionType
+from skaha_operator.platform.errors import AuthError, NotFound, Rejected
 from skaha_operator.reconcile.launch import LaunchView, needs_listing
 from skaha_operator.reconcile.notebook import (
-    NotebookDecision,
     NotebookObservation,
     UploadPlan,
     decide_notebook,
@@ -62,7 +60,10 @@ class JupyterNotebookController:
         if decision.job is not None and clients is not None:
             stored = await write(ctx, self.plural, body, decision.status, strict=True)
             tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
-            return await self._launch_job(stored, decision, clients, obs, ctx)
+            return await launch_job(
+                ctx, self.plural, JupyterNotebook, stored, decision.job, clients,
+                lambda why: self._refused(stored, obs, why, ctx), decision.requeue_after,
+            )  # fmt: skip
         if decision.write:
             await write(ctx, self.plural, body, decision.status)
         if clients is not None:
@@ -98,7 +99,7 @@ class JupyterNotebookController:
             job, session = await skaha_sessions.observe(
                 clients, status.job, policy.base, listing=listing
             )
-            if session is not None and str(session.status) in {"Failed", "Error"}:
+            if session is not None and str(session.status) in skaha_sessions.FAILED:
                 detail = await skaha_sessions.log_tail(clients, session.id)
         users: tuple[str, ...] = ()
         if deleting:
@@ -119,41 +120,6 @@ class JupyterNotebookController:
             abandon=access.abandon(body),
             users=users,
         )
-
-    async def _launch_job(
-        self,
-        stored: dict[str, Any],
-        decision: NotebookDecision,
-        clients: PlatformClients,
-        obs: NotebookObservation,
-        ctx: Context,
-    ) -> Outcome:
-        """POST the setup job (its marker is stored) and record its id."""
-        plan = decision.job
-        assert plan is not None
-        params = SessionParams(
-            name=plan.name, image=plan.image, type=SessionType.HEADLESS,
-            cmd=plan.cmd, args=plan.args, env=plan.env,
-        )  # fmt: skip
-        try:
-            job_id = await skaha_sessions.create(clients, params)
-        except AuthError:
-            raise
-        except Rejected as exc:
-            return await self._refused(stored, obs, f"Skaha refused the job: {exc.message}", ctx)
-        except Unavailable:
-            return Outcome(2.0)  # maybe committed: the marker stays, the next step adopts
-        current = JupyterNotebook.model_validate(stored).status
-        assert current is not None
-        launch = current.job or Launch()
-        new = current.model_copy(
-            update={
-                "job": launch.model_copy(update={"id": job_id}),
-                "message": f"setup job {plan.name} is {job_id}",
-            }
-        )
-        await write(ctx, self.plural, stored, new)
-        return Outcome(decision.requeue_after)
 
     async def _refused(
         self, body: dict[str, Any], obs: NotebookObservation, message: str, ctx: Context

@@ -1,8 +1,8 @@
 """Clients per SkahaPlatform: built from the platform's spec and its token Secret, then cached.
 
 The token (and the Rucio username and password, when the platform names a credentials Secret) are
-read only from Secrets in the platform's own namespace (docs/design.md §4.7) and handed to the clients as
-SecretStr. Entries expire so that a rotated token is picked up.
+read only from Secrets in the platform's own namespace (docs/design.md §4.7) and handed to the
+clients as SecretStr. Entries expire so that a rotated token is picked up.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ class PlatformCache:
         )
 
     async def _rucio(self, platform: SkahaPlatform) -> RucioSettings | None:
-        """Rucio userpass settings (docs/platform-api.md §8), the credentials from the platform's Secret."""
+        """Rucio userpass settings (docs/platform-api.md §8), the credentials from the platform's
+        Secret."""
         rucio = platform.spec.rucio
         if rucio is None or rucio.credentials_secret_ref is None:
             return None

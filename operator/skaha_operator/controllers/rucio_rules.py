@@ -3,11 +3,14 @@
 A rule has no name of its own: Rucio keeps one rule per (account, DID, RSE expression) and answers
 a second identical create with DuplicateRule, so "listed under our name" means the rules of our
 account on the DID for the RSE expression. What proves a rule is ours is its comment, which
-carries the creating object's UID: a rule adopted through DuplicateRule (a person's, or another
-object's) is used but never deleted (docs/design.md §4.6). The launch protocol decides.
+carries the creating object's UID: a rule adopted through DuplicateRule is used, and deleted
+only when its creator was one of ours that is gone and nothing else records it (a person's rule,
+without our comment, never; docs/design.md §4.6). The launch protocol decides.
 """
 
 from __future__ import annotations
+
+import re
 
 from skaha_operator.domain.launch import Launch
 from skaha_operator.platform.errors import Conflict, NotFound
@@ -15,6 +18,8 @@ from skaha_operator.platform.rucio import RucioClient
 from skaha_operator.platform.wire import Did, RucioRule, RuleSpec
 from skaha_operator.reconcile.data import RulePlan
 from skaha_operator.reconcile.launch import LaunchView, Seen
+
+CREATOR = re.compile(r"skaha-operator ([0-9a-fA-F-]{36})")
 
 
 def comment_of(uid: str) -> str:
@@ -25,6 +30,12 @@ def comment_of(uid: str) -> str:
 def created_by(rule: RucioRule, uid: str) -> bool:
     """Whether the object with `uid` created this rule."""
     return bool(uid) and comment_of(uid) in (rule.comments or "")
+
+
+def creator_of(rule: RucioRule) -> str | None:
+    """The UID of the object of ours that created this rule; None for a rule we did not make."""
+    match = CREATOR.search(rule.comments or "")
+    return match.group(1) if match else None
 
 
 async def ours(

@@ -48,6 +48,12 @@ class SessionController:
             meta = {**child["metadata"], "finalizers": [ctx.config.finalizer]}
             await ctx.kube.create(plural_of(child["kind"]), ns, {**child, "metadata": meta})
         await _delete(ns, decision.delete, ctx)
+        for kind, name, patch in decision.update:
+            refused = await ctx.kube.patch_spec(plural_of(kind), ns, name, patch)
+            if refused is not None:
+                ctx.post(
+                    body, "Warning", "EditRefused", f"{kind} {name} refused {patch}: {refused}"
+                )
         await write(ctx, self.plural, body, decision.status)
         tell(ctx, body, self.kind, decision.status, decision.events)
         return Outcome(decision.requeue_after)
@@ -71,7 +77,9 @@ def _part_state(body: dict[str, Any]) -> PartState:
     status = body.get("status") or {}
     conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
     connectors = tuple(Connector.model_validate(c) for c in status.get("connectors") or [])
+    schedule = (body.get("spec") or {}).get("schedule")
     return PartState(
+        schedule=schedule if body.get("kind") == "Compute" else None,
         phase=status.get("phase"),
         ready=condition_status(conditions, READY) is True,
         stalled=condition_status(conditions, STALLED) is True,

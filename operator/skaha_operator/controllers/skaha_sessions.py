@@ -19,6 +19,7 @@ LOG_TAIL_LINES = 10
 LOG_TAIL_CHARS = 2000
 # Statuses of a session that still holds resources; Terminating cannot be deleted again.
 LIVE = frozenset({"Pending", "Running", "Terminating", "Unknown"})
+FAILED = frozenset({"Failed", "Error"})  # a session that ended badly: its log tail explains
 
 
 def seen_of(session: SkahaSession) -> Seen:

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from skaha_operator.domain.common import TERMINAL_PHASES
 from skaha_operator.domain.compute import Compute
 from skaha_operator.platform.clients import PlatformClients
 from skaha_operator.platform.wire import SkahaSession
@@ -72,7 +73,7 @@ async def count_slots(
         status = other.status
         if other.spec.platform_ref != ref or other.spec.type == "headless" or status is None:
             continue
-        if status.phase in {"Completed", "Failed", "Cancelled"}:
+        if status.phase in TERMINAL_PHASES:
             continue
         launch = status.launch
         if launch is not None and launch.pending_since is not None:

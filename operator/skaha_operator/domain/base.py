@@ -54,6 +54,37 @@ def immutable(what: str) -> Rule:
     )
 
 
+def frozen(field: str, instead: str = "create a new object instead") -> Rule:
+    """A rule on the enclosing object: `field` may not be set, changed or removed after creation.
+
+    A field-level `self == oldSelf` is not evaluated when an optional field is added or removed;
+    this one is (docs/design.md §4.10: every edit is applied or refused).
+    """
+    return Rule(
+        rule=f"has(self.{field}) == has(oldSelf.{field}) && "
+        f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
+        message=f"{field} cannot change after creation: {instead}",
+        field_path=f".{field}",
+        reason="FieldValueForbidden",
+    )
+
+
+def start_frozen_unless(condition: str, when: str) -> Rule:
+    """A rule on the whole object: spec.schedule.start changes only while `condition` holds."""
+    start = "spec.schedule.start"
+    same = (
+        f"(has(self.spec.schedule) && has(self.{start})) == "
+        f"(has(oldSelf.spec.schedule) && has(oldSelf.{start})) && "
+        f"(!has(self.spec.schedule) || !has(self.{start}) || self.{start} == oldSelf.{start})"
+    )
+    return Rule(
+        rule=f"({same}) || ({condition})",
+        message=f"spec.schedule.start can change only {when}",
+        field_path=".spec.schedule.start",
+        reason="FieldValueForbidden",
+    )
+
+
 class WireModel(BaseModel):
     """Base of every model: camelCase aliases, unknown fields refused, class-level CEL rules."""
 

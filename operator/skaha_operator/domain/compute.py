@@ -23,7 +23,9 @@ from skaha_operator.domain.base import (
     Rule,
     WireModel,
     cel,
+    frozen,
     immutable,
+    start_frozen_unless,
 )
 from skaha_operator.domain.common import (
     NAME_PATTERN,
@@ -120,7 +122,26 @@ class ComputeTemplate(WireModel):
 
 
 class ComputeSpec(ComputeTemplate):
-    """The desired Skaha session and the parts it waits for."""
+    """The desired Skaha session and the parts it waits for.
+
+    Only the schedule may change after creation (docs/lifecycle.md, "Editing"): the session is
+    launched with the rest; start can change until the launch.
+    """
+
+    cel_rules = tuple(
+        frozen(f, "create a new Compute instead")
+        for f in (
+            "type",
+            "cores",
+            "ramGiB",
+            "gpus",
+            "command",
+            "args",
+            "env",
+            "storageRefs",
+            "dataRefs",
+        )
+    )
 
     platform_ref: str = name_field(
         "Name of the SkahaPlatform (same namespace).",
@@ -177,6 +198,14 @@ class Compute(KindModel):
             PrinterColumn("RAM", "integer", ".spec.ramGiB", "Requested RAM (GiB)", priority=1),
             REASON_COLUMN,
             AGE_COLUMN,
+        ),
+    )
+
+    cel_rules = (
+        start_frozen_unless(
+            "!has(self.status) || !has(self.status.launch)"
+            " || !has(self.status.launch.pendingSince)",
+            "until the Skaha session is launched",
         ),
     )
 

@@ -34,7 +34,12 @@ def object_schema(kind: type[KindModel]) -> Schema:
     """The openAPIV3Schema of one kind: standard envelope plus generated spec and status."""
     full = to_structural(kind.model_json_schema(by_alias=True, mode="validation"))
     props = full["properties"]
+    root: Schema = {}
+    if full.get("x-kubernetes-validations"):
+        # Rules on the whole object (a spec edit allowed only in some phases reads status).
+        root["x-kubernetes-validations"] = full["x-kubernetes-validations"]
     return {
+        **root,
         "type": "object",
         "description": full.get("description", ""),
         "required": ["spec"],

@@ -9,7 +9,7 @@ same word, as kubectl accepts for `endpoints`); short name `dat`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -24,6 +24,7 @@ from skaha_operator.domain.base import (
     Rule,
     WireModel,
     cel,
+    frozen,
     immutable,
 )
 from skaha_operator.domain.common import (
@@ -96,7 +97,7 @@ class SrcnetStagingSource(WireModel):
 class DataTemplate(WireModel):
     """A Data spec without what a Session supplies (the platform)."""
 
-    cel_rules = (
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
             "[has(self.http), has(self.rucio), has(self.srcnetStaging)].filter(x, x).size() == 1",
             "exactly one source of http, rucio or srcnetStaging must be set",
@@ -137,6 +138,8 @@ class DataTemplate(WireModel):
 
 class DataSpec(DataTemplate):
     """The desired data and the platform it is placed on."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (frozen("path", "create a new Data instead"),)
 
     platform_ref: str = name_field(
         "Name of the SkahaPlatform (same namespace).",

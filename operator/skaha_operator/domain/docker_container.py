@@ -21,6 +21,7 @@ from skaha_operator.domain.base import (
     PrinterColumn,
     WireModel,
     cel,
+    frozen,
     immutable,
 )
 from skaha_operator.domain.common import (
@@ -79,6 +80,12 @@ class DockerContainerTemplate(WireModel):
 
 class DockerContainerSpec(DockerContainerTemplate):
     """The desired image and the platform that must offer it."""
+
+    cel_rules = (
+        frozen("image", "create a new DockerContainer instead"),
+        frozen("digest", "create a new DockerContainer instead"),
+        frozen("sessionTypes", "create a new DockerContainer instead"),
+    )
 
     platform_ref: str = name_field(
         "Name of the SkahaPlatform (same namespace).",

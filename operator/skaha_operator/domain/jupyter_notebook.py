@@ -22,6 +22,7 @@ from skaha_operator.domain.base import (
     Rule,
     WireModel,
     cel,
+    frozen,
     immutable,
 )
 from skaha_operator.domain.common import (
@@ -96,6 +97,15 @@ class JupyterNotebookTemplate(WireModel):
 
 class JupyterNotebookSpec(JupyterNotebookTemplate):
     """The desired notebook and the platform it is prepared on."""
+
+    cel_rules = (
+        frozen("image", "create a new JupyterNotebook instead"),
+        frozen("digest", "create a new JupyterNotebook instead"),
+        frozen("notebook", "create a new JupyterNotebook instead"),
+        frozen("requirements", "create a new JupyterNotebook instead"),
+        frozen("storageRef", "create a new JupyterNotebook instead"),
+        frozen("path", "create a new JupyterNotebook instead"),
+    )
 
     platform_ref: str = name_field(
         "Name of the SkahaPlatform (same namespace).",

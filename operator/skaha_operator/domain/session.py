@@ -24,7 +24,9 @@ from skaha_operator.domain.base import (
     Rule,
     WireModel,
     cel,
+    frozen,
     immutable,
+    start_frozen_unless,
 )
 from skaha_operator.domain.common import (
     LABEL_PATTERN,
@@ -124,6 +126,10 @@ class SessionSpec(WireModel):
             "executable.template.jupyterNotebook.storageRef must name an entry of storages",
             field_path=".executable",
         ),
+        *(
+            frozen(f, "create a new Session instead")
+            for f in ("executable", "compute", "storages", "data")
+        ),
     )
 
     platform_ref: str = name_field(
@@ -131,7 +137,9 @@ class SessionSpec(WireModel):
         json_schema_extra=cel(immutable("platformRef")),
     )
     schedule: Schedule | None = Field(
-        None, description="Start, booked duration, prepare deadline and poll limits for all parts."
+        None,
+        description="Start, booked duration, prepare deadline and poll limits for all parts. "
+        "May change: the Compute follows (start only while the Session waits for it).",
     )
     cancel: bool = Field(
         False,
@@ -209,6 +217,14 @@ class Session(KindModel):
             PrinterColumn("URL", "string", ".status.connectors[0].url", "Connect URL", priority=1),
             REASON_COLUMN,
             AGE_COLUMN,
+        ),
+    )
+
+    cel_rules = (
+        start_frozen_unless(
+            "!has(self.status) || !has(self.status.phase) || "
+            "self.status.phase in ['Initializing', 'Waiting']",
+            "while the Session waits for its start",
         ),
     )
 

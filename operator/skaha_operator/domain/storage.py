@@ -23,6 +23,7 @@ from skaha_operator.domain.base import (
     Rule,
     WireModel,
     cel,
+    frozen,
     immutable,
 )
 from skaha_operator.domain.common import ReleasePolicy, name_field, relative_path_field
@@ -87,6 +88,8 @@ class StorageTemplate(WireModel):
 
 class StorageSpec(StorageTemplate):
     """The desired directory and the platform it lives on."""
+
+    cel_rules = (frozen("size", "create a new Storage instead"),)
 
     platform_ref: str = name_field(
         "Name of the SkahaPlatform (same namespace).",

@@ -128,6 +128,21 @@ class Kube:
             raise
         return True
 
+    async def patch_spec(
+        self, plural: str, namespace: str, name: str, spec: dict[str, Any]
+    ) -> str | None:
+        """Merge `spec` into an object's spec; the API server's refusal message, if refused."""
+        try:
+            await _run(
+                self.custom.patch_namespaced_custom_object,
+                GROUP, VERSION, namespace, plural, name, {"spec": spec},
+            )  # fmt: skip
+        except client.ApiException as exc:
+            if exc.status in (404, 422):
+                return f"HTTP {exc.status}: {exc.reason}"
+            raise
+        return None
+
     async def write_status(
         self,
         plural: str,

@@ -172,7 +172,8 @@ def fit_option(wanted: int | None, options: tuple[int, ...]) -> int | None:
 
 
 def skaha_phase(status: str | None, session_type: SessionType) -> Phase | None:
-    """Map a Skaha status (both eras, docs/platform-api.md §3) to a Compute phase; None: keep waiting."""
+    """Map a Skaha status (both eras, docs/platform-api.md §3) to a Compute phase; None: keep
+    waiting."""
     match status:
         case "Running":
             return Phase.RUNNING if session_type == SessionType.HEADLESS else INTERACTIVE_USABLE
@@ -295,13 +296,18 @@ class _Step:
     def prepare(self) -> ComputeDecision:
         start, end, deadline = schedule_bounds(self.compute.spec.schedule, self._created())
         if self.obs.cap_refused is not None:
-            # A session started outside the operator took the slot: wait, never fail.
+            # A session started outside the operator took the slot: wait, never fail. A first
+            # launch left nothing behind, so it goes back to the queue; a re-sent one keeps its
+            # marker (an earlier attempt may still commit and must be adopted or released), and
+            # the refused attempt does not count.
+            attempts = self.launched.attempts or 1
+            kept = self.launched.model_copy(update={"attempts": attempts - 1})
             return self._result(
                 Phase.PREPARING,
                 QUEUE_REASON,
                 f"waiting for a free interactive session slot: {self.obs.cap_refused}",
                 requeue=self.timing.dependency_recheck,
-                changes={"launch": Launch()},
+                changes={"launch": Launch() if attempts <= 1 else kept},
             )
         if self.obs.refused is not None:
             # Skaha answered 400: nothing was created, and sending it again would not help.
@@ -405,7 +411,8 @@ class _Step:
         plan = LaunchPlan(
             name=step.launch.name, type=spec.type, cores=cores, ram_gib=ram, gpus=spec.gpus
         )
-        # The marker goes into the same guarded write as the phase, before the POST (docs/design.md §4.3).
+        # The marker goes into the same guarded write as the phase, before the POST
+        # (docs/design.md §4.3).
         return self._result(
             Phase.PREPARING,
             step.reason,
@@ -609,12 +616,17 @@ class _Step:
         )
 
     def _renew_margin(self, seen: SkahaView) -> float:
-        """Renew when less than the smaller of the margin and half the site's expiry remains."""
+        """Renew when less than the smaller of the margin and half of what the site granted
+        last remains: from the session's start, or from our latest renewal. (A renewal moves the
+        expiry but not the start, so expiry - start grows with every renewal; half of it soon
+        exceeds the site's expiry and the session lapses between two renewals.)"""
         margin = self.timing.renew_before
-        if seen.start_time is not None and seen.expiry_time is not None:
-            lifetime = (seen.expiry_time - seen.start_time).total_seconds()
-            if lifetime > 0:
-                margin = min(margin, lifetime / 2)
+        if seen.expiry_time is not None:
+            since = [t for t in (seen.start_time, self.status.renewed_at) if t is not None]
+            if since:
+                granted = (seen.expiry_time - max(since)).total_seconds()
+                if granted > 0:
+                    margin = min(margin, granted / 2)
         return margin
 
     def _needs_renewal(self, seen: SkahaView, end: datetime | None) -> bool:
@@ -770,8 +782,8 @@ def _dependency_text(dep: DependencyView) -> str:
 
 
 def open_file_url(connect_url: str, path: str) -> str:
-    """A notebook connect URL that opens `path` (docs/platform-api.md §7: append the file's path to the
-    lab tree, `.../lab/tree/arc/home/<u>/<file>`); other URLs are returned unchanged."""
+    """A notebook connect URL that opens `path` (docs/platform-api.md §7: append the file's path
+    to the lab tree, `.../lab/tree/arc/home/<u>/<file>`); other URLs are returned unchanged."""
     marker = "/lab/tree/"
     head, found, rest = connect_url.partition(marker)
     if not found:

@@ -1,14 +1,14 @@
 """The Data decision: HTTP(S) download job, Rucio replication rule, or an honest "unsupported".
 
 - HTTP(S): a short headless Skaha job on a small downloader image fetches the URL into the
-  storage path and verifies the checksum; data never moves through the operator (docs/design.md §2).
-  The job step (bounded retries, log tail) is `reconcile.jobs`.
-- Rucio: a replication rule to the RSE expression with a lifetime (docs/platform-api.md §8), launched
-  through the shared protocol (`reconcile.launch`) under one name, the DID and RSE expression:
-  the marker `status.rule` is written before the POST; a `DuplicateRule` answer, or a restart that
-  finds a marker without an id, adopts the rule listed on the DID. Polled until OK; STUCK past the
-  deadline (the platform's default prepare deadline, from the Data's creation) is Failed with the
-  rule's error.
+  storage path and verifies the checksum; data never moves through the operator
+  (docs/design.md §2). The job step (bounded retries, log tail) is `reconcile.jobs`.
+- Rucio: a replication rule to the RSE expression with a lifetime (docs/platform-api.md §8),
+  launched through the shared protocol (`reconcile.launch`) under one name, the DID and RSE
+  expression: the marker `status.rule` is written before the POST; a `DuplicateRule` answer, or a
+  restart that finds a marker without an id, adopts the rule listed on the DID. Polled until OK;
+  STUCK past the deadline (the platform's default prepare deadline, from the Data's creation) is
+  Failed with the rule's error.
 - SRCNet staging: the Data Management API's staging paths and job states are not public
   (docs/platform-api.md §8 [NF]), so such a Data fails with reason UnsupportedSource saying so.
 

@@ -1,12 +1,12 @@
 """Short headless Skaha jobs that prepare a part (a download, a notebook's setup): one pure step.
 
-The launch itself (marker, adoption by name, re-sends, late commits, release) is the shared
-protocol of `reconcile.launch`; a job's policy gives every attempt its own name
-`skop-<tag>-<uid hex>-<n>`, so a restart finds it by name instead of launching a second
-(docs/design.md §4.3), and a lost launch fails the object once the attempts are used up. This module adds
-what is particular to a job: what its Skaha status means. A job that fails is retried a bounded
-number of times under the next attempt's name; the last failure carries the job's log tail. Skaha
-statuses of both eras: docs/platform-api.md §3. Also the phase helper the preparing kinds share.
+The launch itself (marker, adoption by name, re-sends, late commits, release) is the shared protocol
+of `reconcile.launch`; a job's policy gives every attempt its own name `skop-<tag>-<uid hex>-<n>`,
+so a restart finds it by name instead of launching a second (docs/design.md §4.3), and a lost launch
+fails the object once the attempts are used up. This module adds what is particular to a job: what
+its Skaha status means. A job that fails is retried a bounded number of times under the next
+attempt's name; the last failure carries the job's log tail. Skaha statuses of both eras:
+docs/platform-api.md §3. Also the phase helper the preparing kinds share.
 Pure: imports neither kopf, kubernetes nor httpx.
 """
 
@@ -96,7 +96,8 @@ def with_phase(
 
 @dataclass(frozen=True)
 class JobPlan:
-    """A headless launch: Skaha name, image, command, args and environment (docs/platform-api.md §2)."""
+    """A headless launch: Skaha name, image, command, args and environment
+    (docs/platform-api.md §2)."""
 
     name: str
     image: str

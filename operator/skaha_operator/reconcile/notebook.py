@@ -1,14 +1,14 @@
 """The JupyterNotebook decision: place the notebook and its requirements, then a setup job.
 
-Steps (docs/design.md §2): wait for the platform and the Storage; upload the requirements file (and the
-notebook when it comes from a ConfigMap) into the storage with Cavern PUTs (docs/platform-api.md §7);
-then a short headless job on the notebook's own image fetches the notebook when it comes from a
-URL (data never moves through the operator) and installs the requirements into a per-notebook
-virtual environment inside the storage. Available when that job Completed; a failed job's log
-tail (pip's error) is the message. The job step is `reconcile.jobs` (over the shared launch
-protocol). Release (the object is being deleted) goes through the same decision: wait while a
-live Compute uses the notebook, stop the setup job (every attempt), then per the release policy
-remove the environment, the requirements file and the notebook.
+Steps (docs/design.md §2): wait for the platform and the Storage; upload the requirements file (and
+the notebook when it comes from a ConfigMap) into the storage with Cavern PUTs
+(docs/platform-api.md §7); then a short headless job on the notebook's own image fetches the
+notebook when it comes from a URL (data never moves through the operator) and installs the
+requirements into a per-notebook virtual environment inside the storage. Available when that job
+Completed; a failed job's log tail (pip's error) is the message. The job step is `reconcile.jobs`
+(over the shared launch protocol). Release (the object is being deleted) goes through the same
+decision: wait while a live Compute uses the notebook, stop the setup job (every attempt), then per
+the release policy remove the environment, the requirements file and the notebook.
 Pure: imports neither kopf, kubernetes nor httpx.
 """
 

@@ -1,15 +1,17 @@
 """The Session decision: (spec, status, the parts' states, now) -> next status, creates, deletes.
 
-A Session creates its owned parts from templates, reads the state of every part (owned or
-shared) and never writes theirs (docs/design.md §4.1). Its phase follows the design's fixed precedence
-(docs/design.md §3), plus Waiting before the start and Expired when the prepare deadline passes before it
-was ever usable. Ending (cancel, Failed, Expired, Completed) deletes the OWNED parts in dependency
-order and shows Releasing until they are gone; shared parts are never deleted (docs/design.md §2).
+A Session creates its owned parts from templates, reads the state of every part (owned or shared)
+and never writes theirs (docs/design.md §4.1). Its phase follows the design's fixed precedence
+(docs/design.md §3), plus Waiting before the start and Expired when the prepare deadline passes
+before it was ever usable. Ending (cancel, Failed, Expired, Completed) deletes the OWNED parts in
+dependency order and shows Releasing until they are gone; shared parts are never deleted
+(docs/design.md §2).
 Pure: imports neither kopf, kubernetes nor httpx.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,6 +77,7 @@ class PartState:
     message: str | None
     connectors: tuple[Connector, ...] = ()
     stalled: bool = False  # the part's Stalled condition is True (it needs a human)
+    schedule: dict[str, Any] | None = None  # a Compute's spec.schedule as stored
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class SessionDecision:
     delete: tuple[PartRef, ...] = ()
     requeue_after: float | None = None
     events: tuple[str, ...] = ()
+    # Spec changes for existing parts (kind, name, merge patch): an edited schedule follows.
+    update: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,8 @@ Parts = Sequence[tuple[PartRef, PartState | None]]
 
 
 def derive_session_phase(parts: Parts) -> SessionPhase:
-    """The phase of a Session from its parts, by the design's fixed precedence (docs/design.md §3)."""
+    """The phase of a Session from its parts, by the design's fixed precedence
+    (docs/design.md §3)."""
     return derive_session_verdict(parts).phase
 
 
@@ -320,11 +326,13 @@ class _Step:
     # -- living -------------------------------------------------------------------------------
 
     def _live(self, verdict: Verdict) -> SessionDecision:
+        children = make_children(self.session)
         create = tuple(
             body
-            for body in make_children(self.session)
+            for body in children
             if self.obs.parts.get((body["kind"], body["metadata"]["name"])) is None
         )
+        update = tuple(self._schedule_updates(children))
         start, _, deadline = schedule_bounds(self.session.spec.schedule, self._created())
         phase, reason, message = verdict.phase, verdict.reason, verdict.message
         if phase == SessionPhase.PREPARING and self.now < start:
@@ -356,7 +364,26 @@ class _Step:
         if create:
             requeue = min(requeue, self.timing.poll_base)
         stalled = any(s is not None and s.stalled for _, s in self.states)
-        return self._result(phase, reason, message, create=create, requeue=requeue, stalled=stalled)
+        decision = self._result(
+            phase, reason, message, create=create, requeue=requeue, stalled=stalled
+        )
+        return dataclasses.replace(decision, update=update) if update else decision
+
+    def _schedule_updates(
+        self, children: list[dict[str, Any]]
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """An edited Session schedule, carried to the Compute it owns (docs/lifecycle.md)."""
+        out = []
+        for body in children:
+            part = self.obs.parts.get((body["kind"], body["metadata"]["name"]))
+            if body["kind"] != PartKind.COMPUTE or part is None:
+                continue
+            wanted = body["spec"].get("schedule") or {}
+            have = part.schedule or {}
+            if wanted != have:
+                patch = {k: wanted.get(k) for k in {*wanted, *have}}
+                out.append((str(body["kind"]), str(body["metadata"]["name"]), {"schedule": patch}))
+        return out
 
     # -- the status ---------------------------------------------------------------------------
 

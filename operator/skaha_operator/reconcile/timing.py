@@ -1,7 +1,8 @@
 """Time arithmetic for decisions: schedule bounds and poll backoff, all pure functions of `now`.
 
-Requeue, never sleep (docs/design.md §4.4): every wait becomes a `requeue_after` in seconds that the
-handler turns into `kopf.TemporaryError(delay=...)`.
+Requeue, never sleep (docs/design.md §4.4): every wait becomes a `requeue_after` in seconds, which
+the runtime turns into an in-memory wake-up (or, for an object being deleted, a retry of the
+delete handler).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ class Timing:
     max_polls: int | None = None
     # Launches lost before Skaha committed them (500/503, a hang, a dropped connection) are sent
     # again under the same name; the cap only guards against a Skaha that commits but never
-    # lists. 3 stalled 2 of 40 Sessions under 20% 5xx + 5% hangs + 5% resets (platform-faults campaign, docs/reliability.md);
-    # 6 leaves about 1 in 1,400.
+    # lists. 3 stalled 2 of 40 Sessions under 20% 5xx + 5% hangs + 5% resets (platform-faults
+    # campaign, docs/reliability.md); 6 leaves about 1 in 1,400.
     max_launch_attempts: int = 6
     max_job_attempts: int = 2  # download / notebook-setup jobs: the first run and one retry
 

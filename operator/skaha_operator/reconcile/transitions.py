@@ -1,8 +1,8 @@
 """Transition tables: which phase may follow which, per kind (docs/design.md §3, docs/domain.md §3).
 
 A decision that would make an illegal move raises `IllegalTransition`: a bug in a decision, which
-the runtime logs and retries later rather than writing it. The CEL rule on the status schema backs up the
-terminal part of this table on the API server.
+the runtime logs and retries later rather than writing it. The CEL rule on the status schema backs
+up the terminal part of this table on the API server.
 """
 
 from __future__ import annotations

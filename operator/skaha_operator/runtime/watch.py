@@ -26,6 +26,7 @@ import kopf
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controllers.skaha_platform import DEPENDENT_PLURALS
+from skaha_operator.domain.common import TERMINAL_PHASES, Phase
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, KINDS, PART_KINDS, plural_of
 from skaha_operator.k8s.objects import part_view
 from skaha_operator.reconcile.compute import QUEUE_REASON
@@ -46,23 +47,8 @@ def observe_event(
     ns, name = meta.get("namespace"), meta.get("name")
     if not ns or not name:
         return
-    cache = st.ctx.cache
-    if event_type != "DELETED" and _deleting(body) and not meta.get("finalizers"):
-        # The body our own finalizer removal stored: the object is gone (its DELETED event may
-        # already have been handled; caching this body would bring back a ghost).
-        event_type = "DELETED"
-    if event_type == "DELETED":
-        old = cache.peek(plural, ns, name)
-        cache.drop(plural, ns, name)
-        st.requeuer.forget((plural, ns, name))
-        st.forget(str(meta.get("uid", "")))
-        changed = True
-    else:
-        old = cache.put(plural, body)
-        changed = old is None or part_view(old) != part_view(body)
-        if _deleting(body) and (old is None or not _deleting(old)):
-            # Release is the same step; nothing else calls it (runtime/register.py).
-            st.requeuer.schedule((plural, ns, name), 0.0)
+    gone = event_type == "DELETED" or (_deleting(body) and not meta.get("finalizers"))
+    changed, old = _update_cache(plural, ns, name, body, gone, st)
     if not changed:
         return
     if plural in PART_PLURALS:
@@ -71,15 +57,37 @@ def observe_event(
             if owner.get("kind") == "Session":
                 st.requeuer.schedule(("sessions", ns, owner["name"]), WAKE_DELAY)
     if plural == "computes":
-        _wake_queue(ns, old, body if event_type != "DELETED" else None, st)
+        _wake_queue(ns, old, None if gone else body, st)
     if plural == "skahaplatforms":
         _wake_dependents(ns, name, st)
     kind = DEPENDENCY_KINDS.get(plural)
     old_phase = ((old or {}).get("status") or {}).get("phase")
-    new_phase = (body.get("status") or {}).get("phase") if event_type != "DELETED" else None
+    new_phase = None if gone else (body.get("status") or {}).get("phase")
     if kind is not None and old_phase != new_phase:
-        for compute in cache.users(ns, kind, name):
+        for compute in st.ctx.cache.users(ns, kind, name):
             st.requeuer.schedule(("computes", ns, compute), WAKE_DELAY)
+
+
+def _update_cache(
+    plural: str, ns: str, name: str, body: dict[str, Any], gone: bool, st: OperatorState
+) -> tuple[bool, dict[str, Any] | None]:
+    """Store or drop the body; (whether what a Session shows changed, the previous body).
+
+    `gone` also covers the body our own finalizer removal stored: the object no longer exists
+    (its DELETED event may already have been handled; caching it would bring back a ghost).
+    """
+    cache = st.ctx.cache
+    if gone:
+        old = cache.peek(plural, ns, name)
+        cache.drop(plural, ns, name)
+        st.requeuer.forget((plural, ns, name))
+        st.forget(str(body["metadata"].get("uid", "")))
+        return True, old
+    old = cache.put(plural, body)
+    if _deleting(body) and (old is None or not _deleting(old)):
+        # Release is the same step; nothing else calls it (runtime/register.py).
+        st.requeuer.schedule((plural, ns, name), 0.0)
+    return old is None or part_view(old) != part_view(body), old
 
 
 def _deleting(body: dict[str, Any]) -> bool:
@@ -98,7 +106,7 @@ def _wake_dependents(ns: str, platform: str, st: OperatorState) -> None:
                 st.requeuer.schedule((plural, ns, meta["name"]), WAKE_DELAY)
 
 
-FREEING = frozenset({"Releasing", "Completed", "Failed", "Cancelled"})
+FREEING = frozenset({Phase.RELEASING, *TERMINAL_PHASES})
 
 
 def _wake_queue(

@@ -170,6 +170,7 @@ class RucioStore:
                     exception_class="DuplicateRule",
                 )
         lifetime = body.get("lifetime")
+        comment = body.get("comment")  # kept and answered as `comments`, as Rucio does
         now = self.clock.now() + commit_delay_s
         ids = []
         for scope, name in pairs:
@@ -191,6 +192,7 @@ class RucioStore:
                 priority=int(body.get("priority") or 3),
                 notification=str(body.get("notify") or "N"),
                 updated=now,
+                options={"comment": comment} if isinstance(comment, str) else {},
             )
             self._rules[rule.id] = rule
             ids.append(rule.id)

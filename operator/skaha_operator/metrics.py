@@ -43,6 +43,10 @@ SHARD_TAKEOVERS = Counter(
     "skaha_operator_shard_takeovers_total",
     "Shards that became held (acquired, or renewed after a lapse): every object in them stepped.",
 )
+SHARD_LAPSES = Counter(
+    "skaha_operator_shard_lapses_total",
+    "Shards renewed only after this replica had stopped stepping them (renewal too late).",
+)
 LEASE_ERRORS = Counter(
     "skaha_operator_lease_errors_total", "Lease rounds or Lease writes that failed with an error."
 )

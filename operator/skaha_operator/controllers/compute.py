@@ -11,6 +11,7 @@ says released once nothing can still appear (docs/design.md §4.3, §4.6).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +49,7 @@ from skaha_operator.reconcile.launch import LaunchView, needs_listing
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
 # Skaha's refusal at the interactive-session cap (docs/platform-api.md §2.4).
 CAP_MESSAGE = "has reached the maximum of"
+logger = logging.getLogger(__name__)
 Inputs = tuple[str, RegistryAuth | None]  # the image and its registry credentials
 
 
@@ -192,6 +194,10 @@ class ComputeController:
             args=" ".join(spec.args) if spec.args else None,
             env=dict(spec.env or {}),
         )
+        meta = compute.metadata
+        # Which replica launched what: its own log says so (tests/integration/test_sharding.py).
+        logger.info("Compute %s/%s: marker stored, launching Skaha session %s",
+                    meta["namespace"], meta["name"], plan.name)  # fmt: skip
         try:
             session_id = await skaha_sessions.create(clients, params, inputs[1])
         except AuthError:

@@ -293,10 +293,15 @@ class LeaseShards:
         for index, result in zip((*plan.keep, *plan.acquire), results, strict=False):
             was_valid = self._valid.get(index, 0.0) > time.monotonic()
             if isinstance(result, LeaseRecord):
-                self._records[index] = result
-                self._valid[index] = sent + cfg.duration - min(MARGIN, cfg.duration / 5)
                 if not was_valid:
                     gained.add(index)
+                    if index in self._records:
+                        # Held all along, but the renewal came too late to keep stepping it
+                        # (a starved event loop): its objects are stepped again, as on takeover.
+                        metrics.SHARD_LAPSES.inc()
+                        logger.warning("shard %d renewed after its hold had lapsed", index)
+                self._records[index] = result
+                self._valid[index] = sent + cfg.duration - min(MARGIN, cfg.duration / 5)
             else:
                 if isinstance(result, BaseException):
                     logger.warning("lease %s: %s", cfg.shard_name(index), result)

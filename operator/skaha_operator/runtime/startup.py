@@ -12,6 +12,7 @@ requeues are in-memory timers (runtime/requeue.py), the resync is a sweep over t
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,7 +21,7 @@ import kopf
 
 from skaha_operator import GROUP, VERSION, metrics
 from skaha_operator.controllers.base import Controller
-from skaha_operator.controllers.context import Context, OperatorConfig
+from skaha_operator.controllers.context import Context, EventPoster, OperatorConfig
 from skaha_operator.controllers.platforms import PlatformCache
 from skaha_operator.controllers.registry import CONTROLLERS
 from skaha_operator.k8s.api import Kube, make_api_client
@@ -36,6 +37,7 @@ from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import observe_event
 
 API_THREADS = 16
+logger = logging.getLogger(__name__)
 # A platform is probed again now and then: options and the API version can change under us.
 PLATFORM_RESYNC = 300.0
 # kopf's own finalizer name: no handler of ours requires one, so kopf never writes it (and never
@@ -79,9 +81,9 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             kube, on_call=_record_call, http_timeout=config.http_timeout, reader=cache.get
         ),
         cache=cache,
-        post=_post_event,
     )
     st = OperatorState(ctx=ctx, forgetters=[progress.forget, diffbase.forget])
+    ctx.post = _poster(st)
     for controller in CONTROLLERS:
         st.requeuer.register(controller.plural, _runner(controller, st))
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
@@ -115,10 +117,23 @@ def _take_over(st: OperatorState, shards: frozenset[int]) -> None:
     metrics.TAKEOVER_STEPS.inc(count)
 
 
-def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    # kopf's poster reads only the object's reference fields, which a plain dict has.
-    obj: Any = body
-    kopf.event(obj, type=type_, reason=reason, message=message)
+def _poster(st: OperatorState) -> EventPoster:
+    def post(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        # kopf's poster reads only the object's reference fields, which a plain dict has.
+        obj: Any = body
+        try:
+            kopf.event(obj, type=type_, reason=reason, message=message)
+        except LookupError:
+            # kopf finds its Event queue in context variables set while it processes an object;
+            # a step started elsewhere (a takeover, a resync sweep, a wake-up they scheduled)
+            # posts through a context captured from kopf's processing (runtime/watch.py).
+            if st.event_context is None:
+                logger.warning("Event %s on %s dropped: kopf's poster is not known yet",
+                               reason, body.get("metadata", {}).get("name"))  # fmt: skip
+                return
+            st.event_context.run(kopf.event, obj, type=type_, reason=reason, message=message)
+
+    return post
 
 
 def _runner(controller: Controller, st: OperatorState) -> Runner:

@@ -7,6 +7,7 @@ Created at start-up, kept in kopf's `memo` (no module globals), closed at clean-
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class OperatorState:
     ctx: Context
     requeuer: Requeuer = field(default_factory=Requeuer)
     shards: Shards = field(default_factory=AllShards)
+    # kopf's per-object processing context, to post Events from steps started outside it.
+    event_context: contextvars.Context | None = None
     # Long-running tasks of the runtime (resync sweeps), cancelled at clean-up.
     background: list[asyncio.Task[None]] = field(default_factory=list)
     # kopf bookkeeping kept in memory (runtime/persistence.py): told when an object is deleted.

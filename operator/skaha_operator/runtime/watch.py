@@ -19,6 +19,7 @@ wake-up of an object another replica holds is dropped by the step.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from typing import Any
 
@@ -143,4 +144,7 @@ def register_watch(plural: str) -> None:
     async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the cache current and wake whoever waits for this object."""
         kind = event.get("type") if isinstance(event, dict) else None
-        observe_event(plural, kind, dict(body), state(memo))
+        st = state(memo)
+        if st.event_context is None:
+            st.event_context = contextvars.copy_context()  # where kopf's Event queue is known
+        observe_event(plural, kind, dict(body), st)

@@ -29,15 +29,20 @@ def test_helm_lint_passes(sets: tuple[str, ...]) -> None:
 def test_default_render_has_every_object_once() -> None:
     kinds = sorted(d["kind"] for d in objects(render()))
     assert kinds == [
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount",
+        "ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service",
+        "ServiceAccount",
     ]  # fmt: skip
 
 
-def test_deployment_is_single_recreate_restricted_with_liveness() -> None:
+def test_deployment_is_one_replica_with_election_restricted_with_liveness() -> None:
     (dep,) = by_kind(objects(render()), "Deployment")
     spec = dep["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # A new pod joins before the old one leaves; the old one releases its shard Leases.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -58,6 +63,42 @@ def test_deployment_is_single_recreate_restricted_with_liveness() -> None:
         "metrics": 9090,
     }
     assert c["image"] == "skaha-operator:0.1.0"
+    assert {"--shards=16", "--lease-name=skaha-skaha-operator", "--lease-duration=10",
+            "--lease-renew=3"} <= set(c["args"])  # fmt: skip
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+
+
+def test_two_replicas_get_a_disruption_budget_and_lease_rbac_in_the_release_namespace() -> None:
+    docs = objects(render("replicas=2", namespace="ops", release="op"))
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["metadata"]["namespace"] == "ops"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        }
+    ]
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert by_kind(objects(render()), "PodDisruptionBudget") == []
+
+
+def test_election_off_is_one_recreated_replica_without_leases() -> None:
+    docs = objects(render("election.enabled=false"))
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-election" in args
+    assert not [a for a in args if a.startswith("--lease") or a.startswith("--shards")]
+    assert by_kind(docs, "Role") == []
 
 
 def test_image_digest_wins_over_tag() -> None:
@@ -78,20 +119,23 @@ def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
     assert rules[(("skaha.broker.dev",), parts)] == PART_VERBS
     status = tuple(sorted(f"{p}/status" for p in plurals))
     assert rules[(("skaha.broker.dev",), status)] == {"patch"}
-    assert rules[(("",), ("configmaps", "secrets"))] == {"get"}
+    # A platform's token Secret carries our finalizer while the platform is in use.
+    assert rules[(("",), ("secrets",))] == {"get", "patch"}
+    assert rules[(("",), ("configmaps",))] == {"get"}
     assert rules[(("",), ("events",))] == {"create"}
     assert rules[(("apiextensions.k8s.io",), ("customresourcedefinitions",))] == {"list", "watch"}
     # Cluster-wide kopf does not observe namespaces; nothing else is granted.
-    assert len(rules) == 6
+    assert len(rules) == 7
 
 
 def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:
     docs = objects(render("rbac.namespaced=true", "watchNamespaces={science,survey}"))
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leases")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["science", "survey"]
-    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == [
-        "science", "survey",
-    ]  # fmt: skip
+    bindings = [
+        b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leases")
+    ]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["science", "survey"]
     (cluster,) = by_kind(docs, "ClusterRole")
     resources = sorted(res for r in cluster["rules"] for res in r["resources"])
     assert resources == ["customresourcedefinitions", "namespaces"]
@@ -131,7 +175,9 @@ def test_optional_objects_render_when_enabled() -> None:
     [
         (("rbac.namespaced=true",), "minItems"),
         (("operator.logFormat=xml",), "value must be one of"),
-        (("replicas=2",), "additional properties 'replicas' not allowed"),
+        (("replicas=0",), "minimum: got 0, want 1"),
+        (("replicas=2", "election.enabled=false"), "replicas > 1 needs election.enabled=true"),
+        (("election.leaseDuration=5",), "at least twice election.leaseRenew"),
         (("image.digest=latest",), "does not match pattern"),
     ],
 )

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import functools
 import json
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,11 +75,23 @@ class Kube:
         self._on_conflict = on_conflict or (lambda kind: None)
         # Told of every object a status write stored (the handlers' watch-fed cache).
         self.on_stored = on_stored or (lambda plural, body: None)
+        # Told of every request (client method, wall-clock start and end): the runtime's trace.
+        self.on_request: Callable[[str, float, float], None] | None = None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # The official client blocks; keep the event loop free (docs/design.md §7.7).
+        if self.on_request is None:
+            return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        started = time.time()
+        try:
+            return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        finally:
+            self.on_request(fn.__name__, started, time.time())
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
         try:
-            obj: dict[str, Any] = await _run(
+            obj: dict[str, Any] = await self._call(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
             )
         except client.ApiException as exc:
@@ -92,7 +105,7 @@ class Kube:
     ) -> list[dict[str, Any]]:
         """Objects of one kind in a namespace, optionally filtered by labels."""
         kwargs = {"label_selector": label_selector} if label_selector else {}
-        result = await _run(
+        result = await self._call(
             self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
         )
         items: list[dict[str, Any]] = result.get("items", [])
@@ -101,7 +114,7 @@ class Kube:
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create an object; False when one of that name exists already (idempotent)."""
         try:
-            await _run(
+            await self._call(
                 self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
             )
         except client.ApiException as exc:
@@ -113,7 +126,7 @@ class Kube:
     async def delete(self, plural: str, namespace: str, name: str) -> bool:
         """Ask for deletion (finalizers still run); False when it is already gone."""
         try:
-            await _run(
+            await self._call(
                 self.custom.delete_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -133,7 +146,7 @@ class Kube:
     ) -> str | None:
         """Merge `spec` into an object's spec; the API server's refusal message, if refused."""
         try:
-            await _run(
+            await self._call(
                 self.custom.patch_namespaced_custom_object,
                 GROUP, VERSION, namespace, plural, name, {"spec": spec},
             )  # fmt: skip
@@ -157,7 +170,7 @@ class Kube:
             return None
         meta = observed["metadata"]
         try:
-            stored: dict[str, Any] = await _run(
+            stored: dict[str, Any] = await self._call(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -222,7 +235,7 @@ class Kube:
     ) -> dict[str, Any] | None:
         meta = observed["metadata"]
         try:
-            stored: dict[str, Any] = await _run(
+            stored: dict[str, Any] = await self._call(
                 self.custom.patch_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -245,7 +258,7 @@ class Kube:
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
         """One key of a Secret in `namespace` (the object's own namespace, docs/design.md §4.7)."""
         try:
-            secret = await _run(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         except client.ApiException as exc:
             if exc.status == 404:
                 raise SecretError(f"Secret {namespace}/{name} not found") from None
@@ -262,7 +275,7 @@ class Kube:
         A missing Secret is nothing to hold.
         """
         try:
-            secret = await _run(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         except client.ApiException as exc:
             if exc.status == 404:
                 return
@@ -278,7 +291,7 @@ class Kube:
             }
         }
         try:
-            await _run(self.core.patch_namespaced_secret, name, namespace, patch)
+            await self._call(self.core.patch_namespaced_secret, name, namespace, patch)
         except client.ApiException as exc:
             if exc.status in (404, 409):
                 raise ConflictError(f"Secret {namespace}/{name} changed while we held it") from None
@@ -287,18 +300,13 @@ class Kube:
     async def read_config_map(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a ConfigMap in `namespace`; None when the ConfigMap or the key is missing."""
         try:
-            cm = await _run(self.core.read_namespaced_config_map, name, namespace)
+            cm = await self._call(self.core.read_namespaced_config_map, name, namespace)
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
             raise
         value = (cm.data or {}).get(key)
         return value if isinstance(value, str) else None
-
-
-async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    # The official client blocks; keep the event loop free (docs/design.md §7.7).
-    return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
 
 def _is_conflict(exc: client.ApiException) -> bool:

@@ -24,6 +24,7 @@ from skaha_operator import metrics
 from skaha_operator.controllers.base import Controller, Outcome
 from skaha_operator.k8s.api import ConflictError
 from skaha_operator.platform.errors import AuthError, Unavailable
+from skaha_operator.runtime import trace
 from skaha_operator.runtime.requeue import Key
 from skaha_operator.runtime.state import OperatorState
 
@@ -98,6 +99,21 @@ async def step_once(
     it is not cached); a stale view only costs a refused guarded write and a re-read. An object
     in a shard this operator does not hold is not stepped: its holder steps it.
     """
+    if st.tracer is None:
+        return await _step_once(controller, st, key, body)
+    started = time.time()
+    token = trace.current.set(key)
+    try:
+        delay = await _step_once(controller, st, key, body)
+    finally:
+        trace.current.reset(token)
+    st.tracer.record("step", p=key[0], ns=key[1], n=key[2], t0=started, next=delay)
+    return delay
+
+
+async def _step_once(
+    controller: Controller, st: OperatorState, key: Key, body: Any = None
+) -> float | None:
     async with st.requeuer.lock(key):
         if body is None:
             body = await st.ctx.cache.get(*key)
@@ -139,4 +155,7 @@ async def step_once(
 async def drive(controller: Controller, body: Any, st: OperatorState) -> None:
     """Step an object now (from a kopf handler), then keep it going with in-memory wake-ups."""
     key = key_of(controller.plural, body)
+    if st.tracer is not None:
+        rv = body.get("metadata", {}).get("resourceVersion")
+        st.tracer.record("handler", p=key[0], ns=key[1], n=key[2], rv=rv)
     st.requeuer.schedule(key, await step_once(controller, st, key, body))

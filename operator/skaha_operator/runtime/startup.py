@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +29,7 @@ from skaha_operator.k8s.api import Kube, make_api_client
 from skaha_operator.k8s.leases import Leases
 from skaha_operator.k8s.objects import ObjectCache
 from skaha_operator.platform.base import CallRecord
+from skaha_operator.runtime import trace
 from skaha_operator.runtime.driver import step_once
 from skaha_operator.runtime.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
 from skaha_operator.runtime.requeue import Key, Runner
@@ -84,6 +86,9 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     )
     st = OperatorState(ctx=ctx, forgetters=[progress.forget, diffbase.forget])
     ctx.post = _poster(st)
+    st.tracer = trace.from_env()
+    if st.tracer is not None:
+        _trace_hooks(st, st.tracer)
     for controller in CONTROLLERS:
         st.requeuer.register(controller.plural, _runner(controller, st))
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
@@ -101,6 +106,31 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         st.background.append(
             loop.create_task(resync_forever(st, plural, interval), name=f"resync-{plural}")
         )
+
+
+def _trace_hooks(st: OperatorState, tracer: trace.Tracer) -> None:
+    """Record Kubernetes requests, platform calls and wake-ups with the object they serve."""
+
+    def request(method: str, started: float, ended: float) -> None:
+        key = trace.current.get() or ("", "", "")
+        tracer.record("kube", p=key[0], ns=key[1], n=key[2], m=method, t0=started, t=ended)
+
+    def fired(key: Key, late: float) -> None:
+        tracer.record("fire", p=key[0], ns=key[1], n=key[2], late=late)
+
+    st.ctx.kube.on_request = request
+    st.requeuer.on_fire = fired
+    st.ctx.platforms.on_call = _with_trace(tracer)
+
+
+def _with_trace(tracer: trace.Tracer) -> Callable[[CallRecord], None]:
+    def call(record: CallRecord) -> None:
+        _record_call(record)
+        key = trace.current.get() or ("", "", "")
+        tracer.record("skaha", p=key[0], ns=key[1], n=key[2], m=record.method, r=record.route,
+                      t0=record.started, t=record.started + record.seconds)  # fmt: skip
+
+    return call
 
 
 def _take_over(st: OperatorState, shards: frozenset[int]) -> None:
@@ -188,5 +218,7 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.gather(*st.background, return_exceptions=True)
         await st.requeuer.aclose()
         await st.shards.aclose()  # stepped nothing since: released at once, for others to take
+        if st.tracer is not None:
+            st.tracer.close()
         await st.ctx.platforms.aclose()
         st.ctx.kube.api.close()

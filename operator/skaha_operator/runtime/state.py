@@ -17,6 +17,7 @@ import kopf
 from skaha_operator.controllers.context import Context
 from skaha_operator.runtime.requeue import Requeuer
 from skaha_operator.runtime.shards import AllShards, Shards
+from skaha_operator.runtime.trace import Tracer
 
 
 @dataclass
@@ -29,6 +30,8 @@ class OperatorState:
     shards: Shards = field(default_factory=AllShards)
     # kopf's per-object processing context, to post Events from steps started outside it.
     event_context: contextvars.Context | None = None
+    # SKAHA_OPERATOR_TRACE (runtime/trace.py); None: nothing is recorded.
+    tracer: Tracer | None = None
     # Long-running tasks of the runtime (resync sweeps), cancelled at clean-up.
     background: list[asyncio.Task[None]] = field(default_factory=list)
     # kopf bookkeeping kept in memory (runtime/persistence.py): told when an object is deleted.

@@ -147,4 +147,9 @@ def register_watch(plural: str) -> None:
         st = state(memo)
         if st.event_context is None:
             st.event_context = contextvars.copy_context()  # where kopf's Event queue is known
+        if st.tracer is not None:
+            meta, status = body.get("metadata") or {}, body.get("status") or {}
+            st.tracer.record("event", p=plural, ns=meta.get("namespace"), n=meta.get("name"),
+                             rv=meta.get("resourceVersion"), type=kind,
+                             phase=status.get("phase"), reason=status.get("reason"))  # fmt: skip
         observe_event(plural, kind, dict(body), st)

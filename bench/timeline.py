@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -78,10 +79,18 @@ async def create_all(cp: ControlPlane, ns: str, n: int, timeout: float) -> dict[
         out[f"s{i}"] = [time.time()]
         await api.create("sessions", ns, session(f"s{i}"))
 
-    watcher = asyncio.create_task(watch())
+    async def watch_logged() -> None:
+        try:
+            await watch()
+        except Exception as exc:
+            sys.stderr.write(f"the Session watch failed: {exc!r}\n")
+            raise
+
+    watcher = asyncio.create_task(watch_logged())
     try:
         await asyncio.gather(*(one(i) for i in range(n)))
-        await asyncio.wait_for(done.wait(), timeout)
+        with contextlib.suppress(TimeoutError):  # reported: fewer usable than created
+            await asyncio.wait_for(done.wait(), timeout)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
@@ -194,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             del os.environ["SKAHA_OPERATOR_TRACE"]
         if args.keep:
             args.keep.write_bytes(trace.read_bytes())
+            (args.keep.parent / "operator.log").write_bytes((workdir / "operator.log").read_bytes())
         by = load(trace)
     per: dict[str, list[float]] = defaultdict(list)
     totals: dict[str, float] = {}

@@ -37,7 +37,9 @@ class Replica:
     def __init__(self, cp: ControlPlane, namespace: str, identity: str) -> None:
         cfg = LeaseConfig(namespace, "t", identity, SHARDS, DURATION, RENEW)
         self.taken: list[frozenset[int]] = []
-        self.shards = LeaseShards(cfg, Leases(_api(cp), namespace), self.taken.append)
+        self.shards = LeaseShards(
+            cfg, Leases(_api(cp), namespace), self.taken.append, lambda keys: None
+        )
 
 
 @asynccontextmanager
@@ -100,8 +102,7 @@ async def test_shards_split_hand_over_and_fail_over(
         dying = Replica(controlplane, namespace, "d")
         await dying.shards.start()
         await until("d gets its share", lambda: len(dying.shards.held()) == SHARDS // 2, 30)
-        assert dying.shards._task is not None
-        dying.shards._task.cancel()  # no more rounds, nothing released
+        dying.shards.stop_renewing()  # as if killed: no more rounds, nothing released
         killed = time.monotonic()
         overlap = []
         # The Lease arithmetic: taken between (duration - renew) and (duration + renew) after the
@@ -113,4 +114,4 @@ async def test_shards_split_hand_over_and_fail_over(
         takeover = time.monotonic() - killed
         assert overlap == []
         assert takeover >= DURATION - RENEW - 0.5  # not before the Lease ran out (0.5 s: a round)
-        dying.shards._leases.close()
+        await dying.shards.aclose()

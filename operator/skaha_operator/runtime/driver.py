@@ -117,7 +117,7 @@ async def _step_once(
     async with st.requeuer.lock(key):
         if body is None:
             body = await st.ctx.cache.get(*key)
-        if body is None or not st.shards.holds(key[1], body):
+        if body is None or not st.shards.holds(key[1], body, key):
             return None
         async with _timed(controller.kind) as result:
             try:

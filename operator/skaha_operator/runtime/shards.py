@@ -22,20 +22,24 @@ clocks of the replicas are assumed to agree to within the margin, as NTP keeps t
 guarded status writes stay the safety net if they do not). A replica that dies is taken over
 within `duration + renew` seconds; one that stops cleanly releases its Leases at once.
 
-When a shard becomes held (acquired, or renewed after a lapse) every cached object in it is
-stepped at once (the takeover): wake-ups, resyncs and kopf handlers skipped while the shard was
-not held are not lost. With election off (`--no-election`) every shard is held and no Lease is used.
+When a shard is acquired every cached object in it is stepped at once (the takeover): wake-ups,
+resyncs and kopf handlers skipped while another replica held it are not lost. The rounds run in a
+thread of their own, so a busy operator loop does not delay them; should a renewal still come too
+late (the hold lapsed, though no one else took the shard), the steps refused meanwhile are taken
+as soon as it lands. With election off (`--no-election`) every shard is held and no Lease is used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
 import os
 import re
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -198,7 +202,7 @@ class AllShards:
 
     enabled = False
 
-    def holds(self, namespace: str, body: dict[str, Any]) -> bool:
+    def holds(self, namespace: str, body: dict[str, Any], key: Key | None = None) -> bool:
         """Every object is ours."""
         return True
 
@@ -213,64 +217,125 @@ class AllShards:
         """Nothing to release."""
 
 
+Key = tuple[str, str, str]  # (plural, namespace, name), as runtime/requeue.py
 Takeover = Callable[[frozenset[int]], None]
+Resume = Callable[[frozenset[Key]], None]
 
 
 class LeaseShards:
-    """Shards held through Leases, renewed in the background."""
+    """Shards held through Leases, renewed by a thread of their own.
+
+    The rounds run on their own event loop in their own thread, so a busy or stalled operator
+    loop (hundreds of events at once, a slow import) never delays a renewal; the operator loop
+    only reads which shards are held, and is handed takeovers with `call_soon_threadsafe`.
+    """
 
     enabled = True
 
-    def __init__(self, cfg: LeaseConfig, leases: Leases, on_takeover: Takeover) -> None:
+    def __init__(
+        self, cfg: LeaseConfig, leases: Leases, on_takeover: Takeover, on_resume: Resume
+    ) -> None:
         self.cfg = cfg
         self._leases = leases
         self._on_takeover = on_takeover
+        self._on_resume = on_resume
         self._records: dict[int, LeaseRecord] = {}  # ours, as last written
         self._valid: dict[int, float] = {}  # shard -> monotonic time until which we step it
+        self._skipped: dict[int, set[Key]] = {}  # steps refused while a hold had lapsed
+        self._lock = threading.Lock()  # _skipped is written by both threads
         self._member: LeaseRecord | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the lease thread's
+        self._main: asyncio.AbstractEventLoop | None = None  # the operator's
+        self._stopping: asyncio.Event | None = None
+        self._release = True
         self.members = 1
 
-    # -- what the driver asks ------------------------------------------------------------
+    # -- what the driver asks (operator thread) ------------------------------------------
 
     def shard(self, namespace: str, body: dict[str, Any]) -> int:
         """The shard of an object."""
         return shard_of(namespace, body, self.cfg.shards)
 
-    def holds(self, namespace: str, body: dict[str, Any]) -> bool:
-        """Whether this replica steps the object now."""
-        until = self._valid.get(self.shard(namespace, body))
-        return until is not None and time.monotonic() < until
+    def holds(self, namespace: str, body: dict[str, Any], key: Key | None = None) -> bool:
+        """Whether this replica steps the object now.
+
+        A step refused because a shard we still hold was not renewed in time (`key` given) is
+        remembered, and stepped again as soon as the renewal lands.
+        """
+        index = self.shard(namespace, body)
+        until = self._valid.get(index)
+        if until is not None and time.monotonic() < until:
+            return True
+        if key is not None and index in self._records:
+            with self._lock:  # the lease thread collects these under the same lock
+                until = self._valid.get(index)
+                if until is not None and time.monotonic() < until:
+                    return True  # renewed meanwhile
+                self._skipped.setdefault(index, set()).add(key)
+        return False
 
     def held(self) -> frozenset[int]:
         """The shards stepped now."""
         now = time.monotonic()
-        return frozenset(i for i, until in self._valid.items() if now < until)
+        return frozenset(i for i, until in dict(self._valid).items() if now < until)
 
-    # -- the loop ------------------------------------------------------------------------
+    # -- start and stop (operator thread) ------------------------------------------------
 
     async def start(self) -> None:
-        """One round now (before kopf starts handling objects), then one every `renew` s."""
+        """The lease thread; returns after its first round (before kopf hands objects over)."""
+        self._main = asyncio.get_running_loop()
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._run(ready)), name="leases", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+
+    def stop_renewing(self) -> None:
+        """Stop the rounds and release nothing: what a crash leaves behind (for tests)."""
+        self._release = False
+        self._wake_to_stop()
+
+    async def aclose(self) -> None:
+        """Stop renewing; release every shard and the member Lease so others take over now."""
+        self._valid.clear()  # step nothing more, before anyone else may start
+        self._wake_to_stop()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, self.cfg.duration + 5)
+        metrics.SHARDS_HELD.set(0)
+        self._leases.close()
+
+    def _wake_to_stop(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the thread has ended already
+                self._loop.call_soon_threadsafe(self._stopping.set)
+
+    # -- the lease thread ----------------------------------------------------------------
+
+    async def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
         try:
             await asyncio.wait_for(self.round(), timeout=self.cfg.duration)
         except Exception:
-            logger.exception("the first lease round failed; retrying in the background")
+            logger.exception("the first lease round failed; retrying every %ss", self.cfg.renew)
             metrics.LEASE_ERRORS.inc()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="leases")
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time() + self.cfg.renew
-        while True:
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-            next_at = loop.time() + self.cfg.renew  # a round's own time is part of the period
+        ready.set_result(None)
+        next_at = self._loop.time() + self.cfg.renew
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), next_at - self._loop.time())
+            if self._stopping.is_set():
+                break
+            next_at = self._loop.time() + self.cfg.renew  # a round's own time is in the period
             try:
                 await asyncio.wait_for(self.round(), timeout=self.cfg.duration)
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 logger.exception("lease round failed")
                 metrics.LEASE_ERRORS.inc()
+        if self._release:
+            await self._release_all()
 
     async def round(self) -> None:
         """Renew the member Lease, list the group, renew/release/acquire shards, take over."""
@@ -290,32 +355,43 @@ class LeaseShards:
             return_exceptions=True,
         )
         gained: set[int] = set()
+        resumed: set[Key] = set()
         for index, result in zip((*plan.keep, *plan.acquire), results, strict=False):
-            was_valid = self._valid.get(index, 0.0) > time.monotonic()
             if isinstance(result, LeaseRecord):
-                if not was_valid:
-                    gained.add(index)
+                if self._valid.get(index, 0.0) <= time.monotonic():
                     if index in self._records:
-                        # Held all along, but the renewal came too late to keep stepping it
-                        # (a starved event loop): its objects are stepped again, as on takeover.
+                        # Held all along, but renewed too late to go on stepping it: the steps
+                        # refused meanwhile are taken now.
                         metrics.SHARD_LAPSES.inc()
                         logger.warning("shard %d renewed after its hold had lapsed", index)
+                    else:
+                        gained.add(index)
                 self._records[index] = result
                 self._valid[index] = sent + cfg.duration - min(MARGIN, cfg.duration / 5)
+            elif isinstance(result, BaseException):
+                # Not renewed: go on stepping only until the last renewal runs out.
+                logger.warning("lease %s: %s", cfg.shard_name(index), result)
+                metrics.LEASE_ERRORS.inc()
             else:
-                if isinstance(result, BaseException):
-                    logger.warning("lease %s: %s", cfg.shard_name(index), result)
-                    metrics.LEASE_ERRORS.inc()
-                elif index in self._valid:
+                if index in self._records:
                     logger.info("lost shard %d to another replica", index)
-                # Renewal failed: keep stepping only until the last renewal runs out.
-                if result is None:
-                    self._valid.pop(index, None)
-                    self._records.pop(index, None)
+                self._valid.pop(index, None)
+                self._records.pop(index, None)
+        with self._lock:
+            for index in [i for i in self._skipped if i in self.held() or i not in self._records]:
+                keys = self._skipped.pop(index)
+                if index in self._records:
+                    resumed |= keys
         self._report(plan, gained)
         if gained:
             metrics.SHARD_TAKEOVERS.inc(len(gained))
-            self._on_takeover(frozenset(gained))
+            self._hand_over(self._on_takeover, frozenset(gained))
+        if resumed:
+            self._hand_over(self._on_resume, frozenset(resumed))
+
+    def _hand_over(self, callback: Callable[[Any], None], arg: frozenset[Any]) -> None:
+        if self._main is not None and not self._main.is_closed():
+            self._main.call_soon_threadsafe(callback, arg)
 
     async def _renew_member(self, now: datetime) -> None:
         cfg = self.cfg
@@ -354,22 +430,7 @@ class LeaseShards:
         self._records.pop(index, None)
         await self._leases.update(seen, None, self.cfg.duration, now)
 
-    def _report(self, plan: Plan, gained: set[int]) -> None:
-        held = sorted(self.held())
-        metrics.SHARDS_HELD.set(len(held))
-        if gained or plan.release:
-            logger.info(
-                "holding %d of %d shards %s (%d live replicas; took %s, gave up %s)",
-                len(held), self.cfg.shards, held, self.members,
-                sorted(gained), list(plan.release),
-            )  # fmt: skip
-
-    async def aclose(self) -> None:
-        """Stop renewing; release every shard and the member Lease so others take over now."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def _release_all(self) -> None:
         held = dict(self._records)
         self._valid.clear()
         self._records.clear()
@@ -381,9 +442,17 @@ class LeaseShards:
         if self._member is not None:
             with contextlib.suppress(Exception):
                 await self._leases.delete(self._member.name)
-        metrics.SHARDS_HELD.set(0)
         logger.info("released %d shards", len(held))
-        self._leases.close()
+
+    def _report(self, plan: Plan, gained: set[int]) -> None:
+        held = sorted(self.held())
+        metrics.SHARDS_HELD.set(len(held))
+        if gained or plan.release:
+            logger.info(
+                "holding %d of %d shards %s (%d live replicas; took %s, gave up %s)",
+                len(held), self.cfg.shards, held, self.members,
+                sorted(gained), list(plan.release),
+            )  # fmt: skip
 
 
 Shards = AllShards | LeaseShards

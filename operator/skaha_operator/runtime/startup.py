@@ -95,7 +95,12 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     memo.state = st
     if leases is not None:
         lease_api = Leases(make_api_client(), leases.namespace)
-        st.shards = LeaseShards(leases, lease_api, lambda shards: _take_over(st, shards))
+        st.shards = LeaseShards(
+            leases,
+            lease_api,
+            on_takeover=lambda shards: _take_over(st, shards),
+            on_resume=lambda keys: _resume(st, keys),
+        )
         # Before kopf lists and hands over the objects: what is held now is stepped by the
         # handlers directly, what comes later by the takeover.
         await st.shards.start()
@@ -131,6 +136,12 @@ def _with_trace(tracer: trace.Tracer) -> Callable[[CallRecord], None]:
                       t0=record.started, t=record.started + record.seconds)  # fmt: skip
 
     return call
+
+
+def _resume(st: OperatorState, keys: frozenset[Key]) -> None:
+    """A lapsed hold was renewed: the steps refused meanwhile run now (runtime/shards.py)."""
+    for key in keys:
+        st.requeuer.schedule(key, 0.0)
 
 
 def _take_over(st: OperatorState, shards: frozenset[int]) -> None:

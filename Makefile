@@ -34,8 +34,14 @@ venv: $(STAMP) ## Create .venv and install the project with its dev extras.
 controlplane: ## Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kubectl, helm in ~/.cache.
 	bash hack/controlplane.sh all
 
+.PHONY: podman
+podman: venv ## Install podman/runc/mmdebstrap if missing; build (or reuse) the Debian bases and the job stand-in.
+	bash hack/podman.sh install
+	bash hack/podman.sh bases
+	bash hack/podman.sh standin
+
 .PHONY: setup
-setup: venv controlplane ## Everything the tests and the demo need.
+setup: venv controlplane podman ## Everything the tests and the demo need.
 
 ##@ Development
 
@@ -57,7 +63,7 @@ typecheck: venv ## mypy, strict, on the package.
 .PHONY: crds
 crds: venv ## Regenerate crds/ from the pydantic models.
 	$(BIN)/python -m skaha_operator.domain.crd --out crds
-	cp crds/*.yaml helm/skaha-operator/crds/
+	cp crds/*.yaml helm/skaha-operator/files/crds/
 	cp crds/*.yaml manifests/base/crds/
 
 .PHONY: check
@@ -70,12 +76,12 @@ test: setup ## All tests: unit, simulator, contract and integration (real kube-a
 	bash hack/pytest.sh $(PYTEST_ARGS)
 
 .PHONY: test-unit
-test-unit: venv ## Only the tests that need no control plane.
-	bash hack/pytest.sh -m "not integration" $(PYTEST_ARGS)
+test-unit: venv ## Only the tests that need neither the control plane nor podman.
+	bash hack/pytest.sh -m "not integration and not containers" $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: setup ## Only the tests against the local control plane.
-	bash hack/pytest.sh -m integration $(PYTEST_ARGS)
+test-integration: setup ## Only the tests against the local control plane or podman.
+	bash hack/pytest.sh -m "integration or containers" $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: setup ## Sessions/s, cost per Session vs the floor and bare kopf (N=100,500,1000); writes docs/performance.md.
@@ -120,12 +126,16 @@ chart-lint: setup ## helm lint + helm template of the chart (both RBAC modes).
 
 .PHONY: manifests
 manifests: setup ## Regenerate manifests/base (kustomize) from the chart and the Argo CD health ConfigMap.
-	cp crds/*.yaml $(CHART)/crds/
+	cp crds/*.yaml $(CHART)/files/crds/
 	$(BIN)/python hack/gen_manifests.py $(HELM)
 	$(BIN)/python hack/gen_argocd_health.py
 
 .PHONY: image
-image: ## Build the container image (needs docker or podman; not available in CI).
+image: venv ## Build the container image with podman, FROM Debian's python3 (hack/podman.sh; installs podman if missing).
+	IMAGE=$(IMAGE) bash hack/podman.sh image
+
+.PHONY: image-docker
+image-docker: ## Build the image with docker FROM the pinned python:3.11 slim base (needs an index and a registry).
 	docker build -t $(IMAGE) .
 
 .PHONY: kind-up
@@ -133,7 +143,7 @@ kind-up: ## Create a kind cluster (needs docker; untested in CI, which has no co
 	$(KIND) create cluster --name $(KIND_CLUSTER)
 
 .PHONY: kind-deploy
-kind-deploy: image ## Load the image into kind and install the chart (untested in CI).
+kind-deploy: image-docker ## Load the image into kind and install the chart (untested in CI).
 	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	$(HELM) upgrade --install skaha-operator $(CHART) --namespace skaha-system --create-namespace \
 	  --kube-context kind-$(KIND_CLUSTER) --set image.repository=$(firstword $(subst :, ,$(IMAGE))) \

@@ -114,7 +114,11 @@ async def compute_created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
         memo.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, "sessions",
         session, {"status": {"phase": "Running", "reason": "SessionRunning"}},
     )  # fmt: skip
-    owner = {"apiVersion": API, "kind": "Session", "metadata": {"name": session, "namespace": ns, "uid": ""}}
+    owner = {
+        "apiVersion": API,
+        "kind": "Session",
+        "metadata": {"name": session, "namespace": ns, "uid": ""},
+    }
     kopf.info(owner, reason="SessionRunning", message=f"Preparing->Running ({name})")
 
 

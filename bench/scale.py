@@ -28,6 +28,8 @@ from skaha_operator.controlplane.processes import free_port
 
 SIM_CONFIG = {
     "tokens": {"tok-alice": "alice"},
+    # The operator's cost is measured: headless sessions stay emulated, never 1000 containers.
+    "job_mode": "emulate",
     "pending_s": 0.0,
     "run_s": 3600,
     "max_sessions": 1_000_000,

@@ -36,7 +36,8 @@ def operator_yaml(helm: str) -> str:
     """The chart's objects, rendered with the default values, as one YAML stream."""
     out = subprocess.run(
         [helm, "template", "skaha-operator", str(ROOT / "helm" / "skaha-operator"),
-         "--namespace", "skaha-system", "--kube-version", "1.36.3"],
+         "--namespace", "skaha-system", "--kube-version", "1.36.3",
+         "--set", "crds.enabled=false"],  # the base lists crds/ itself
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     docs = [_strip(d) for d in yaml.safe_load_all(out) if d]

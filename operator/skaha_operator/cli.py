@@ -67,8 +67,21 @@ def _run(args: argparse.Namespace) -> int:
         renew_before=args.renew_before,
         max_launch_attempts=args.max_launch_attempts,
     )
+    config = OperatorConfig(
+        timing=timing,
+        resync_interval=args.resync,
+        http_timeout=args.http_timeout,
+        ca_bundle=args.ca_bundle,
+    )
+    if args.downloader_image:
+        config.downloader_image = args.downloader_image
+    if args.ca_bundle:
+        # Fail at start, not at the first platform call, when the bundle is unreadable.
+        from skaha_operator.platform.base import trust_context
+
+        trust_context(args.ca_bundle)
     run_operator(
-        OperatorConfig(timing=timing, resync_interval=args.resync, http_timeout=args.http_timeout),
+        config,
         namespaces=args.namespace,
         leases=leases,
         liveness=args.liveness,
@@ -179,6 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=6,
         help="requests sent for one launch before a Compute stalls LaunchLost",
+    )
+    run.add_argument(
+        "--downloader-image",
+        default=None,
+        help="image of HTTP(S) download jobs (needs sh, curl or wget, sha256sum); default: "
+        "$SKAHA_OPERATOR_DOWNLOADER_IMAGE, else images.canfar.net/skaha/terminal:1.1.2",
+    )
+    run.add_argument(
+        "--ca-bundle",
+        default=None,
+        metavar="FILE",
+        help="PEM file of extra CAs trusted for Skaha, Cavern and Rucio (on top of the public "
+        "CAs); a platform may add its own with spec.caBundleSecretRef",
     )
     _election_args(run)
     sub.add_parser("simulator", help="run the Skaha/Cavern/Rucio simulator", add_help=False)

@@ -605,7 +605,10 @@ def test_kubectl_get_skaha_lists_every_kind_with_columns(
     ):
         assert name in listing, listing
     sessions = kubectl("get", "sessions", "-n", namespace).stdout
-    assert sessions.split("\n")[0].split() == ["NAME", "PHASE", "READY", "TYPE", "AGE"]
+    # The reason is in the default view (priority 0), where people look first.
+    assert sessions.split("\n")[0].split() == ["NAME", "PHASE", "READY", "TYPE", "REASON", "AGE"]
+    platforms = kubectl("get", "skahaplatforms", "-n", namespace).stdout
+    assert "REASON" in platforms.split("\n")[0].split()
     assert "nightly-reduction" in sessions
     data = kubectl("get", "data", "-n", namespace, "-o", "wide").stdout
     header = data.split("\n")[0].split()

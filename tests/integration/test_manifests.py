@@ -43,7 +43,10 @@ def test_base_renders_and_passes_server_side_dry_run(kubectl: Kubectl, crds: lis
     kinds = sorted(d["kind"] for d in docs)
     assert kinds.count("CustomResourceDefinition") == 7
     assert [k for k in kinds if k != "CustomResourceDefinition"] == [
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "Service", "ServiceAccount",
+        # The operator's ClusterRole and the two aggregated into view/edit/admin for people.
+        # The Role and RoleBinding: the replicas' shard Leases in skaha-system.
+        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
+        "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
     assert not any("helm.sh/chart" in (d["metadata"].get("labels") or {}) for d in docs)
     kubectl("create", "namespace", "skaha-system", check=False)

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from tests.ship.chart import CHART, KUBE_VERSION, by_kind, crd_plurals, helm, objects, render
+import pytest
+import yaml
+
+from tests.ship.chart import (
+    CHART,
+    KUBE_VERSION,
+    ROOT,
+    by_kind,
+    crd_plurals,
+    helm,
+    objects,
+    render,
+)
 
 pytestmark = pytest.mark.integration  # needs the pinned helm from `make controlplane`
 
-USER_OWNED = {"sessions", "skahaplatforms"}  # users create and delete them; never the operator
+USER_OWNED = {"sessions", "skahaplatforms"}
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's own ClusterRoles (not those aggregated into view/edit/admin for people)."""
+    return [
+        r
+        for r in by_kind(docs, "ClusterRole")
+        if not any(k.startswith(AGGREGATE) for k in r["metadata"]["labels"])
+    ]  # users create and delete them; never the operator
+
+
 PART_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 
 
@@ -29,8 +53,9 @@ def test_helm_lint_passes(sets: tuple[str, ...]) -> None:
 def test_default_render_has_every_object_once() -> None:
     kinds = sorted(d["kind"] for d in objects(render()))
     assert kinds == [
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service",
-        "ServiceAccount",
+        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
+        *["CustomResourceDefinition"] * len(crd_plurals()),
+        "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
 
 
@@ -108,7 +133,7 @@ def test_image_digest_wins_over_tag() -> None:
 
 
 def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
-    (role,) = by_kind(objects(render()), "ClusterRole")
+    (role,) = operator_roles(objects(render()))
     rules = {(tuple(r["apiGroups"]), tuple(sorted(r["resources"]))): set(r["verbs"])
              for r in role["rules"]}  # fmt: skip
     plurals = crd_plurals()
@@ -119,7 +144,7 @@ def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
     assert rules[(("skaha.broker.dev",), parts)] == PART_VERBS
     status = tuple(sorted(f"{p}/status" for p in plurals))
     assert rules[(("skaha.broker.dev",), status)] == {"patch"}
-    # A platform's token Secret carries our finalizer while the platform is in use.
+    # Secrets: read, and patched to carry the finalizer while a platform needs them.
     assert rules[(("",), ("secrets",))] == {"get", "patch"}
     assert rules[(("",), ("configmaps",))] == {"get"}
     assert rules[(("",), ("events",))] == {"create"}
@@ -136,7 +161,7 @@ def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:
         b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leases")
     ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["science", "survey"]
-    (cluster,) = by_kind(docs, "ClusterRole")
+    (cluster,) = operator_roles(docs)
     resources = sorted(res for r in cluster["rules"] for res in r["resources"])
     assert resources == ["customresourcedefinitions", "namespaces"]
     assert all(set(r["verbs"]) == {"list", "watch"} for r in cluster["rules"])
@@ -179,6 +204,11 @@ def test_optional_objects_render_when_enabled() -> None:
         (("replicas=2", "election.enabled=false"), "replicas > 1 needs election.enabled=true"),
         (("election.leaseDuration=5",), "at least twice election.leaseRenew"),
         (("image.digest=latest",), "does not match pattern"),
+        (("caBundle.configMap=a", "caBundle.secret=b"), "caBundle"),
+        (("extraEnv[0].value=x",), "missing property 'name'"),
+        (("crds.upgrade=true",), "additional properties 'upgrade' not allowed"),
+        (("operator.downloaderImage=Not An Image",), "does not match pattern"),
+        (("readiness.periodSeconds=0",), "minimum"),
     ],
 )
 def test_values_schema_refuses_bad_values(sets: tuple[str, ...], message: str) -> None:
@@ -186,3 +216,118 @@ def test_values_schema_refuses_bad_values(sets: tuple[str, ...], message: str) -
     done = helm("template", "x", str(CHART), "--kube-version", KUBE_VERSION, *flags, check=False)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+# -- site configuration (issue 14) -----------------------------------------------------------------
+
+
+def container(*sets: str) -> dict[str, Any]:
+    (dep,) = by_kind(objects(render(*sets)), "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return {"container": c, "pod": dep["spec"]["template"]["spec"]}
+
+
+def test_extra_env_volumes_and_mounts_reach_the_pod() -> None:
+    got = container(
+        "extraEnv[0].name=SITE", "extraEnv[0].value=ca-west",
+        "extraEnv[1].name=FROM_SECRET", "extraEnv[1].valueFrom.secretKeyRef.name=s",
+        "extraEnv[1].valueFrom.secretKeyRef.key=k",
+        "extraVolumes[0].name=scratch", "extraVolumes[0].emptyDir.medium=Memory",
+        "extraVolumeMounts[0].name=scratch", "extraVolumeMounts[0].mountPath=/scratch",
+    )  # fmt: skip
+    c, pod = got["container"], got["pod"]
+    assert c["env"][2:] == [  # after the replica's identity (POD_NAME, POD_NAMESPACE)
+        {"name": "SITE", "value": "ca-west"},
+        {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+    ]
+    assert {"name": "scratch", "mountPath": "/scratch"} in c["volumeMounts"]
+    assert {"name": "scratch", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]  # still there
+
+
+def test_default_pod_env_is_its_identity_and_its_only_volume_tmp() -> None:
+    got = container()
+    assert [e["name"] for e in got["container"]["env"]] == ["POD_NAME", "POD_NAMESPACE"]
+    assert [v["name"] for v in got["pod"]["volumes"]] == ["tmp"]
+    assert not [a for a in got["container"]["args"] if a.startswith(("--ca-bundle", "--downl"))]
+
+
+def test_proxy_settings_become_upper_and_lower_case_env() -> None:
+    c = container("httpProxy=http://proxy:3128", "httpsProxy=http://proxy:3128",
+                  "noProxy=.cluster.local\\,10.96.0.0/12")["container"]  # fmt: skip
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}  # not the downward API's
+    assert env == {
+        "HTTP_PROXY": "http://proxy:3128", "http_proxy": "http://proxy:3128",
+        "HTTPS_PROXY": "http://proxy:3128", "https_proxy": "http://proxy:3128",
+        "NO_PROXY": ".cluster.local,10.96.0.0/12", "no_proxy": ".cluster.local,10.96.0.0/12",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("source", "volume"),
+    [
+        ("configMap", {"configMap": {"name": "site-ca", "items": [
+            {"key": "bundle.pem", "path": "ca-bundle.crt"}]}}),
+        ("secret", {"secret": {"secretName": "site-ca", "items": [
+            {"key": "bundle.pem", "path": "ca-bundle.crt"}]}}),
+    ],
+)  # fmt: skip
+def test_ca_bundle_is_mounted_read_only_and_passed_to_the_operator(
+    source: str, volume: dict[str, Any]
+) -> None:
+    got = container(f"caBundle.{source}=site-ca", "caBundle.key=bundle.pem")
+    c, pod = got["container"], got["pod"]
+    assert {"name": "ca-bundle", **volume} in pod["volumes"]
+    mount = {"name": "ca-bundle", "mountPath": "/etc/skaha-operator/ca-bundle", "readOnly": True}
+    assert mount in c["volumeMounts"]
+    assert "--ca-bundle=/etc/skaha-operator/ca-bundle/ca-bundle.crt" in c["args"]
+
+
+def test_downloader_image_is_a_flag() -> None:
+    c = container("operator.downloaderImage=registry.example.org/tools/curl:8")["container"]
+    assert "--downloader-image=registry.example.org/tools/curl:8" in c["args"]
+
+
+def test_readiness_probe_and_resources_sized_from_the_benchmark() -> None:
+    c = container()["container"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    # docs/performance.md: peak RSS 468 MiB at N=1000 Sessions; the limit is above it.
+    limit = c["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi")
+    assert int(limit[:-2]) > 468
+    assert "readinessProbe" not in container("readiness.enabled=false")["container"]
+
+
+def test_crds_are_templates_kept_on_uninstall_or_left_out() -> None:
+    crds = by_kind(objects(render()), "CustomResourceDefinition")
+    assert sorted(c["spec"]["names"]["plural"] for c in crds) == sorted(crd_plurals())
+    for crd in crds:
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        labels = crd["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/part-of"] == "skaha-operator"
+    generated = {
+        yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())["spec"]
+        for p in (ROOT / "crds").glob("*.yaml")
+    }
+    assert {c["metadata"]["name"]: c["spec"] for c in crds} == generated  # schema untouched
+    unkept = by_kind(objects(render("crds.keep=false")), "CustomResourceDefinition")
+    assert all("annotations" not in c["metadata"] for c in unkept)
+    assert by_kind(objects(render("crds.enabled=false")), "CustomResourceDefinition") == []
+
+
+def test_aggregated_roles_let_namespace_editors_create_sessions() -> None:
+    docs = objects(render())
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
+    view, edit = roles["skaha-skaha-operator-view"], roles["skaha-skaha-operator-edit"]
+    for role, into in ((view, {"view", "edit", "admin"}), (edit, {"edit", "admin"})):
+        got = {k.removeprefix(AGGREGATE) for k, v in role["metadata"]["labels"].items()
+               if k.startswith(AGGREGATE) and v == "true"}  # fmt: skip
+        assert got == into
+        (rule,) = role["rules"]
+        assert set(rule["resources"]) == crd_plurals()  # no status subresource
+    assert set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    assert set(edit["rules"][0]["verbs"]) == {"create", "update", "patch", "delete",
+                                              "deletecollection"}  # fmt: skip
+    off = objects(render("rbac.aggregateToDefaultRoles=false"))
+    assert [r["metadata"]["name"] for r in by_kind(off, "ClusterRole")] == ["skaha-skaha-operator"]

@@ -6,9 +6,12 @@ import base64
 import hashlib
 import xml.etree.ElementTree as ET
 
+from skaha_operator.simulator import Simulator
 from tests.simulator.helpers import Api
 
 AUTH = "cadc.nrc.ca~arc"
+VOS = "http://www.ivoa.net/xml/VOSpace/v2.0"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XML = {"Content-Type": "text/xml"}
 
 
@@ -145,3 +148,35 @@ async def test_cavern_requires_a_token(http: object, alice: Api, base_url: str) 
     anonymous = Api(alice.http, base_url, None)
     assert (await anonymous.call("GET", "/arc/nodes/home")).status == 401
     assert (await anonymous.call("PUT", "/arc/files/home/alice/x", data=b"1")).status == 401
+
+
+async def test_symbolic_links_made_by_sessions_are_link_nodes_never_followed(
+    alice: Api, sim: Simulator
+) -> None:
+    """A session's virtualenv has `lib64 -> lib` and `bin/python -> /usr/bin/python3`."""
+    venv = sim.state.cavern.root / "home" / "alice" / "venv"
+    (venv / "lib" / "site").mkdir(parents=True)
+    (venv / "lib" / "site" / "m.py").write_text("x = 1\n")
+    (venv / "lib64").symlink_to("lib")
+    (venv / "gone").symlink_to("/nonexistent/python3")  # dangling
+    (venv / "etc").symlink_to("/etc")  # out of the tree
+    reply = await alice.call("GET", "/arc/nodes/home/alice/venv")
+    kinds = {
+        node.get("uri", "").rsplit("/", 1)[-1]: node.get(f"{{{XSI}}}type")
+        for node in ET.fromstring(reply.text).iter(f"{{{VOS}}}node")
+    }
+    assert kinds == {
+        "venv": "vos:ContainerNode",
+        "lib": "vos:ContainerNode",
+        "lib64": "vos:LinkNode",
+        "gone": "vos:LinkNode",
+        "etc": "vos:LinkNode",
+    }
+    through = await alice.call("GET", "/arc/nodes/home/alice/venv/lib64/site")
+    assert through.status == 400
+    assert (await alice.call("GET", "/arc/files/home/alice/venv/etc/passwd")).status == 400
+    assert (await alice.call("GET", "/arc/files/home/alice/venv/etc")).status == 404
+    for link in ("lib64", "gone", "etc"):
+        assert (await alice.call("DELETE", f"/arc/nodes/home/alice/venv/{link}")).status == 200
+    assert (venv / "lib" / "site" / "m.py").is_file()  # the link went, not its target
+    assert sorted(p.name for p in venv.iterdir()) == ["lib"]

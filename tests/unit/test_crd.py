@@ -236,3 +236,12 @@ def test_check_mode_reports_drift_and_write_mode_fixes_it(
     assert "-stale" in out
     assert crd.main(["--out", str(tmp_path)]) == 0
     assert not (tmp_path / f"{GROUP}_gone.yaml").exists()
+
+
+def test_every_kind_shows_its_reason_in_the_default_view() -> None:
+    # `kubectl get` without -o wide shows priority-0 columns only: the reason must be one.
+    for manifest in manifests():
+        version = manifest["spec"]["versions"][0]
+        (reason,) = [c for c in version["additionalPrinterColumns"] if c["name"] == "Reason"]
+        assert reason["jsonPath"] == ".status.reason", manifest["metadata"]["name"]
+        assert reason.get("priority", 0) == 0, manifest["metadata"]["name"]

@@ -21,6 +21,7 @@ from skaha_operator.reconcile.checks import (
     decide_platform,
     normalise_image,
     platform_view,
+    registry_host,
 )
 from skaha_operator.reconcile.compute import PlatformView
 from skaha_operator.reconcile.conditions import condition_status
@@ -335,3 +336,57 @@ def test_forced_api_version_wins_over_the_probe() -> None:
 def test_platform_view_not_ready(status: dict[str, Any] | None, reason: str) -> None:
     view = platform_view(platform(status))
     assert view == PlatformView(ready=False, reason=reason)
+
+
+# -- short names, as canfar users write them ------------------------------------------------------
+
+
+def test_a_short_name_listed_under_one_registry_is_expanded() -> None:
+    d = decide_docker_container(container(image="skaha/astroml:latest"), READY, LISTING, NOW, T)
+    assert (d.status.phase, d.status.reason) == (Phase.AVAILABLE, "ImageListed")
+    assert d.status.resolved_image == IMAGE
+    assert d.status.message == (
+        f"image skaha/astroml:latest is listed by Skaha as {IMAGE} for headless, notebook"
+    )
+    untagged = decide_docker_container(container(image="skaha/astroml"), READY, LISTING, NOW, T)
+    assert untagged.status.resolved_image == IMAGE
+
+
+def test_a_full_name_resolves_to_itself_with_its_tag() -> None:
+    d = decide_docker_container(
+        container(image="images.canfar.net/skaha/astroml"), READY, LISTING, NOW, T
+    )
+    assert d.status.resolved_image == IMAGE
+
+
+def test_a_short_name_listed_under_two_registries_is_refused_naming_both() -> None:
+    two = (*LISTING, ImageView("harbor.example.org/skaha/astroml:latest", ("notebook",), None))
+    d = decide_docker_container(container(image="skaha/astroml:latest"), READY, two, NOW, T)
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "AmbiguousImage")
+    assert d.status.message == (
+        "image skaha/astroml:latest is listed under more than one registry: write one of "
+        f"harbor.example.org/skaha/astroml:latest, {IMAGE}"
+    )
+
+
+def test_an_unlisted_short_name_fails_suggesting_the_full_name() -> None:
+    d = decide_docker_container(container(image="skaha/nothere:1"), READY, LISTING, NOW, T)
+    assert (d.status.phase, d.status.reason) == (Phase.FAILED, "ImageNotFound")
+    assert d.status.message == (
+        "Skaha does not list image skaha/nothere:1; write the full name with its registry "
+        "host, e.g. images.canfar.net/skaha/nothere:1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "host"),
+    [
+        ("images.canfar.net/skaha/astroml:1", "images.canfar.net"),
+        ("localhost:5000/x/y", "localhost:5000"),
+        ("localhost/x", "localhost"),
+        ("skaha/astroml:latest", None),
+        ("astroml", None),
+    ],
+)
+def test_registry_host(image: str, host: str | None) -> None:
+    assert registry_host(image) == host

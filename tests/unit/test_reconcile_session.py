@@ -550,3 +550,52 @@ def test_expiry_message_says_what_the_session_was_waiting_for() -> None:
         "Compute s1-compute (Preparing: WaitingForDependencies: "
         "waiting for SkahaPlatform local (Unauthorized))"
     )
+
+
+# -- a finished Session's parts: their final state, never a stale live one ------------------------
+
+
+def test_a_cancelled_session_does_not_list_its_deleted_compute_as_available() -> None:
+    s = session(
+        {"phase": "Available", "phaseTimes": {"Available": "2030-01-01T11:56:00Z"}}, cancel=True
+    )
+    state = parts(A)
+    state[("Compute", "s1-compute")] = st(Phase.AVAILABLE)
+    first = decide_session(s, SessionObservation(now=NOW, parts=dict(state)), T)
+    summaries = {p.name: p for p in first.status.parts or []}
+    assert summaries["s1-compute"].phase == Phase.AVAILABLE  # seen live before its release
+    state = parts(A)
+    for name in ("s1-compute", "s1-executable", "s1-data-cat", "s1-storage-work"):
+        kind = next(r.kind for r in ALL if r.name == name)
+        state[(kind, name)] = None
+    s = s.model_copy(update={"status": first.status})
+    last = decide_session(s, SessionObservation(now=NOW, parts=state), T)
+    assert last.status.phase == SessionPhase.CANCELLED
+    got = {p.name: (p.phase, p.ready, p.reason) for p in last.status.parts or []}
+    assert got["s1-compute"] == (None, False, "Released")
+    for name in ("s1-executable", "s1-data-cat", "s1-storage-work"):
+        assert got[name] == (None, False, "Released"), name
+    # A shared part is never released by the Session: it shows what it is now.
+    assert got["survey-inputs"] == (Phase.AVAILABLE, True, None)
+    owned = [x for x in last.status.parts or [] if not x.shared]
+    assert all(x.phase != Phase.AVAILABLE for x in owned)
+
+
+def test_a_part_that_ended_keeps_its_final_phase_after_release() -> None:
+    s = session({"phase": "Preparing", "phaseTimes": {"Preparing": "2030-01-01T11:55:00Z"}})
+    state = parts(A, executable=st(Phase.FAILED, "ImageNotFound"), compute=st(Phase.PREPARING))
+    trail = run_release(s, state, NOW)
+    assert trail[-1][0] == SessionPhase.FAILED
+    s2 = s.model_copy(update={"status": decide_session(s, obs(A, executable=st(
+        Phase.FAILED, "ImageNotFound"), compute=st(Phase.PREPARING)), T).status})  # fmt: skip
+    gone = decide_session(s2, obs(None, storage_shared=A), T)
+    got = {p.name: (p.phase, p.reason) for p in gone.status.parts or []}
+    assert got["s1-executable"] == (Phase.FAILED, "ImageNotFound")
+
+
+def test_a_completed_session_message_names_the_skaha_session_once() -> None:
+    done = st(Phase.COMPLETED, "SessionCompleted", message="Skaha session abc123 completed")
+    verdict = derive_session_verdict([(r, done if r is COMPUTE else A) for r in ALL])
+    assert verdict.message == "Skaha session abc123 completed"
+    bare = derive_session_verdict([(r, st(Phase.COMPLETED) if r is COMPUTE else A) for r in ALL])
+    assert bare.message == "the Skaha session completed"

@@ -51,12 +51,19 @@ def tell(
     events: tuple[str, ...],
     warning: str | None = None,
 ) -> None:
-    """Events for a decision: one per transition (Warning when it failed), plus a warning."""
+    """Events for a decision: one per transition (Warning when it failed), plus a warning.
+
+    A failure's Event carries the status message, so `kubectl get events --field-selector
+    type=Warning` shows the cause (the image not listed, the error tail) and not only a reason.
+    """
     phase = str(getattr(status, "phase", "") or "")
     reason = str(getattr(status, "reason", "") or "Unknown")
+    message = str(getattr(status, "message", "") or "")
     failed = phase in FAILED_PHASES
     for text in events:
         metrics.TRANSITIONS.labels(kind, phase).inc()
+        if failed and message:
+            text = f"{text}: {message}"
         ctx.post(body, "Warning" if failed else "Normal", reason, text)
     if warning:
         ctx.post(body, "Warning", reason, warning)

@@ -120,16 +120,26 @@ class ComputeController:
         deleting = bool(compute.metadata.get("deletionTimestamp"))
         base = launch_policy(compute, ctx.config.timing).base
         if deleting or phase == Phase.RELEASING:
-            view = None
+            view, reachable = None, clients is not None
+            abandon = abandoned(compute.model_dump(by_alias=True), platform_body)
             if clients is not None and launch is not None and launch.pending_since is not None:
-                view, _ = await skaha_sessions.observe(clients, launch, base, listing=True)
+                try:
+                    view, _ = await skaha_sessions.observe(clients, launch, base, listing=True)
+                except (Unavailable, AuthError):
+                    # A passing fault is retried; but a platform whose own probe says it is
+                    # unusable (gone, refusing our token), or one a person abandoned, leaves
+                    # the release blocked (or abandoned) with a reason, never retried blind.
+                    usable = _platform_view(platform_body)
+                    if not abandon and usable is not None and usable.ready:
+                        raise
+                    reachable = False
             return ComputeObservation(
                 now=now,
                 platform=None,
                 launch=view or LaunchView(),
                 deleting=deleting,
-                reachable=clients is not None,
-                abandon=abandoned(compute.model_dump(by_alias=True), platform_body),
+                reachable=reachable,
+                abandon=abandon,
             ), None
         if phase in TERMINAL:
             return ComputeObservation(now=now, platform=None), None
@@ -317,8 +327,10 @@ async def _inputs(compute: Compute, ctx: Context) -> tuple[Inputs | None, tuple[
     if str(ref.kind) == "JupyterNotebook":
         return (JupyterNotebook.model_validate(body).spec.image, None), None
     dc = DockerContainer.model_validate(body)
+    # The image check's full name (a short name expanded with its registry host).
+    image = (dc.status.resolved_image if dc.status else None) or dc.spec.image
     if dc.spec.registry_secret_ref is None:
-        return (dc.spec.image, None), None
+        return (image, None), None
     name = dc.spec.registry_secret_ref.name
     try:
         auth = RegistryAuth(
@@ -331,4 +343,4 @@ async def _inputs(compute: Compute, ctx: Context) -> tuple[Inputs | None, tuple[
             f"the registry Secret of DockerContainer {ref.name} is not usable ({exc}); "
             "the launch waits until it is fixed",
         )
-    return (dc.spec.image, auth), None
+    return (image, auth), None

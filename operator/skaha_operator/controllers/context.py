@@ -34,7 +34,10 @@ class OperatorConfig:
     resync_interval: float = 60.0
     http_timeout: float = 30.0
     finalizer: str = "skaha.broker.dev/finalizer"
-    # The small image of HTTP(S) download jobs; it needs sh, curl or wget, and sha256sum.
+    # PEM CAs trusted for every platform on top of the public ones (--ca-bundle).
+    ca_bundle: str | None = None
+    # The small image of HTTP(S) download jobs; it needs sh, curl or wget, and sha256sum
+    # (--downloader-image, else the environment variable, else the default).
     downloader_image: str = field(
         default_factory=lambda: os.environ.get(
             "SKAHA_OPERATOR_DOWNLOADER_IMAGE", DEFAULT_DOWNLOADER_IMAGE

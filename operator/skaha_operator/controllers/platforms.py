@@ -2,12 +2,14 @@
 
 The token (and the Rucio username and password, when the platform names a credentials Secret) are
 read only from Secrets in the platform's own namespace (docs/design.md §4.7) and handed to the
-clients as SecretStr. Entries expire so that a rotated token is picked up.
+clients as SecretStr. Entries expire so that a rotated token is picked up; while Skaha refuses the
+token, each platform probe re-reads the Secret, so a fixed one is used at once (`token_changed`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +32,11 @@ class _Entry:
     key: tuple[Any, ...]
     clients: PlatformClients
     made: float
+    token: str = ""  # a digest of the token the clients use (to notice a changed Secret)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class PlatformCache:
@@ -42,11 +49,13 @@ class PlatformCache:
         ttl: float = 300.0,
         http_timeout: float = 30.0,
         reader: Callable[[str, str, str], Awaitable[dict[str, Any] | None]] | None = None,
+        ca_file: str | None = None,
     ):
         self.kube = kube
         # How the platform object is read: the watch-fed cache when given (handlers/cache.py).
         self._read = reader or kube.get
         self.http_timeout = http_timeout
+        self.ca_file = ca_file  # the operator's --ca-bundle, trusted for every platform
         self.on_call = on_call
         self.ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
@@ -87,8 +96,10 @@ class PlatformCache:
         entry = self._entries.get(slot)
         if entry and entry.key == key and time.monotonic() - entry.made < self.ttl:
             return entry.clients
-        clients = PlatformClients.create(await self._settings(platform), on_call=self.on_call)
-        self._entries[slot] = _Entry(key, clients, time.monotonic())
+        settings = await self._settings(platform)
+        clients = PlatformClients.create(settings, on_call=self.on_call)
+        token = _digest(settings.token.get_secret_value())
+        self._entries[slot] = _Entry(key, clients, time.monotonic(), token)
         if entry is not None:
             await entry.clients.aclose()
         return clients
@@ -101,7 +112,10 @@ class PlatformCache:
         # A forced version wins; otherwise what the platform probe read from /capabilities.
         probed = platform.status.api_version if platform.status else None
         version = ApiVersion(spec.skaha.api_version or probed or "v1")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"ca_file": self.ca_file}
+        if spec.ca_bundle_secret_ref is not None:  # a site CA for this platform only
+            ca = spec.ca_bundle_secret_ref
+            extra["ca_pem"] = await self.kube.read_secret(ns, ca.name, ca.key)
         if spec.cavern.node_uri_prefix:
             extra["cavern_authority"] = spec.cavern.node_uri_prefix.removeprefix("vos://")
         return PlatformSettings(
@@ -136,6 +150,25 @@ class PlatformCache:
             auth_url=rucio.auth_url,
             vo=rucio.vo,
         )
+
+    async def token_changed(self, platform: SkahaPlatform) -> bool:
+        """Whether the platform's token Secret now holds another token than its cached clients
+        use; if so they are dropped, so a fixed or rotated token is used by the next call rather
+        than when the entry expires (the probe asks while the platform refuses our token)."""
+        meta = platform.metadata
+        ns, name = str(meta["namespace"]), str(meta["name"])
+        entry = self._entries.get((ns, name))
+        if entry is None:
+            return False
+        ref = platform.spec.token_secret_ref
+        try:
+            token = await self.kube.read_secret(ns, ref.name, ref.key)
+        except SecretError:
+            return False  # building the clients again reports it
+        if _digest(token) == entry.token:
+            return False
+        self.forget(ns, name)
+        return True
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a platform's clients (its token was refused): the next use reads the Secret."""

@@ -47,14 +47,16 @@ class SessionController:
             # Created with our finalizer, so kopf need not add it with a PATCH of its own.
             meta = {**child["metadata"], "finalizers": [ctx.config.finalizer]}
             await ctx.kube.create(plural_of(child["kind"]), ns, {**child, "metadata": meta})
-        await _delete(ns, decision.delete, ctx)
         for kind, name, patch in decision.update:
             refused = await ctx.kube.patch_spec(plural_of(kind), ns, name, patch)
             if refused is not None:
                 ctx.post(
                     body, "Warning", "EditRefused", f"{kind} {name} refused {patch}: {refused}"
                 )
+        # The status goes first, then the deletions it announces: a refused (stale) write
+        # re-decides from parts that are all still there.
         await write(ctx, self.plural, body, decision.status)
+        await _delete(ns, decision.delete, ctx)
         tell(ctx, body, self.kind, decision.status, decision.events)
         return Outcome(decision.requeue_after)
 

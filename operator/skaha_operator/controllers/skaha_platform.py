@@ -10,6 +10,7 @@ token they need to release what they launched (docs/design.md §4.6).
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,10 @@ class SkahaPlatformController:
     kind = "SkahaPlatform"
     plural = "skahaplatforms"
 
+    def __init__(self) -> None:
+        # (namespace, Secret) this process has put its finalizer on: held once, not per probe.
+        self._held: set[tuple[str, str]] = set()
+
     async def step(self, body: dict[str, Any], ctx: Context) -> Outcome:
         """Probe once, decide, write, hold the Secrets; or release once nothing uses it."""
         platform = SkahaPlatform.model_validate(body)
@@ -38,14 +43,30 @@ class SkahaPlatformController:
             users = await _dependents(platform, ctx)
             requeue, released = decide_held_release(users)
             if released:
-                await _hold_secrets(platform, ctx, hold=False)
+                await self._hold_secrets(platform, ctx, hold=False)
             return Outcome(requeue, released)
         probe = await probe_platform(platform, ctx)
         decision = decide_platform(platform, probe, datetime.now(UTC), ctx.config.timing)
         await write(ctx, self.plural, body, decision.status)
         tell(ctx, body, self.kind, decision.status, decision.events)
-        await _hold_secrets(platform, ctx, hold=True)
+        await self._hold_secrets(platform, ctx, hold=True)
         return Outcome(decision.requeue_after)
+
+    async def _hold_secrets(self, platform: SkahaPlatform, ctx: Context, *, hold: bool) -> None:
+        ns, name = str(platform.metadata["namespace"]), str(platform.metadata["name"])
+        wanted = [(ns, secret) for secret in _secret_names(platform)]
+        if hold:
+            wanted = [w for w in wanted if w not in self._held]
+            if not wanted:
+                return
+            # A step may run on a stale view of a platform that was just released: hold only
+            # what a platform that still exists and is not being deleted names.
+            fresh = await ctx.kube.get(self.plural, ns, name)
+            if fresh is None or fresh.get("metadata", {}).get("deletionTimestamp"):
+                return
+        for key in wanted:
+            await ctx.kube.hold_secret(key[0], key[1], ctx.config.finalizer, hold)
+            (self._held.add if hold else self._held.discard)(key)
 
 
 def _secret_names(platform: SkahaPlatform) -> list[str]:
@@ -54,12 +75,6 @@ def _secret_names(platform: SkahaPlatform) -> list[str]:
     if rucio is not None and rucio.credentials_secret_ref is not None:
         names.append(rucio.credentials_secret_ref.name)
     return names
-
-
-async def _hold_secrets(platform: SkahaPlatform, ctx: Context, *, hold: bool) -> None:
-    ns = str(platform.metadata["namespace"])
-    for name in _secret_names(platform):
-        await ctx.kube.hold_secret(ns, name, ctx.config.finalizer, hold)
 
 
 async def _dependents(platform: SkahaPlatform, ctx: Context) -> list[str]:
@@ -95,8 +110,15 @@ async def probe_platform(platform: SkahaPlatform, ctx: Context) -> ProbeResult:
         caps = await clients.skaha.capabilities()
         skaha_ctx = await clients.skaha.context()
     except SecretError as exc:
+        ca = platform.spec.ca_bundle_secret_ref
+        if ca is not None and f"/{ca.name} " in f"{exc} ":
+            return _failed("CaBundleSecretMissing", f"CA bundle: {exc}")
         return _failed("TokenSecretMissing", str(exc))
+    except ssl.SSLError as exc:  # the CA bundle is not PEM
+        return _failed("CaBundleInvalid", f"the CA bundle cannot be loaded: {exc}")
     except AuthError as exc:
+        # A person fixes this by putting a new token into the Secret: read it for the next probe.
+        await ctx.platforms.token_changed(platform)
         return _failed("Unauthorized", f"Skaha refused the token: {exc.message}")
     except Unavailable as exc:
         return _failed("PlatformUnreachable", f"Skaha did not answer: {exc.message}")

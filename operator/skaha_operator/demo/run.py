@@ -57,6 +57,12 @@ def repo_root() -> Path:
     raise SystemExit("the demo runs from a checkout: crds/ and manifests/demo/ were not found")
 
 
+def demo_cavern_files(root: Path) -> dict[str, str]:
+    """Files the demo puts in alice's Cavern home: the script the headless `reduction` runs."""
+    script = root / "manifests" / "demo" / "pipelines" / "reduce.py"
+    return {"home/alice/pipelines/reduce.py": script.read_text()}
+
+
 def demo_documents(root: Path, platform: Path | None, simulator_url: str) -> list[dict[str, Any]]:
     """Platform (the simulator example, or the user's file) then the demo objects, parsed."""
     examples = root / "manifests" / "examples"
@@ -235,7 +241,8 @@ def _bring_up(stack: Stack, args: argparse.Namespace, root: Path) -> list[dict[s
     sim_url = ""
     if args.platform is None:
         _out(f"starting the Skaha simulator on 127.0.0.1:{args.sim_port}...")
-        sim_url = stack.start_simulator(args.sim_port)
+        sim_url = stack.start_simulator(args.sim_port, demo_cavern_files(root))
+        _out(stack.job_runner())
     if not args.no_operator:
         _out("starting the operator (skaha-operator run)...")
         stack.start_operator(ns)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,16 @@ from skaha_operator.controlplane import BinaryMissingError, ControlPlane, binary
 from skaha_operator.controlplane.processes import Child, free_port, wait_http_ok
 
 # The simulator's short timings keep the demo quick; they are simulator knobs, not Skaha's.
-SIMULATOR_CONFIG = {"seed": 7, "pending_s": 2.0, "run_s": 1.0, "terminate_s": 1.0}
+# Headless sessions run as podman containers where podman and the stand-in image exist
+# (`make setup`), else they are emulated (job_mode auto).
+SIMULATOR_CONFIG = {
+    "seed": 7,
+    "pending_s": 2.0,
+    "run_s": 1.0,
+    "terminate_s": 1.0,
+    "job_mode": "auto",
+    "job_stop_grace_s": 2.0,
+}
 OPERATOR_FLAGS = ("--poll-base", "0.3", "--poll-cap", "2", "--resync", "30", "--adopt-grace", "20")
 
 
@@ -86,15 +96,23 @@ class Stack:
         child.start()
         return child
 
-    def start_simulator(self, port: int) -> str:
+    def start_simulator(self, port: int, cavern_files: dict[str, str] | None = None) -> str:
         """The Skaha/Cavern/Rucio simulator on 127.0.0.1:`port`, waited on until it answers."""
         config = self.workdir / "simulator.json"
-        config.write_text(json.dumps(SIMULATOR_CONFIG))
+        config.write_text(json.dumps({**SIMULATOR_CONFIG, "cavern_files": cavern_files or {}}))
         argv = [sys.executable, "-m", "skaha_operator", "simulator", "--port", str(port)]
         child = self._spawn("simulator", [*argv, "--config", str(config)])
         self.simulator_url = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{self.simulator_url}/_sim/clock", time.monotonic() + 60, child)
         return self.simulator_url
+
+    def job_runner(self) -> str:
+        """How the simulator runs headless sessions, in words (from `GET /_sim/config`)."""
+        with urllib.request.urlopen(f"{self.simulator_url}/_sim/config", timeout=10) as reply:
+            runner = json.load(reply)["job_runner"]
+        if runner["mode"] == "container":
+            return f"headless sessions run as containers ({runner['engine']})"
+        return f"headless sessions are emulated ({runner['reason']})"
 
     def start_operator(self, namespace: str) -> None:
         """`skaha-operator run` for one namespace, JSON logs, liveness and metrics on free ports."""

@@ -151,8 +151,9 @@ READY_COLUMN = PrinterColumn(
     "Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Ready condition"
 )
 AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation")
+# Priority 0: the reason is in the default `kubectl get` view, where people look first.
 REASON_COLUMN = PrinterColumn(
-    "Reason", "string", ".status.reason", "Why the object is in its phase", priority=1
+    "Reason", "string", ".status.reason", "Why the object is in its phase"
 )
 
 

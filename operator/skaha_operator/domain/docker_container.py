@@ -58,7 +58,9 @@ class DockerContainerTemplate(WireModel):
     """A DockerContainer spec without what a Session supplies (the platform)."""
 
     image: str = image_field(
-        "Image including its registry host, e.g. images.canfar.net/skaha/astroml:latest."
+        "Image including its registry host, e.g. images.canfar.net/skaha/astroml:latest; "
+        "a short name (skaha/astroml:latest) is expanded with the registry host when Skaha "
+        "lists exactly one match."
     )
     digest: str | None = Field(
         None,
@@ -96,6 +98,12 @@ class DockerContainerSpec(DockerContainerTemplate):
 class DockerContainerStatus(ComponentStatus):
     """What the image check found."""
 
+    resolved_image: str | None = Field(
+        None,
+        description="The full image name Skaha lists and sessions launch: spec.image with its "
+        "tag, or a short name expanded with the one registry host that lists it.",
+        max_length=512,
+    )
     resolved_digest: str | None = Field(
         None, description="Digest Skaha lists for the image.", max_length=71
     )

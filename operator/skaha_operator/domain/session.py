@@ -179,7 +179,11 @@ class PartSummary(WireModel):
 
     kind: PartKind = Field(description="Kind of the part.")
     name: str = name_field("Name of the part's object.")
-    phase: Phase | None = Field(None, description="The part's phase.")
+    phase: Phase | None = Field(
+        None,
+        description="The part's phase; absent with reason Released: the part was deleted "
+        "after the Session last saw it live.",
+    )
     ready: bool = Field(False, description="Whether the part's Ready condition is True.")
     reason: str | None = Field(None, description="The part's reason, if any.", max_length=1024)
     shared: bool = Field(False, description="True when the part is a shared reference.")

@@ -17,12 +17,19 @@ from skaha_operator.domain.base import (
     AGE_COLUMN,
     PHASE_COLUMN,
     READY_COLUMN,
+    REASON_COLUMN,
     CrdInfo,
     KindModel,
     PrinterColumn,
     WireModel,
 )
-from skaha_operator.domain.common import LocalObjectRef, SecretKeyRef, Timestamp, duration_field
+from skaha_operator.domain.common import (
+    LocalObjectRef,
+    SecretKeyRef,
+    Timestamp,
+    duration_field,
+    name_field,
+)
 from skaha_operator.domain.status import PhasedStatus
 
 URL_PATTERN = r"^https?://[^\s]+$"
@@ -119,6 +126,18 @@ class PlatformDefaults(WireModel):
     max_polls: int | None = Field(None, description="Default poll limit.", ge=1, le=100000)
 
 
+class CaBundleRef(WireModel):
+    """A key of a Secret in the same namespace holding PEM CA certificates."""
+
+    name: str = name_field("Name of the Secret.")
+    key: str = Field(
+        "ca.crt",
+        description="Key inside the Secret.",
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        max_length=253,
+    )
+
+
 class SkahaPlatformSpec(WireModel):
     """Where the platform's services are and which Secret holds the token."""
 
@@ -130,6 +149,12 @@ class SkahaPlatformSpec(WireModel):
     )
     token_secret_ref: SecretKeyRef = Field(
         description="Secret in this namespace holding the bearer token (key default: token)."
+    )
+    ca_bundle_secret_ref: CaBundleRef | None = Field(
+        None,
+        description="Secret in this namespace holding PEM CA certificates (key default: "
+        "ca.crt) trusted, on top of the public CAs and the operator's --ca-bundle, for calls "
+        "to this platform's Skaha, Cavern and Rucio (a site CA).",
     )
     defaults: PlatformDefaults | None = Field(None, description="Defaults for schedules.")
 
@@ -170,6 +195,7 @@ class SkahaPlatform(KindModel):
             READY_COLUMN,
             PrinterColumn("API", "string", ".status.apiVersion", "Skaha API version"),
             PrinterColumn("Skaha", "string", ".spec.skaha.url", "Skaha URL"),
+            REASON_COLUMN,
             AGE_COLUMN,
         ),
     )

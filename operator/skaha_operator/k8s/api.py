@@ -291,7 +291,16 @@ class Kube:
             }
         }
         try:
-            await self._call(self.core.patch_namespaced_secret, name, namespace, patch)
+            # A JSON merge patch replaces the list; a strategic merge patch (the client's default
+            # for a dict) merges `metadata.finalizers` (patchStrategy=merge), so it could add
+            # ours but never take it off: the Secret stayed Terminating after its platform went.
+            await self._call(
+                self.core.patch_namespaced_secret,
+                name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
         except client.ApiException as exc:
             if exc.status in (404, 409):
                 raise ConflictError(f"Secret {namespace}/{name} changed while we held it") from None

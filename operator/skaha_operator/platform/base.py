@@ -9,6 +9,7 @@ Logs name the route template, never the headers or a secret.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
@@ -91,16 +92,34 @@ def make_http_client(
     timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     limits: httpx.Limits = DEFAULT_LIMITS,
     transport: httpx.AsyncBaseTransport | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
     """One pooled client for one service, with explicit timeouts."""
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
+        verify=verify,
         auth=auth,
         timeout=timeout,
         limits=limits,
         transport=transport,
         headers={"User-Agent": "skaha-operator", "Accept": "application/json"},
     )
+
+
+def trust_context(ca_file: str | None = None, ca_pem: str | None = None) -> ssl.SSLContext | bool:
+    """What the clients verify server certificates with: the public CAs (certifi, as httpx
+    uses), plus a site's CA bundle from a file (`--ca-bundle`) and/or PEM text (a platform's
+    caBundleSecretRef). True (httpx's default) when neither is given."""
+    if not ca_file and not ca_pem:
+        return True
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    if ca_pem:
+        context.load_verify_locations(cadata=ca_pem)
+    return context
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -18,6 +18,7 @@ from skaha_operator.platform.base import (
     BearerAuth,
     CallRecorder,
     make_http_client,
+    trust_context,
 )
 from skaha_operator.platform.cavern import DEFAULT_AUTHORITY, CavernClient
 from skaha_operator.platform.ports import CavernPort, RucioPort, SkahaPort
@@ -52,6 +53,10 @@ class PlatformSettings:
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
     limits: httpx.Limits = field(default_factory=lambda: DEFAULT_LIMITS)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Extra CAs trusted on top of the public ones: the operator's --ca-bundle file and the
+    # platform's caBundleSecretRef (PEM text).
+    ca_file: str | None = None
+    ca_pem: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -71,6 +76,7 @@ class PlatformClients:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> PlatformClients:
         """Build one pooled client per service; `transport` is for tests only."""
+        verify = trust_context(settings.ca_file, settings.ca_pem)
 
         def http(url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
             return make_http_client(
@@ -79,6 +85,7 @@ class PlatformClients:
                 timeout=settings.timeout,
                 limits=settings.limits,
                 transport=transport,
+                verify=verify,
             )
 
         bearer = BearerAuth(settings.token)

@@ -31,7 +31,15 @@ S = TypeVar("S", bound=PhasedStatus)
 
 # Probe failures only a human can fix (a wrong token, a missing Secret): also Stalled (kstatus).
 NEEDS_HUMAN = frozenset(
-    {"Unauthorized", "Forbidden", "SecretNotFound", "TokenSecretMissing", "UnsupportedApiVersion"}
+    {
+        "Unauthorized",
+        "Forbidden",
+        "SecretNotFound",
+        "TokenSecretMissing",
+        "UnsupportedApiVersion",
+        "CaBundleSecretMissing",
+        "CaBundleInvalid",
+    }
 )
 
 
@@ -73,6 +81,32 @@ def normalise_image(image: str) -> str:
     """The image id as Skaha lists it: a missing tag means `:latest` (docs/platform-api.md §6)."""
     last = image.rsplit("/", 1)[-1]
     return image if ":" in last else f"{image}:latest"
+
+
+def registry_host(image: str) -> str | None:
+    """The registry host of an image reference, None for a short name (`skaha/astroml:latest`).
+
+    Docker's rule: the first path component is a host when it has a dot or a port, or is
+    `localhost`; otherwise the reference is relative to a default registry.
+    """
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def expand_short_name(image: str, listed_ids: list[str]) -> list[str]:
+    """The listed full names a short name stands for: `<host>/<image>` for every host that lists
+    it (a full name stands for itself, with its tag)."""
+    if registry_host(image) is not None:
+        return [normalise_image(image)]
+    wanted = normalise_image(image)
+    found = {
+        normalise_image(i)
+        for i in listed_ids
+        if registry_host(i) is not None and normalise_image(i).split("/", 1)[1] == wanted
+    }
+    return sorted(found)
 
 
 def _with_phase(
@@ -146,6 +180,18 @@ def decide_docker_container(
 
     spec = dc.spec
     image = normalise_image(spec.image)
+    # A short name (`skaha/astroml:latest`, as canfar users write it) stands for the one listed
+    # image with that path under a registry host; two hosts listing it is ambiguous.
+    full = expand_short_name(spec.image, [i.id for i in images or ()])
+    if registry_host(spec.image) is None and len(full) > 1:
+        return result(
+            Phase.FAILED,
+            "AmbiguousImage",
+            f"image {spec.image} is listed under more than one registry: write one of "
+            + ", ".join(full),
+        )
+    if len(full) == 1:
+        image = full[0]
     listed = [i for i in images or () if normalise_image(i.id) == image]
     if not listed and spec.registry_secret_ref is not None:
         # Skaha accepts an unlisted image when the launch carries registry credentials (§2).
@@ -170,12 +216,18 @@ def decide_docker_container(
     wanted = [str(t) for t in spec.session_types or []]
     missing = [t for t in wanted if t not in types]
     if not listed or missing:
+        hint = ""
+        if not listed and registry_host(spec.image) is None:
+            hosts = sorted({h for i in images or () if (h := registry_host(i.id))})
+            example = f"{hosts[0]}/{image}" if hosts else f"<registry host>/{image}"
+            hint = f"; write the full name with its registry host, e.g. {example}"
         return result(
             Phase.FAILED,
             "ImageNotFound",
             f"Skaha does not list image {spec.image}"
             + (f" for session type {', '.join(missing)}" if listed else "")
-            + (f" (listed for {', '.join(types)})" if listed and types else ""),
+            + (f" (listed for {', '.join(types)})" if listed and types else "")
+            + hint,
         )
     digests = {i.digest for i in listed if i.digest}
     digest = next(iter(sorted(digests)), None)
@@ -187,13 +239,17 @@ def decide_docker_container(
             + (", ".join(sorted(digests)) if digests else "no digest"),
         )
     known = [SessionType(t) for t in types if t in set(SessionType)]
+    expanded = image if image != normalise_image(spec.image) else None
     return result(
         Phase.AVAILABLE,
         "ImageListed",
-        f"image {spec.image} is listed by Skaha for {', '.join(types) or 'no session type'}",
+        f"image {spec.image} is listed by Skaha"
+        + (f" as {expanded}" if expanded else "")
+        + f" for {', '.join(types) or 'no session type'}",
         changes={
             "resolved_digest": spec.digest or digest,
             "listed_types": known or None,
+            "resolved_image": expanded or normalise_image(spec.image),
         },
     )
 
@@ -306,6 +362,8 @@ __all__ = [
     "decide_docker_container",
     "decide_held_release",
     "decide_platform",
+    "expand_short_name",
     "normalise_image",
     "platform_view",
+    "registry_host",
 ]

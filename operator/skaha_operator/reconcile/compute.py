@@ -16,11 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from skaha_operator.domain.common import Connector, Phase, SessionType, parse_duration
+from skaha_operator.domain.common import (
+    TERMINAL_PHASES,
+    Connector,
+    Phase,
+    SessionType,
+    parse_duration,
+)
 from skaha_operator.domain.compute import Compute, ComputeStatus
 from skaha_operator.domain.launch import Launch
 from skaha_operator.reconcile.conditions import set_condition, summary_conditions
 from skaha_operator.reconcile.launch import (
+    REFUSED,
     LaunchPolicy,
     LaunchStep,
     LaunchView,
@@ -29,6 +36,7 @@ from skaha_operator.reconcile.launch import (
     release_launch,
     step_launch,
 )
+from skaha_operator.reconcile.parts import BlockedWording, release_blocked
 from skaha_operator.reconcile.timing import Timing, poll_delay, schedule_bounds
 from skaha_operator.reconcile.transitions import COMPUTE_TRANSITIONS, check_transition
 
@@ -41,6 +49,11 @@ CANCEL_REASONS = frozenset({"Cancelled"})
 PLATFORM_NEEDS_HUMAN = frozenset({"Unauthorized", "TokenSecretMissing", "CredentialsNotMarked"})
 # Skaha statuses of a session that still holds resources (docs/platform-api.md §3).
 LIVE_STATUSES = frozenset({"Pending", "Running", "Terminating", "Unknown"})
+
+# The words a Compute has always used for its blocked release: it leaves a session behind.
+BLOCKED_WORDS = BlockedWording(
+    them="the session", annotation="abandon", fate="the session may still run at the platform"
+)
 
 INTERACTIVE_USABLE = Phase.AVAILABLE
 """An interactive session that runs is usable; a headless one is Running (docs/design.md §3)."""
@@ -315,7 +328,7 @@ class _Step:
                 Phase.FAILED,
                 "LaunchRejected",
                 f"Skaha refused the launch: {self.obs.refused}",
-                changes={"launch": self.launched.model_copy(update={"observed": "Refused"})},
+                changes={"launch": self.launched.model_copy(update={"observed": REFUSED})},
             )
         if self.launched.id:
             return self._await_running(deadline)
@@ -695,30 +708,29 @@ class _Step:
 
     def release(self) -> ComputeDecision:
         """The object is being deleted: release what was launched, then let the finalizer go."""
-        phase = self._phase()
-        terminal = phase in {Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
+        terminal = self._phase() in TERMINAL_PHASES
         launched = self.launched.pending_since is not None
         if launched and not self.obs.reachable:
-            what = f"Skaha session {self.launched.id or self.launched.name}"
-            ref = self.compute.spec.platform_ref
-            if self.obs.abandon:
-                return ComputeDecision(
-                    self.status, released=True, write=False,
-                    warning=f"abandoned {what}: SkahaPlatform {ref} is unusable and the "
-                    "abandon annotation is set; the session may still run at the platform",
-                )  # fmt: skip
-            message = (
-                f"cannot release {what}: SkahaPlatform {ref} or its token is unusable; restore "
-                "it, or annotate this object skaha.broker.dev/abandon=true to leave the session "
-                "behind"
+            blocked = release_blocked(
+                f"Skaha session {self.launched.id or self.launched.name}",
+                self.compute.spec.platform_ref,
+                abandon=self.obs.abandon,
+                reason=self.status.reason,
+                terminal=terminal,
+                wording=BLOCKED_WORDS,
             )
+            if blocked.released:
+                return ComputeDecision(
+                    self.status, released=True, write=False, warning=blocked.warning
+                )
             if terminal:
                 return ComputeDecision(
-                    self.status, requeue_after=30.0, write=False, warning=message
+                    self.status, requeue_after=blocked.requeue, write=False, warning=blocked.warning
                 )
+            hold = blocked.hold
             return self._result(
-                Phase.RELEASING, "ReleaseBlocked", message, requeue=30.0, stalled=True,
-                warning=message if self.status.reason != "ReleaseBlocked" else None,
+                hold.phase, hold.reason, hold.message, requeue=hold.requeue, stalled=hold.stalled,
+                warning=blocked.warning,
             )  # fmt: skip
         step = release_launch(self.status.launch, self.obs.launch, self.now, self.policy)
         if step.next == Next.RELEASED:

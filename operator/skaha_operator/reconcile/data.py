@@ -32,20 +32,33 @@ from skaha_operator.reconcile.jobs import (
     JOB_ARGS,
     JOB_CMD,
     SCRIPT_ENV,
-    JobOutcome,
     JobPlan,
     job_policy,
     job_release,
     job_step,
-    with_phase,
 )
 from skaha_operator.reconcile.launch import (
+    REFUSED,
     LaunchPolicy,
     LaunchView,
     Next,
     marker,
     release_launch,
+    sent,
     step_launch,
+)
+from skaha_operator.reconcile.parts import (
+    ABANDON_ANNOTATION,
+    BlockedWording,
+    Move,
+    StorageView,
+    advance,
+    in_use,
+    job_move,
+    release_blocked,
+    releasing,
+    wait_for_platform,
+    wait_for_storage,
 )
 from skaha_operator.reconcile.storage import node_of_mount
 from skaha_operator.reconcile.timing import Timing, poll_delay
@@ -73,19 +86,8 @@ DOWNLOAD_SCRIPT = "; ".join(
     ]
 )
 
-
-ABANDON_ANNOTATION = "skaha.broker.dev/abandon"
-REFUSED = "Refused"  # the `observed` of a launch the platform answered 4xx: nothing was created
-
-
-@dataclass(frozen=True)
-class StorageView:
-    """The Storage the data goes into, as observed (None in the observation: not found)."""
-
-    name: str
-    phase: str | None
-    mount_path: str | None
-    reason: str | None = None
+# Data's blocked release names the platform's credentials (not only its token).
+BLOCKED_WORDS = BlockedWording(unusable="its credentials are")
 
 
 @dataclass(frozen=True)
@@ -220,14 +222,6 @@ def _uid(data: Data) -> str:
     return str(data.metadata.get("uid", ""))
 
 
-def _sent(launch: Launch | None) -> bool:
-    """Whether a request may have created something (a refused first request did not)."""
-    s = marker(launch)
-    if s.pending_since is None:
-        return False
-    return bool(s.id) or s.observed != REFUSED or (s.attempts or 1) > 1
-
-
 @dataclass
 class _Step:
     data: Data
@@ -238,39 +232,27 @@ class _Step:
 
     def result(
         self,
-        phase: Phase,
-        reason: str,
-        message: str,
+        move: Move,
         *,
         job: JobPlan | None = None,
         rule: RulePlan | None = None,
-        requeue: float | None = None,
-        stalled: bool = False,
         changes: dict[str, object] | None = None,
         delete_jobs: tuple[str, ...] = (),
         delete_rule: str | None = None,
         warning: str | None = None,
     ) -> DataDecision:
         """The one place a status is moved: phase, reason, message and conditions together."""
-        new, events = with_phase(
-            self.status,
-            phase,
-            reason,
-            message,
-            self.obs.now,
-            self.data.metadata.get("generation"),
-            stalled=stalled,
-            changes=changes,
+        gen = self.data.metadata.get("generation")
+        new, events, warning = advance(
+            self.status, move, self.obs.now, gen, changes=changes, warning=warning
         )
-        if stalled and warning is None and self.status.reason != reason:
-            warning = message
         return DataDecision(
             new,
             job=job,
             rule=rule,
             delete_jobs=delete_jobs,
             delete_rule=delete_rule,
-            requeue_after=requeue,
+            requeue_after=move.requeue,
             events=events,
             warning=warning,
         )
@@ -284,37 +266,24 @@ class _Step:
             return self.refused(self.obs.refused)
         if spec.srcnet_staging is not None:
             return self.result(
-                Phase.FAILED,
-                "UnsupportedSource",
-                "SRCNet staging is not supported: the Data Management API's staging paths and "
-                "job states are not public (only the client's stage_request/stage_status names "
-                "are known), so the operator cannot stage or poll; use a rucio source to the "
-                "storage area's RSE instead",
+                Move(
+                    Phase.FAILED,
+                    "UnsupportedSource",
+                    "SRCNet staging is not supported: the Data Management API's staging paths and "
+                    "job states are not public (only the client's stage_request/stage_status names "
+                    "are known), so the operator cannot stage or poll; use a rucio source to the "
+                    "storage area's RSE instead",
+                )
             )
         if not self.obs.platform_ready:
-            why = f" ({self.obs.platform_reason})" if self.obs.platform_reason else ""
             return self.result(
-                Phase.PREPARING,
-                "WaitingForPlatform",
-                f"waiting for SkahaPlatform {spec.platform_ref}{why}",
-                requeue=self.timing.dependency_recheck,
+                wait_for_platform(spec.platform_ref, self.obs.platform_reason, self.timing)
             )
         storage = self.obs.storage
-        if storage is None or storage.phase != Phase.AVAILABLE or not storage.mount_path:
-            if storage is not None and storage.phase in TERMINAL_PHASES:
-                return self.result(
-                    Phase.FAILED,
-                    "StorageFailed",
-                    f"Storage {storage.name} is {storage.phase}"
-                    + (f" ({storage.reason})" if storage.reason else ""),
-                )
-            state = "not found" if storage is None else (storage.phase or "new")
-            return self.result(
-                Phase.PREPARING,
-                "WaitingForStorage",
-                f"waiting for Storage {spec.storage_ref} ({state})",
-                requeue=self.timing.dependency_recheck,
-            )
+        waiting = wait_for_storage(storage, spec.storage_ref, self.timing)
+        if waiting is not None:
+            return self.result(waiting)
+        assert storage is not None
         location = f"{storage.mount_path}/{data_path(self.data)}"
         if spec.http is not None:
             return self.download(location)
@@ -326,16 +295,12 @@ class _Step:
         if self.data.spec.http is not None:
             job = marker(self.status.job).model_copy(update={"observed": REFUSED})
             return self.result(
-                Phase.FAILED,
-                "JobRejected",
-                f"Skaha refused the download job: {why}",
+                Move(Phase.FAILED, "JobRejected", f"Skaha refused the download job: {why}"),
                 changes={"job": job},
             )
         rule = marker(self.status.rule).model_copy(update={"observed": REFUSED})
         return self.result(
-            Phase.FAILED,
-            "RuleRejected",
-            f"Rucio refused the rule: {why}",
+            Move(Phase.FAILED, "RuleRejected", f"Rucio refused the rule: {why}"),
             changes={"rule": rule},
         )
 
@@ -353,46 +318,14 @@ class _Step:
             what=DOWNLOAD,
             failure_reason="DownloadFailed",
         )
+        checked = self.data.spec.http is not None and bool(self.data.spec.http.checksum)
+        done = f"downloaded to {location}" + (" (checksum verified)" if checked else "")
+        move = job_move(step, self.timing, done=("Downloaded", done))
         changes: dict[str, object] = {"location": location, "job": step.launch}
-        match step.outcome:
-            case JobOutcome.LAUNCH:
-                assert step.name is not None
-                return self.result(
-                    Phase.PREPARING,
-                    step.reason,
-                    step.message,
-                    job=download_job(self.data, location, self.image, step.name),
-                    requeue=self.timing.poll_base,
-                    changes=changes,
-                    delete_jobs=step.delete,
-                )
-            case JobOutcome.WAIT | JobOutcome.STALLED:
-                return self.result(
-                    Phase.PREPARING,
-                    step.reason,
-                    step.message,
-                    requeue=step.requeue,
-                    stalled=step.outcome == JobOutcome.STALLED,
-                    changes=changes,
-                    delete_jobs=step.delete,
-                )
-            case JobOutcome.DONE:
-                checked = self.data.spec.http is not None and bool(self.data.spec.http.checksum)
-                return self.result(
-                    Phase.AVAILABLE,
-                    "Downloaded",
-                    f"downloaded to {location}" + (" (checksum verified)" if checked else ""),
-                    changes={**changes, "checksum_verified": True if checked else None},
-                    delete_jobs=step.delete,
-                )
-            case JobOutcome.FAILED:
-                return self.result(
-                    Phase.FAILED,
-                    step.reason,
-                    step.message,
-                    changes=changes,
-                    delete_jobs=step.delete,
-                )
+        if move.phase == Phase.AVAILABLE:
+            changes["checksum_verified"] = True if checked else None
+        job = download_job(self.data, location, self.image, move.launch) if move.launch else None
+        return self.result(move, job=job, changes=changes, delete_jobs=step.delete)
 
     # -- Rucio -----------------------------------------------------------------------------
 
@@ -401,12 +334,15 @@ class _Step:
         assert rucio is not None
         if not self.obs.rucio_configured:
             return self.result(
-                Phase.PREPARING,
-                "RucioNotConfigured",
-                f"SkahaPlatform {self.data.spec.platform_ref} has no usable Rucio credentials: "
-                "set spec.rucio.credentialsSecretRef to a Secret with keys username and password",
-                requeue=self.timing.resync,
-                stalled=True,
+                Move(
+                    Phase.PREPARING,
+                    "RucioNotConfigured",
+                    f"SkahaPlatform {self.data.spec.platform_ref} has no usable Rucio credentials: "
+                    "set spec.rucio.credentialsSecretRef to a Secret with keys username and "
+                    "password",
+                    requeue=self.timing.resync,
+                    stalled=True,
+                )
             )
         scope, name = rucio.did.split(":", 1)
         lifetime = int(parse_duration(rucio.lifetime).total_seconds()) if rucio.lifetime else None
@@ -418,26 +354,25 @@ class _Step:
             case Next.LAUNCH:
                 # The marker goes into the same guarded write as the phase, before the POST.
                 return self.result(
-                    Phase.PREPARING,
-                    step.reason,
-                    step.message,
+                    Move(Phase.PREPARING, step.reason, step.message, requeue=self.timing.poll_base),
                     rule=plan,
-                    requeue=self.timing.poll_base,
                     changes=changes,
                 )
             case Next.WAIT | Next.STALLED | Next.LOST | Next.RELEASED:
                 stalled = step.next in {Next.STALLED, Next.LOST}
                 return self.result(
-                    Phase.PREPARING,
-                    step.reason,
-                    step.message,
-                    requeue=step.requeue,
-                    stalled=stalled,
+                    Move(
+                        Phase.PREPARING,
+                        step.reason,
+                        step.message,
+                        requeue=step.requeue,
+                        stalled=stalled,
+                    ),
                     changes=changes,
                 )
             case Next.TRACK if not marker(self.status.rule).id:  # adopted: look at it by id
                 return self.result(
-                    Phase.PREPARING, step.reason, step.message, requeue=0.0, changes=changes
+                    Move(Phase.PREPARING, step.reason, step.message, requeue=0.0), changes=changes
                 )
         return self._poll_rule(step.launch, changes, step.delete)
 
@@ -449,18 +384,22 @@ class _Step:
         if seen.gone:
             gone = rule.model_copy(update={"observed": "Gone"})
             return self.result(
-                Phase.FAILED,
-                "RuleVanished",
-                f"Rucio rule {rule.id} disappeared before it was OK",
+                Move(
+                    Phase.FAILED,
+                    "RuleVanished",
+                    f"Rucio rule {rule.id} disappeared before it was OK",
+                ),
                 changes={**changes, "rule": gone},
                 delete_rule=delete,
             )
         if seen.by_id is None:
             return self.result(
-                Phase.PREPARING,
-                "Polling",
-                f"polling Rucio rule {rule.id}",
-                requeue=self.timing.poll_base,
+                Move(
+                    Phase.PREPARING,
+                    "Polling",
+                    f"polling Rucio rule {rule.id}",
+                    requeue=self.timing.poll_base,
+                ),
                 changes=changes,
                 delete_rule=delete,
             )
@@ -470,9 +409,11 @@ class _Step:
         if state == "OK":
             rse = self.data.spec.rucio.rse_expression if self.data.spec.rucio else "its RSEs"
             return self.result(
-                Phase.AVAILABLE,
-                "Replicated",
-                f"Rucio rule {rule.id} is OK: replicated to {rse}",
+                Move(
+                    Phase.AVAILABLE,
+                    "Replicated",
+                    f"Rucio rule {rule.id} is OK: replicated to {rse}",
+                ),
                 changes=changes,
                 delete_rule=delete,
             )
@@ -481,10 +422,12 @@ class _Step:
         if deadline is not None and self.obs.now >= deadline:
             reason = "RuleStuck" if state == "STUCK" else "PrepareDeadlineExceeded"
             return self.result(
-                Phase.FAILED,
-                reason,
-                f"Rucio rule {rule.id} is {state} at the prepare deadline "
-                f"{deadline.isoformat()}{error}",
+                Move(
+                    Phase.FAILED,
+                    reason,
+                    f"Rucio rule {rule.id} is {state} at the prepare deadline "
+                    f"{deadline.isoformat()}{error}",
+                ),
                 changes=changes,
                 delete_rule=delete,
             )
@@ -494,10 +437,12 @@ class _Step:
             delay = max(0.0, min(delay, (deadline - self.obs.now).total_seconds()))
         until = f"; failing at {deadline.isoformat()} unless OK" if deadline is not None else ""
         return self.result(
-            Phase.PREPARING,
-            "RuleStuck" if state == "STUCK" else "Replicating",
-            f"Rucio rule {rule.id} is {state}{error}{until}",
-            requeue=delay,
+            Move(
+                Phase.PREPARING,
+                "RuleStuck" if state == "STUCK" else "Replicating",
+                f"Rucio rule {rule.id} is {state}{error}{until}",
+                requeue=delay,
+            ),
             changes=changes,
             delete_rule=delete,
         )
@@ -507,29 +452,28 @@ class _Step:
     def release(self) -> DataDecision:
         """The object is being deleted: wait for users, stop the download, delete per policy."""
         obs, st = self.obs, self.status
-        if obs.users:
-            return self._hold(
-                "InUse", f"still used by Compute {', '.join(obs.users)}", requeue=10.0
-            )
+        users = in_use(obs.users)
+        if users is not None:
+            return self._hold(users)
         rule = marker(st.rule)
-        if (_sent(st.job) or _sent(st.rule)) and not obs.reachable:
+        if (sent(st.job) or sent(st.rule)) and not obs.reachable:
             return self._blocked()
         step = job_release(
             st.job, obs.job, obs.now, self.timing, tag=JOB_TAG, uid=_uid(self.data), what=DOWNLOAD
         )
-        if _sent(st.job) and step.next != Next.RELEASED:
-            return self._hold(step.reason, step.message, requeue=step.requeue, jobs=step.delete)
+        if sent(st.job) and step.next != Next.RELEASED:
+            return self._hold(releasing(step), jobs=step.delete)
         done = DataDecision(st, released=True, write=False)
         spec = self.data.spec
         if spec.release_policy != ReleasePolicy.DELETE:
             return done
         if spec.http is not None:
-            if st.location and _sent(st.job):
+            if st.location and sent(st.job):
                 return DataDecision(
                     st, delete_tree=node_of_mount(st.location), released=True, write=False
                 )
             return done
-        if not _sent(st.rule) or obs.rule_shared:
+        if not sent(st.rule) or obs.rule_shared:
             return done
         if rule.id:
             return DataDecision(st, delete_rule=rule.id, released=True, write=False)
@@ -538,46 +482,33 @@ class _Step:
         rstep = release_launch(st.rule, obs.rule, obs.now, rule_policy(self.data, self.timing))
         if rstep.next == Next.RELEASED:
             return done
-        delete = rstep.delete[0] if rstep.delete else None
-        return self._hold(rstep.reason, rstep.message, requeue=rstep.requeue, rule=delete)
+        return self._hold(releasing(rstep), rule=rstep.delete[0] if rstep.delete else None)
 
     def _left_behind(self) -> str:
         st, spec = self.status, self.data.spec
         job, rule = marker(st.job), marker(st.rule)
         parts = []
-        if _sent(st.job):
+        if sent(st.job):
             parts.append(f"download job {job.id or job.name}")
-        if _sent(st.rule):
+        if sent(st.rule):
             parts.append(f"Rucio rule {rule.id or rule.name}")
         deletes = spec.release_policy == ReleasePolicy.DELETE and spec.http is not None
-        if deletes and st.location and _sent(st.job):
+        if deletes and st.location and sent(st.job):
             parts.append(f"file {st.location}")
         return ", ".join(parts)
 
     def _blocked(self) -> DataDecision:
-        ref = self.data.spec.platform_ref
-        left = self._left_behind()
-        if self.obs.abandon:
-            return DataDecision(
-                self.status,
-                released=True,
-                write=False,
-                warning=f"abandoned {left}: SkahaPlatform {ref} is unusable and the "
-                f"{ABANDON_ANNOTATION} annotation is set; left behind at the platform",
-            )
-        message = (
-            f"cannot release {left}: SkahaPlatform {ref} or its credentials are unusable; "
-            f"restore it, or annotate this object {ABANDON_ANNOTATION}=true to leave "
-            "them behind"
+        blocked = release_blocked(
+            self._left_behind(),
+            self.data.spec.platform_ref,
+            abandon=self.obs.abandon,
+            reason=self.status.reason,
+            terminal=self._terminal,
+            wording=BLOCKED_WORDS,
         )
-        first = self.status.reason != "ReleaseBlocked" or self._terminal
-        return self._hold(
-            "ReleaseBlocked",
-            message,
-            requeue=30.0,
-            stalled=True,
-            warning=message if first else None,
-        )
+        if blocked.released:
+            return DataDecision(self.status, released=True, write=False, warning=blocked.warning)
+        return self._hold(blocked.hold, warning=blocked.warning)
 
     @property
     def _terminal(self) -> bool:
@@ -585,11 +516,8 @@ class _Step:
 
     def _hold(
         self,
-        reason: str,
-        message: str,
+        move: Move,
         *,
-        requeue: float | None,
-        stalled: bool = False,
         jobs: tuple[str, ...] = (),
         rule: str | None = None,
         warning: str | None = None,
@@ -600,20 +528,11 @@ class _Step:
                 self.status,
                 delete_jobs=jobs,
                 delete_rule=rule,
-                requeue_after=requeue,
+                requeue_after=move.requeue,
                 warning=warning,
                 write=False,
             )
-        return self.result(
-            Phase.RELEASING,
-            reason,
-            message,
-            requeue=requeue,
-            stalled=stalled,
-            delete_jobs=jobs,
-            delete_rule=rule,
-            warning=warning,
-        )
+        return self.result(move, delete_jobs=jobs, delete_rule=rule, warning=warning)
 
 
 __all__ = [

@@ -263,7 +263,11 @@ def job_release(
 def _relaunch(
     state: Launch, now: datetime, policy: LaunchPolicy, why: str, delete: tuple[str, ...]
 ) -> JobStep:
-    step = launch_new(state, now, policy, why=why)
+    return _launching(launch_new(state, now, policy, why=why), delete)
+
+
+def _launching(step: LaunchStep, delete: tuple[str, ...]) -> JobStep:
+    """A protocol LAUNCH as a job step: launch under the name in the new marker."""
     return JobStep(
         JobOutcome.LAUNCH,
         step.reason,
@@ -279,15 +283,7 @@ def _from_protocol(step: LaunchStep) -> JobStep:
     """A protocol step before the id is known, as a job step."""
     match step.next:
         case Next.LAUNCH:
-            return JobStep(
-                JobOutcome.LAUNCH,
-                step.reason,
-                step.message,
-                step.launch,
-                step.requeue,
-                step.launch.name,
-                step.delete,
-            )
+            return _launching(step, step.delete)
         case Next.TRACK:  # adopted by name: look at it by id at once
             return JobStep(
                 JobOutcome.WAIT, step.reason, step.message, step.launch, 0.0, delete=step.delete

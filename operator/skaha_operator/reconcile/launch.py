@@ -28,6 +28,7 @@ from skaha_operator.domain.launch import Launch
 # Reasons a person acts on; the only place they are spelled.
 AMBIGUOUS_LAUNCH = "AmbiguousLaunch"
 LAUNCH_LOST = "LaunchLost"
+REFUSED = "Refused"  # the `observed` of a launch the platform answered 4xx: nothing was created
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,14 @@ class LaunchStep:
 def marker(state: Launch | None) -> Launch:
     """The recorded launch, or an empty one."""
     return state if state is not None else Launch()
+
+
+def sent(state: Launch | None) -> bool:
+    """Whether a request may have created something (a refused first request did not)."""
+    s = marker(state)
+    if s.pending_since is None:
+        return False
+    return bool(s.id) or s.observed != REFUSED or (s.attempts or 1) > 1
 
 
 def launch_new(
@@ -234,6 +243,7 @@ def _adopt(s: Launch, view: LaunchView, now: datetime, policy: LaunchPolicy) -> 
 __all__ = [
     "AMBIGUOUS_LAUNCH",
     "LAUNCH_LOST",
+    "REFUSED",
     "LaunchPolicy",
     "LaunchStep",
     "LaunchView",
@@ -243,5 +253,6 @@ __all__ = [
     "marker",
     "needs_listing",
     "release_launch",
+    "sent",
     "step_launch",
 ]

@@ -21,19 +21,27 @@ from urllib.parse import urlsplit
 
 from skaha_operator.domain.common import TERMINAL_PHASES, Phase, ReleasePolicy
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook, JupyterNotebookStatus
-from skaha_operator.reconcile.data import ABANDON_ANNOTATION, REFUSED, StorageView
 from skaha_operator.reconcile.jobs import (
     JOB_ARGS,
     JOB_CMD,
     SCRIPT_ENV,
-    JobOutcome,
     JobPlan,
     job_policy,
     job_release,
     job_step,
-    with_phase,
 )
-from skaha_operator.reconcile.launch import LaunchPolicy, LaunchView, Next, marker
+from skaha_operator.reconcile.launch import REFUSED, LaunchPolicy, LaunchView, Next, marker, sent
+from skaha_operator.reconcile.parts import (
+    Move,
+    StorageView,
+    advance,
+    in_use,
+    job_move,
+    release_blocked,
+    releasing,
+    wait_for_platform,
+    wait_for_storage,
+)
 from skaha_operator.reconcile.storage import node_of_mount
 from skaha_operator.reconcile.timing import Timing
 
@@ -189,14 +197,6 @@ def _uid(nb: JupyterNotebook) -> str:
     return str(nb.metadata.get("uid", ""))
 
 
-def _sent(status: JupyterNotebookStatus) -> bool:
-    """Whether a setup job may have been created (a refused first launch was not)."""
-    s = marker(status.job)
-    if s.pending_since is None:
-        return False
-    return bool(s.id) or s.observed != REFUSED or (s.attempts or 1) > 1
-
-
 @dataclass
 class _Step:
     nb: JupyterNotebook
@@ -206,37 +206,25 @@ class _Step:
 
     def result(
         self,
-        phase: Phase,
-        reason: str,
-        message: str,
+        move: Move,
         *,
         upload: UploadPlan | None = None,
         job: JobPlan | None = None,
-        requeue: float | None = None,
-        stalled: bool = False,
         changes: dict[str, object] | None = None,
         delete_jobs: tuple[str, ...] = (),
         warning: str | None = None,
     ) -> NotebookDecision:
         """The one place a status is moved: phase, reason, message and conditions together."""
-        new, events = with_phase(
-            self.status,
-            phase,
-            reason,
-            message,
-            self.obs.now,
-            self.nb.metadata.get("generation"),
-            stalled=stalled,
-            changes=changes,
+        gen = self.nb.metadata.get("generation")
+        new, events, warning = advance(
+            self.status, move, self.obs.now, gen, changes=changes, warning=warning
         )
-        if stalled and warning is None and self.status.reason != reason:
-            warning = message
         return NotebookDecision(
             new,
             upload=upload,
             job=job,
             delete_jobs=delete_jobs,
-            requeue_after=requeue,
+            requeue_after=move.requeue,
             events=events,
             warning=warning,
         )
@@ -251,44 +239,32 @@ class _Step:
             # again would not help.
             job = marker(status.job).model_copy(update={"observed": REFUSED})
             return self.result(
-                Phase.FAILED,
-                "JobRejected",
-                f"Skaha refused the notebook setup job: {obs.refused}",
+                Move(
+                    Phase.FAILED,
+                    "JobRejected",
+                    f"Skaha refused the notebook setup job: {obs.refused}",
+                ),
                 changes={"job": job},
             )
         if not obs.platform_ready:
-            why = f" ({obs.platform_reason})" if obs.platform_reason else ""
-            return self.result(
-                Phase.PREPARING,
-                "WaitingForPlatform",
-                f"waiting for SkahaPlatform {spec.platform_ref}{why}",
-                requeue=timing.dependency_recheck,
-            )
+            return self.result(wait_for_platform(spec.platform_ref, obs.platform_reason, timing))
         storage = obs.storage
-        if storage is None or storage.phase != Phase.AVAILABLE or not storage.mount_path:
-            if storage is not None and storage.phase in TERMINAL_PHASES:
-                return self.result(
-                    Phase.FAILED,
-                    "StorageFailed",
-                    f"Storage {storage.name} is {storage.phase}"
-                    + (f" ({storage.reason})" if storage.reason else ""),
-                )
-            state = "not found" if storage is None else (storage.phase or "new")
-            return self.result(
-                Phase.PREPARING,
-                "WaitingForStorage",
-                f"waiting for Storage {spec.storage_ref} ({state})",
-                requeue=timing.dependency_recheck,
-            )
+        waiting = wait_for_storage(storage, spec.storage_ref, timing)
+        if waiting is not None:
+            return self.result(waiting)
+        assert storage is not None
+        assert storage.mount_path is not None
         files = notebook_files(self.nb, storage.mount_path)
         cm = spec.notebook.config_map_ref
         if not status.notebook_path:
             if cm is not None and obs.config_map_found is False:
                 return self.result(
-                    Phase.PREPARING,
-                    "WaitingForConfigMap",
-                    f"ConfigMap {cm.name} with key {cm.key} not found",
-                    requeue=timing.dependency_recheck,
+                    Move(
+                        Phase.PREPARING,
+                        "WaitingForConfigMap",
+                        f"ConfigMap {cm.name} with key {cm.key} not found",
+                        requeue=timing.dependency_recheck,
+                    )
                 )
             text = "".join(f"{r}\n" for r in spec.requirements or [])
             plan = UploadPlan(
@@ -301,12 +277,14 @@ class _Step:
             # Uploads are PUTs that overwrite (§7): repeating them after a crash is harmless, so
             # the path is recorded after the upload, not before.
             return self.result(
-                Phase.PREPARING,
-                "Uploading",
-                f"uploading {'the notebook and ' if cm is not None else ''}requirements to "
-                f"{files.directory}",
+                Move(
+                    Phase.PREPARING,
+                    "Uploading",
+                    f"uploading {'the notebook and ' if cm is not None else ''}requirements to "
+                    f"{files.directory}",
+                    requeue=0.0,
+                ),
                 upload=plan,
-                requeue=0.0,
                 changes={"notebook_path": files.notebook},
             )
         step = job_step(
@@ -320,45 +298,10 @@ class _Step:
             what=SETUP,
             failure_reason="NotebookSetupFailed",
         )
-        changes: dict[str, object] = {"job": step.launch}
-        match step.outcome:
-            case JobOutcome.LAUNCH:
-                assert step.name is not None
-                return self.result(
-                    Phase.PREPARING,
-                    step.reason,
-                    step.message,
-                    job=setup_job(self.nb, files, step.name),
-                    requeue=timing.poll_base,
-                    changes=changes,
-                    delete_jobs=step.delete,
-                )
-            case JobOutcome.WAIT | JobOutcome.STALLED:
-                return self.result(
-                    Phase.PREPARING,
-                    step.reason,
-                    step.message,
-                    requeue=step.requeue,
-                    stalled=step.outcome == JobOutcome.STALLED,
-                    changes=changes,
-                    delete_jobs=step.delete,
-                )
-            case JobOutcome.DONE:
-                return self.result(
-                    Phase.AVAILABLE,
-                    "NotebookReady",
-                    f"notebook at {files.notebook}; requirements installed in {files.environment}",
-                    changes=changes,
-                    delete_jobs=step.delete,
-                )
-            case JobOutcome.FAILED:
-                return self.result(
-                    Phase.FAILED,
-                    step.reason,
-                    step.message,
-                    changes=changes,
-                    delete_jobs=step.delete,
-                )
+        done = f"notebook at {files.notebook}; requirements installed in {files.environment}"
+        move = job_move(step, timing, done=("NotebookReady", done))
+        setup = setup_job(self.nb, files, move.launch) if move.launch else None
+        return self.result(move, job=setup, changes={"job": step.launch}, delete_jobs=step.delete)
 
     # -- release ---------------------------------------------------------------------------
 
@@ -373,72 +316,53 @@ class _Step:
     def release(self) -> NotebookDecision:
         """The object is being deleted: wait for users, stop the setup job, delete per policy."""
         obs, st = self.obs, self.status
-        if obs.users:
-            return self._hold(
-                "InUse", f"still used by Compute {', '.join(obs.users)}", requeue=10.0
-            )
+        users = in_use(obs.users)
+        if users is not None:
+            return self._hold(users)
         paths = self._paths()
-        if (_sent(st) or paths) and not obs.reachable:
+        if (sent(st.job) or paths) and not obs.reachable:
             return self._blocked(paths)
         step = job_release(
             st.job, obs.job, obs.now, self.timing, tag=JOB_TAG, uid=_uid(self.nb), what=SETUP
         )
-        if _sent(st) and step.next != Next.RELEASED:
-            return self._hold(step.reason, step.message, requeue=step.requeue, jobs=step.delete)
+        if sent(st.job) and step.next != Next.RELEASED:
+            return self._hold(releasing(step), jobs=step.delete)
         return NotebookDecision(st, delete_paths=paths, released=True, write=False)
 
     def _blocked(self, paths: tuple[str, ...]) -> NotebookDecision:
-        ref = self.nb.spec.platform_ref
         job = marker(self.status.job)
-        parts = [f"notebook setup job {job.id or job.name}"] if _sent(self.status) else []
+        parts = [f"notebook setup job {job.id or job.name}"] if sent(self.status.job) else []
         parts += [f"Cavern node {p}" for p in paths]
-        left = ", ".join(parts)
-        if self.obs.abandon:
+        blocked = release_blocked(
+            ", ".join(parts),
+            self.nb.spec.platform_ref,
+            abandon=self.obs.abandon,
+            reason=self.status.reason,
+            terminal=self._terminal,
+        )
+        if blocked.released:
             return NotebookDecision(
-                self.status,
-                released=True,
-                write=False,
-                warning=f"abandoned {left}: SkahaPlatform {ref} is unusable and the "
-                f"{ABANDON_ANNOTATION} annotation is set; left behind at the platform",
+                self.status, released=True, write=False, warning=blocked.warning
             )
-        message = (
-            f"cannot release {left}: SkahaPlatform {ref} or its token is unusable; restore it, "
-            f"or annotate this object {ABANDON_ANNOTATION}=true to leave them behind"
-        )
-        terminal = (self.status.phase or Phase.INITIALIZING) in TERMINAL_PHASES
-        first = self.status.reason != "ReleaseBlocked" or terminal
-        return self._hold(
-            "ReleaseBlocked",
-            message,
-            requeue=30.0,
-            stalled=True,
-            warning=message if first else None,
-        )
+        return self._hold(blocked.hold, warning=blocked.warning)
+
+    @property
+    def _terminal(self) -> bool:
+        return (self.status.phase or Phase.INITIALIZING) in TERMINAL_PHASES
 
     def _hold(
-        self,
-        reason: str,
-        message: str,
-        *,
-        requeue: float | None,
-        stalled: bool = False,
-        jobs: tuple[str, ...] = (),
-        warning: str | None = None,
+        self, move: Move, *, jobs: tuple[str, ...] = (), warning: str | None = None
     ) -> NotebookDecision:
         """Release is not done: Releasing (a terminal status is kept, not written)."""
-        if (self.status.phase or Phase.INITIALIZING) in TERMINAL_PHASES:
+        if self._terminal:
             return NotebookDecision(
-                self.status, delete_jobs=jobs, requeue_after=requeue, warning=warning, write=False
+                self.status,
+                delete_jobs=jobs,
+                requeue_after=move.requeue,
+                warning=warning,
+                write=False,
             )
-        return self.result(
-            Phase.RELEASING,
-            reason,
-            message,
-            requeue=requeue,
-            stalled=stalled,
-            delete_jobs=jobs,
-            warning=warning,
-        )
+        return self.result(move, delete_jobs=jobs, warning=warning)
 
 
 __all__ = [

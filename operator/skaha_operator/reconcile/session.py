@@ -33,6 +33,7 @@ from skaha_operator.reconcile.timing import Timing, schedule_bounds
 from skaha_operator.reconcile.transitions import SESSION_TRANSITIONS, check_transition
 
 _USABLE = frozenset({Phase.AVAILABLE, Phase.RUNNING})
+_USABLE_SESSION = frozenset({SessionPhase.AVAILABLE, SessionPhase.RUNNING})
 _SETTLED = _USABLE | {Phase.RELEASING, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
 _REASON = re.compile(REASON_PATTERN)
 
@@ -145,8 +146,9 @@ def derive_session_verdict(parts: Parts) -> Verdict:
     if compute_phase == Phase.COMPLETED:
         # All Completed, or the Compute finished while the other parts (often shared, never
         # released by us) stay Available: the work is done either way.
-        why = compute.message if compute is not None and compute.message else "completed"
-        return Verdict(SessionPhase.COMPLETED, COMPLETED, f"the Skaha session {why}")
+        # The Compute's message already names its Skaha session ("Skaha session x completed").
+        why = compute.message if compute is not None and compute.message else None
+        return Verdict(SessionPhase.COMPLETED, COMPLETED, why or "the Skaha session completed")
     # A part ended (was released under us) while the session still needed it.
     return Verdict(
         SessionPhase.FAILED, PART_ENDED, f"{_list(completed)} ended while the session used it"
@@ -190,6 +192,15 @@ def _preparing(parts: list[tuple[PartRef, PartState | None]]) -> Verdict:
         for r, s in parts
     )
     return Verdict(SessionPhase.PREPARING, "PreparingParts", f"waiting for {detail}")
+
+
+def _unusable(parts: Parts) -> tuple[str, str] | None:
+    """The reason and message of the first part that is in a usable phase but cannot be used
+    now (Ready=False, Stalled=True: its platform refuses our credentials), or None."""
+    for ref, st in parts:
+        if st is not None and st.phase in _USABLE and st.stalled and not st.ready:
+            return st.reason or "PartNotReady", f"{ref.kind} {ref.name}: {st.message or st.reason}"
+    return None
 
 
 def _list(parts: Sequence[tuple[PartRef, PartState | None]]) -> str:
@@ -364,9 +375,14 @@ class _Step:
         if create:
             requeue = min(requeue, self.timing.poll_base)
         stalled = any(s is not None and s.stalled for _, s in self.states)
+        blocked = _unusable(self.states) if phase in _USABLE_SESSION else None
+        if blocked is not None:
+            # Usable in phase, not now (its platform refuses our token): say so, keep the phase.
+            reason, message = blocked
         decision = self._result(
-            phase, reason, message, create=create, requeue=requeue, stalled=stalled
-        )
+            phase, reason, message, create=create, requeue=requeue, stalled=stalled,
+            usable=blocked is None,
+        )  # fmt: skip
         return dataclasses.replace(decision, update=update) if update else decision
 
     def _schedule_updates(
@@ -398,6 +414,7 @@ class _Step:
         requeue: float | None = None,
         stalled: bool = False,
         ending: bool = False,
+        usable: bool = True,
     ) -> SessionDecision:
         check_transition(SESSION_TRANSITIONS, self.old, phase)
         gen = self.session.metadata.get("generation")
@@ -409,6 +426,7 @@ class _Step:
             self.now,
             gen,
             stalled=stalled,
+            usable=usable,
         )
         conditions = self._part_conditions(conditions, gen, ending)
         times = dict(self.status.phase_times or {})
@@ -433,14 +451,17 @@ class _Step:
         return SessionDecision(new, create, delete, requeue, events)
 
     def _summaries(self) -> list[PartSummary]:
-        # A part released (deleted) keeps its last known summary, so a finished Session still
-        # tells how each part ended.
+        # A part released (deleted) keeps its last summary only when that was a final phase
+        # (Completed, Failed, Cancelled): it tells how the part ended. A part last seen live
+        # (Available, Running, ...) and now gone was released: saying Available would be stale.
         old = {(p.kind, p.name): p for p in self.status.parts or []}
         out = []
         for ref, st in self.states:
             last = old.get((PartKind(ref.kind), ref.name))
-            if st is None and last is not None and last.phase is not None:
+            if st is None and last is not None and last.phase in _FINAL_PART_PHASES:
                 out.append(last.model_copy(update={"ready": False}))
+            elif st is None and last is not None and not ref.shared:
+                out.append(released_summary(last))
             else:
                 out.append(_summary(ref, st))
         return out
@@ -489,6 +510,15 @@ def part_condition_type(ref: PartRef) -> str:
 
 def _reason_word(text: str | None) -> str | None:
     return text if text and _REASON.match(text) else None
+
+
+_FINAL_PART_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
+RELEASED = "Released"
+
+
+def released_summary(last: PartSummary) -> PartSummary:
+    """An owned part the Session saw live and that is now deleted: no phase, reason Released."""
+    return last.model_copy(update={"phase": None, "ready": False, "reason": RELEASED})
 
 
 def _summary(ref: PartRef, st: PartState | None) -> PartSummary:

@@ -17,9 +17,12 @@ from enum import StrEnum
 from skaha_operator.domain.common import TERMINAL_PHASES, Phase, ReleasePolicy
 from skaha_operator.domain.storage import CavernArea, Storage, StorageStatus, StorageTemplate
 from skaha_operator.reconcile.jobs import with_phase
+from skaha_operator.reconcile.parts import BlockedWording, release_blocked, wait_for_platform
 from skaha_operator.reconcile.timing import Timing
 
 MOUNT_ROOT = "/arc"
+# A Storage deletes directories, and its abandoned Warning names only what is left.
+BLOCKED_WORDS = BlockedWording(verb="delete", fate=None)
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,10 @@ def decide_storage(storage: Storage, obs: StorageObservation, timing: Timing) ->
 
     layout = obs.layout
     if layout is None:
-        why = f" ({obs.platform_reason})" if obs.platform_reason else ""
         if phase == Phase.AVAILABLE:
             return StorageDecision(status, requeue_after=timing.dependency_recheck)
-        return result(
-            Phase.PREPARING,
-            "WaitingForPlatform",
-            f"waiting for SkahaPlatform {storage.spec.platform_ref}{why}",
-            requeue=timing.dependency_recheck,
-        )
+        wait = wait_for_platform(storage.spec.platform_ref, obs.platform_reason, timing)
+        return result(wait.phase, wait.reason, wait.message, requeue=wait.requeue)
     node = storage_node_path(storage.spec, layout)
     if obs.exists:
         return result(
@@ -180,16 +178,14 @@ def decide_storage_release(
     if shared_with:
         return StorageRelease(True, message=f"kept: also used by {', '.join(shared_with)}")
     if not reachable:
-        left = ", ".join(created)
-        if abandon:
-            return StorageRelease(True, warning=f"abandoned Cavern directories {left}")
-        return StorageRelease(
-            False,
-            30.0,
-            warning=f"cannot delete Cavern directories {left}: SkahaPlatform "
-            f"{storage.spec.platform_ref} or its token is unusable; restore it, or annotate "
-            "this object skaha.broker.dev/abandon=true to leave them behind",
+        # A Storage's release writes no status, so each look warns again.
+        blocked = release_blocked(
+            f"Cavern directories {', '.join(created)}",
+            storage.spec.platform_ref,
+            abandon=abandon,
+            wording=BLOCKED_WORDS,
         )
+        return StorageRelease(blocked.released, blocked.requeue, warning=blocked.warning)
     leaf = node_of_mount(status.mount_path) if status and status.mount_path else None
     tree = leaf if leaf in created else None
     levels_ = tuple(p for p in reversed(created) if p != tree)

@@ -159,3 +159,17 @@ async def drive(controller: Controller, body: Any, st: OperatorState) -> None:
         rv = body.get("metadata", {}).get("resourceVersion")
         st.tracer.record("handler", p=key[0], ns=key[1], n=key[2], rv=rv)
     st.requeuer.schedule(key, await step_once(controller, st, key, body))
+
+
+class RetryIsNotAnError(logging.Filter):
+    """kopf logs every retried API request at ERROR ("Request attempt #1/9 failed; will retry"),
+    e.g. while a just-created CRD's storage initialises or the API server restarts. A retry
+    that may still succeed is a routine wait: INFO. The last attempt ("escalating") stays ERROR.
+
+    Installed on the root logger's handlers: kopf logs these on its module loggers, whose
+    records a filter on a parent logger would never see."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed; will retry" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True

@@ -13,6 +13,7 @@ from skaha_operator.controllers.context import OperatorConfig
 
 # Importing these modules registers the handlers with kopf's default registry.
 from skaha_operator.runtime import register, startup  # noqa: F401
+from skaha_operator.runtime.driver import RetryIsNotAnError
 from skaha_operator.runtime.shards import LeaseConfig
 from skaha_operator.runtime.watch import QuietCacheHandler
 
@@ -34,6 +35,8 @@ def run_operator(
         log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
         log_refkey="object" if json_logs else None,
     )
+    for handler in logging.getLogger().handlers:  # kopf.configure's stream handler
+        handler.addFilter(RetryIsNotAnError())
     logging.getLogger("kopf.objects").addFilter(QuietCacheHandler())
     asyncio.run(
         kopf.operator(

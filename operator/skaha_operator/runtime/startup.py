@@ -80,7 +80,11 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         config=config,
         kube=kube,
         platforms=PlatformCache(
-            kube, on_call=_record_call, http_timeout=config.http_timeout, reader=cache.get
+            kube,
+            on_call=_record_call,
+            http_timeout=config.http_timeout,
+            reader=cache.get,
+            ca_file=config.ca_bundle,
         ),
         cache=cache,
     )

@@ -25,6 +25,7 @@ from skaha_operator.simulator import (
     control_api,
     jobs,
     pages,
+    pypi,
     replies,
     rucio_api,
     skaha_api,
@@ -255,6 +256,7 @@ def make_app(state: SimState) -> web.Application:
     cavern_api.add_routes(app)
     rucio_api.add_routes(app)
     pages.add_routes(app)
+    pypi.add_routes(app)
     control_api.add_routes(app)
     control_access.add_routes(app)
     cavern_seed.add_routes(app)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 import shutil
 import tempfile
@@ -60,6 +61,13 @@ class CavernStore:
         self._preauth: dict[str, Preauth] = {}
         self._transfers: dict[str, Transfer] = {}
 
+    def seed(self, files: dict[str, str]) -> None:
+        """Write start-up files (config `cavern_files`), creating their directories."""
+        for path, text in files.items():
+            target = self._resolve(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
     def close(self) -> None:
         """Remove the backing directory when the store created it."""
         if self._owned_tmp:
@@ -74,6 +82,11 @@ class CavernStore:
         parts = [p for p in path.split("/") if p]
         if not parts or any(p in (".", "..") or "\\" in p for p in parts):
             raise SimError(400, f"InvalidURI: invalid input: {path}")
+        # A symbolic link (made by a session, e.g. a virtualenv's lib64) is a LinkNode: shown
+        # and deletable, never followed, so no path leaves the tree through one.
+        for depth in range(1, len(parts)):
+            if self.root.joinpath(*parts[:depth]).is_symlink():
+                raise SimError(400, f"InvalidURI: {path} goes through a link node")
         return self.root.joinpath(*parts)
 
     def _check_write(self, user: str, path: str) -> None:
@@ -108,7 +121,7 @@ class CavernStore:
                 f"InvalidURI: invalid input: vos URI mismatch: doc={doc_uri} and path={path_uri}",
             )
         self._check_write(user, path)
-        if target.exists():
+        if os.path.lexists(target):
             raise SimError(409, f"DuplicateNode: {path_uri}")
         parent = target.parent
         if not parent.exists():
@@ -129,7 +142,7 @@ class CavernStore:
         """POST /nodes: merge node properties (permissions); returns the node XML."""
         target = self._resolve(path)
         self._check_write(user, path)
-        if not target.exists():
+        if not os.path.lexists(target):
             raise SimError(404, f"NodeNotFound: {self.uri(path.strip('/'))}")
         try:
             doc = ET.fromstring(body)
@@ -142,9 +155,9 @@ class CavernStore:
         """DELETE /nodes: files and empty containers only; non-empty is 400 (§7, §9.11 l)."""
         target = self._resolve(path)
         self._check_write(user, path)
-        if not target.exists():
+        if not os.path.lexists(target):
             raise SimError(404, f"NodeNotFound: {self.uri(path.strip('/'))}")
-        if target.is_dir():
+        if _is_container(target):
             if any(target.iterdir()):
                 raise SimError(400, f"container node '{target.name}' is not empty")
             target.rmdir()
@@ -164,7 +177,7 @@ class CavernStore:
             f'uri={quoteattr(self.uri(self._rel(target)))} xsi:type="{_type(target)}">'
         )
         lines.extend(self._properties_xml(target, "  "))
-        if target.is_dir():
+        if _is_container(target):
             lines.append("  <vos:nodes>")
             for child in children:
                 lines.append(
@@ -183,7 +196,7 @@ class CavernStore:
         """GET /nodes?Accept=application/json; the layout is the simulator's own (§7 gives none)."""
         target = self._stat_target(user, path)
         doc: dict[str, object] = self._node_dict(target)
-        if target.is_dir():
+        if _is_container(target):
             doc["nodes"] = [self._node_dict(c) for c in self._children(target, limit, start_after)]
         return doc
 
@@ -191,12 +204,12 @@ class CavernStore:
         target = self._resolve(path) if path.strip("/") else self.root
         if path.strip("/"):
             self._check_read(user, path)
-        if not target.exists():
+        if not os.path.lexists(target):
             raise SimError(404, f"NodeNotFound: {self.uri(path.strip('/'))}")
         return target
 
     def _children(self, target: Path, limit: int | None, start_after: str | None) -> list[Path]:
-        if not target.is_dir():
+        if not _is_container(target):
             return []
         children = sorted(target.iterdir(), key=lambda p: p.name)
         if start_after:
@@ -211,9 +224,9 @@ class CavernStore:
         }
 
     def _property_values(self, target: Path) -> dict[str, str]:
-        stat = target.stat()
+        stat = target.lstat()
         values = {
-            f"{CORE}#length": str(0 if target.is_dir() else stat.st_size),
+            f"{CORE}#length": str(0 if _is_container(target) else stat.st_size),
             f"{CORE}#date": datetime.fromtimestamp(stat.st_mtime, UTC).strftime(
                 "%Y-%m-%dT%H:%M:%S.%f"
             )[:-3],
@@ -243,7 +256,7 @@ class CavernStore:
             raise SimError(404, f"not found: parent container {self.uri(self._rel(parent))}")
         if not parent.is_dir():
             raise SimError(400, "parent is not a container node")
-        if target.is_dir():
+        if target.is_dir() or target.is_symlink():
             raise SimError(400, f"not a data node: {self.uri(path.strip('/'))}")
         actual = "md5=" + base64.b64encode(hashlib.md5(data).digest()).decode()
         if (
@@ -260,7 +273,7 @@ class CavernStore:
         """GET /files: the file's bytes."""
         target = self._resolve(path)
         self._check_read(user, path)
-        if not target.is_file():
+        if target.is_symlink() or not target.is_file():
             raise SimError(404, f"NodeNotFound: {self.uri(path.strip('/'))}")
         return target.read_bytes()
 
@@ -317,7 +330,13 @@ class CavernStore:
         return grant.user
 
 
+def _is_container(target: Path) -> bool:
+    return target.is_dir() and not target.is_symlink()
+
+
 def _type(target: Path) -> str:
+    if target.is_symlink():
+        return "vos:LinkNode"
     return "vos:ContainerNode" if target.is_dir() else "vos:DataNode"
 
 

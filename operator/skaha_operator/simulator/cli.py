@@ -23,6 +23,12 @@ DEFAULT_PORT = 8765
 async def serve_forever(config: SimulatorConfig, host: str, port: int) -> None:
     """Serve the simulator until cancelled."""
     sim = Simulator(config)
+    runner = sim.job_runner
+    log.info(
+        "headless sessions: %s (%s)",
+        "containers on " + str(runner.engine) if runner.mode == "container" else "emulated",
+        runner.reason,
+    )
     try:
         async with sim.serve(host=host, port=port) as running:
             log.info(
@@ -59,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--frozen-clock", action="store_true", help="time moves only via /_sim/clock"
     )
     parser.add_argument(
+        "--jobs",
+        choices=("auto", "container", "emulate"),
+        default=None,
+        help="headless sessions as containers (container), emulated (emulate), or containers "
+        "where podman and the stand-in image exist (auto, the default here)",
+    )
+    parser.add_argument(
         "--token",
         action="append",
         default=[],
@@ -72,6 +85,10 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     """Merge file, environment and flags into one config."""
     config = load_config(args.config)
     updates: dict[str, object] = {}
+    if args.jobs is not None:
+        updates["job_mode"] = args.jobs
+    elif "job_mode" not in config.model_fields_set:
+        updates["job_mode"] = "auto"  # the served simulator runs jobs for real where it can
     if args.seed is not None:
         updates["seed"] = args.seed
     if args.frozen_clock:

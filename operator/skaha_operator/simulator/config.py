@@ -13,7 +13,7 @@ import os
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -134,6 +134,10 @@ class SimulatorConfig(BaseModel):
         default_factory=CavernSeed,
         description="directories and files present before anyone calls (created at start)",
     )
+    cavern_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="path under the tree (e.g. home/alice/run.py) -> text, written at start",
+    )
     # Rucio (§8)
     rucio_userpass: dict[str, str] | None = Field(
         None, description="username -> password; None = accept any non-empty credentials"
@@ -158,6 +162,28 @@ class SimulatorConfig(BaseModel):
     job_run_s: float = Field(
         5.0, description="run time of download and setup jobs when run_s is not set"
     )
+    # Real headless sessions (containers.py): each runs as a container on a local engine
+    job_mode: Literal["auto", "container", "emulate"] = Field(
+        "emulate",
+        description="auto: containers where an engine and the stand-in image exist (and the "
+        "clock runs), else emulation; container: containers or fail; emulate: never. The "
+        "command line and the demo use auto",
+    )
+    job_engine: str = Field("podman", description="container engine binary")
+    job_standin_image: str = Field(
+        "localhost/skaha-operator/job-standin:bookworm-2",
+        description="the local image every headless session runs on (hack/podman.sh standin)",
+    )
+    job_images: dict[str, str] = Field(
+        default_factory=dict, description="requested image -> local image, before the stand-in"
+    )
+    job_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="site-wide env added to every job, e.g. https_proxy, or PIP_INDEX_URL "
+        "instead of the simulator's own stand-in index (/_sim/pypi/simple/)",
+    )
+    job_network: str = Field("host", description="container network (host: reach 127.0.0.1)")
+    job_stop_grace_s: float = Field(5.0, description="SIGTERM grace on DELETE before SIGKILL")
     # Faults
     faults: list[FaultRule] = Field(default_factory=list)
 

@@ -30,7 +30,17 @@ from skaha_operator.simulator.state import SimState, state_of
 RULES = TypeAdapter(list[FaultRule])
 # Fields fixed at construction: changing them at run time would not take effect.
 FROZEN_FIELDS = frozenset(
-    {"seed", "frozen_clock", "start_time", "cavern_root", "cavern_seed", "faults"}
+    {
+        "seed",
+        "frozen_clock",
+        "start_time",
+        "cavern_root",
+        "cavern_seed",
+        "cavern_files",
+        "faults",
+        "job_mode",
+        "job_engine",
+    }
 )
 STATUS_ALIASES = {"succeeded": Phase.COMPLETED, "deleted": Phase.GONE}
 
@@ -175,9 +185,16 @@ async def force_rule(request: web.Request) -> web.Response:
     return web.json_response(store.to_json(store.get(request.match_info["id"])))
 
 
+def config_doc(state: SimState) -> dict[str, Any]:
+    """The config without tokens, plus `job_runner`: how headless sessions run, and why."""
+    doc = state.config.model_dump(mode="json", exclude={"tokens"})
+    doc["job_runner"] = state.jobs.status.to_json()
+    return doc
+
+
 async def get_config(request: web.Request) -> web.Response:
-    """GET /_sim/config (tokens are not shown)."""
-    return web.json_response(state_of(request).config.model_dump(mode="json", exclude={"tokens"}))
+    """GET /_sim/config (tokens are not shown; `job_runner` is read-only)."""
+    return web.json_response(config_doc(state_of(request)))
 
 
 async def update_config(request: web.Request) -> web.Response:
@@ -185,8 +202,9 @@ async def update_config(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise SimError(400, "expected a JSON object")
-    config = patch_config(state_of(request), body)
-    return web.json_response(config.model_dump(mode="json", exclude={"tokens"}))
+    state = state_of(request)
+    patch_config(state, body)
+    return web.json_response(config_doc(state))
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,6 +1,9 @@
 """Headless jobs whose outcome follows their command: the operator's download and notebook setup.
 
-A real job runs a shell script; the simulator cannot, so it reads the same inputs the script reads
+Where a container engine is usable (`job_mode` auto or container), every headless session runs
+for real as a container (`containers.py`) and nothing here decides its outcome. Otherwise (the
+emulation, the fallback where no engine exists):
+a real job runs a shell script; the simulator cannot, so it reads the same inputs the script reads
 (the job's environment, `SKOP_JOB=download|notebook-setup`, and files in the Cavern tree) and
 decides at launch how the job ends and what it logs. The job's effects (the downloaded file, the
 fetched notebook, the virtual environment) appear in the Cavern tree only once the job has
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from skaha_operator.simulator.containers import ContainerRunner, RunnerStatus
 from skaha_operator.simulator.errors import SimError
 from skaha_operator.simulator.schedule import env_map
 from skaha_operator.simulator.sessions import Phase, SimSession
@@ -55,6 +59,10 @@ class JobRunner:
     files: dict[str, bytes] = field(default_factory=dict)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, session id, name)
+    containers: ContainerRunner | None = None  # headless sessions as containers
+    status: RunnerStatus = field(
+        default_factory=lambda: RunnerStatus("emulate", "job_mode is emulate")
+    )
 
     def payload(self, state: SimState, name: str) -> bytes | None:
         """A served payload: set at run time, else from the config (text)."""
@@ -64,7 +72,10 @@ class JobRunner:
         return None if text is None else text.encode()
 
     def on_launch(self, state: SimState, session: SimSession) -> None:
-        """Recognise an operator job by its environment and fix its outcome now."""
+        """Run a headless session as a container, or recognise an operator job and fix its end."""
+        if self.containers is not None and self.containers.handles(session):
+            self.containers.start(state, session)
+            return
         env = env_map(session.env)
         kind = env.get("SKOP_JOB")
         if kind not in {"download", "notebook-setup"}:
@@ -87,8 +98,15 @@ class JobRunner:
         self.jobs[session.id] = JobRecord(kind, session, effect if ok else None)
         self.log.append((kind, session.id, session.name))
 
+    def on_delete(self, session: SimSession) -> None:
+        """DELETE of a session: stop its container, if it has one."""
+        if self.containers is not None and session.real:
+            self.containers.stop(session)
+
     def settle(self, now: float) -> None:
         """Apply the effects of jobs that have Completed by `now` (never of deleted ones)."""
+        if self.containers is not None:
+            self.containers.settle(now)
         for record in self.jobs.values():
             if record.settled:
                 continue

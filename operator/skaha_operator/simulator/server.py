@@ -22,6 +22,7 @@ from skaha_operator.simulator.app import make_app
 from skaha_operator.simulator.cavern_store import CavernStore
 from skaha_operator.simulator.clock import SimClock
 from skaha_operator.simulator.config import CavernSeed, FaultRule, SimulatorConfig
+from skaha_operator.simulator.containers import ContainerRunner, RunnerStatus, decide_runner
 from skaha_operator.simulator.control_access import revoke_token, set_token
 from skaha_operator.simulator.control_api import launch_docs, parse_phase, patch_config
 from skaha_operator.simulator.faults import FaultBook
@@ -86,6 +87,7 @@ class Simulator:
         self.config = config if config is not None else SimulatorConfig()
         self.clock = SimClock(frozen=self.config.frozen_clock, start=self.config.start_time)
         cavern = CavernStore(self.config.cavern_authority, self.config.cavern_root)
+        cavern.seed(self.config.cavern_files)
         # The temp dir goes when the simulator is collected or the interpreter exits.
         self._finalizer = weakref.finalize(self, cavern.close)
         self.state = SimState(
@@ -97,6 +99,19 @@ class Simulator:
             faults=FaultBook(self.config.faults, self.config.seed),
         )
         cavern_seed.seed(cavern, self.config.cavern_seed)
+        # Headless sessions as containers where an engine exists (job_mode), else emulated.
+        engine, status = decide_runner(self.config)
+        self.state.jobs.status = status
+        if engine is not None:
+            runner = ContainerRunner(engine, self.config)
+            self.state.jobs.containers = runner
+            # Containers left by a simulator that was never served or closed go at exit.
+            self._containers_finalizer = weakref.finalize(self, runner.remove_all)
+
+    @property
+    def job_runner(self) -> RunnerStatus:
+        """How headless sessions run here (containers or emulation) and why."""
+        return self.state.jobs.status
 
     # -- in-process control ---------------------------------------------------------------
     def sessions(self, user: str | None = None) -> list[dict[str, Any]]:
@@ -153,7 +168,9 @@ class Simulator:
         return cavern_seed.tree(self.state.cavern, under)
 
     def close(self) -> None:
-        """Remove the Cavern temp directory now."""
+        """Remove the job containers and the Cavern temp directory now."""
+        if self.state.jobs.containers is not None:
+            self._containers_finalizer()
         self._finalizer()
 
     # -- serving --------------------------------------------------------------------------
@@ -181,6 +198,8 @@ class Simulator:
             yield RunningSimulator(base_url=self.state.served_url)
         finally:
             await runner.cleanup()
+            if self.state.jobs.containers is not None:
+                await self.state.jobs.containers.aclose()
 
     def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> ThreadHandle:
         """Serve from a daemon thread with its own event loop; returns once listening."""

@@ -72,6 +72,7 @@ class SimSession:
     args: str | None = None
     log_text: str | None = None
     deleted_at: float | None = None
+    real: bool = False  # runs as a container (containers.py): start, end and logs are its own
 
     @property
     def interactive(self) -> bool:

@@ -110,7 +110,8 @@ async def launch(request: web.Request) -> web.Response:
         commit_delay_s=plan.commit_delay_s,
     )
     request[COMMIT_AT_KEY] = session.created
-    # The operator's download and notebook-setup jobs end as their command would (jobs.py).
+    # Headless sessions run as containers where an engine exists; otherwise the operator's
+    # download and notebook-setup jobs end as their command would (jobs.py).
     state.jobs.on_launch(state, session)
     return replies.text(session.id + "\n")
 
@@ -123,6 +124,8 @@ async def get_session(request: web.Request) -> web.Response:
     now = state.clock.now()
     view = request.query.get("view")
     if view == "logs":
+        if session.real and state.jobs.containers is not None:
+            return replies.text(await state.jobs.containers.logs(session))
         return replies.text(podview.render_logs(session, now))
     if view == "events":
         return replies.text(podview.render_events(session, now))
@@ -150,7 +153,9 @@ async def delete_session(request: web.Request) -> web.Response:
     """DELETE /session/{id}: 200 empty; unknown ids are 200 at HEAD (§5, §9.11 h)."""
     legacy = _check_era(request)
     state = state_of(request)
-    state.sessions.delete(user_of(request), request.match_info["id"], legacy=legacy)
+    session = state.sessions.delete(user_of(request), request.match_info["id"], legacy=legacy)
+    if session is not None:
+        state.jobs.on_delete(session)
     return web.Response(status=200)
 
 

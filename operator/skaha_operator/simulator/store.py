@@ -256,8 +256,11 @@ class SessionStore:
             )
         session.renew(now, self.config.session_expiry_s)
 
-    def delete(self, user: str, session_id: str, *, legacy: bool) -> None:
-        """DELETE: Terminating, then gone. HEAD answers 200 for unknown ids; v0 404/403 (§5)."""
+    def delete(self, user: str, session_id: str, *, legacy: bool) -> SimSession | None:
+        """DELETE: Terminating, then gone. HEAD answers 200 for unknown ids; v0 404/403 (§5).
+
+        Returns the session that is now Terminating (None for an unknown id answered 200).
+        """
         session = self._by_user.get(user, {}).get(session_id)
         if session is None or not self._visible(session):
             if legacy:
@@ -267,9 +270,10 @@ class SessionStore:
                 raise SimError(404, f"session {session_id} not found")
             if self.config.delete_unknown_404:
                 raise SimError(404, f"session {session_id} not found")
-            return
+            return None
         if session.deleted_at is None:
             session.deleted_at = self.clock.now()
+        return session
 
     def count(self) -> int:
         """Sessions held (including any not yet swept as gone)."""

@@ -13,8 +13,8 @@ Session. The segments follow the chain of the happy path:
   B  -> its first step starts (kopf's queue and dispatch)
   C  the first Session step (finalizer, the parts' creates, status)
   D  -> the Compute's launch step starts (the image check, events and wake-ups in between)
-  E  the launch step (marker write, POST, id write)
-  F  -> the step that sees Running starts (the first-poll delay)
+  E  the launch step (marker write, POST, [a first look at the session], id write)
+  F  -> the step that sees Running starts (the first-poll delay; 0 when the launch step saw it)
   G  that step (GET, the Running write)
   H  -> the Session step that writes usable starts (watch delivery, wake-up, queue)
   I  that Session step (its status write)
@@ -46,10 +46,10 @@ from skaha_operator.controlplane.kit import install_crds, operator_process
 SEGMENTS = {
     "A": "create -> operator receives the Session (watch delivery)",
     "B": "-> first Session step starts (kopf queue, dispatch)",
-    "C": "first Session step (finalizer, creates, status write)",
+    "C": "first Session step up to the Compute's create (finalizer, creates)",
     "D": "-> Compute launch step starts (image check, events, wake-ups)",
-    "E": "launch step (marker write, POST, id write)",
-    "F": "-> step that sees Running starts (first-poll delay)",
+    "E": "launch step (marker write, POST, [first look], id write)",
+    "F": "-> step that sees Running starts (first-poll delay; 0: the launch step saw it)",
     "G": "that step (GET, Running write)",
     "H": "-> Session step writing usable starts (delivery, wake-up, queue)",
     "I": "that Session step",
@@ -122,22 +122,35 @@ def segments(
     c_steps = [r for r in c_recs if r["k"] == "step"]
     s_event = next(r for r in s_recs if r["k"] == "event")
     first = s_steps[0]
+    made = [
+        r for r in s_recs if r["k"] == "kube" and r["m"] == "create_namespaced_custom_object"
+    ][-1]  # the Compute, created last
     post = next(r for r in c_recs if r["k"] == "skaha" and r["m"] == "POST")
     launch = _step_with(c_steps, post)
-    running_write = next(
-        r
-        for r in c_recs
-        if r["k"] == "kube" and r["m"] == STATUS_WRITE and r["t0"] > post["t"]
-        and _is_running_write(c_recs, r)
-    )  # fmt: skip
+    running_event = next(r for r in c_recs if r["k"] == "event" and r.get("phase") == "Running")
+    running_write = [
+        r for r in c_recs
+        if r["k"] == "kube" and r["m"] == STATUS_WRITE and r["t"] <= running_event["t"]
+    ][-1]  # fmt: skip
     poll = _step_with(c_steps, running_write)
-    usable_write = [r for r in s_recs if r["k"] == "kube" and r["m"] == STATUS_WRITE][-1]
+    usable_event = next(r for r in s_recs if r["k"] == "event" and r.get("phase") in USABLE)
+    usable_write = [
+        r for r in s_recs
+        if r["k"] == "kube" and r["m"] == STATUS_WRITE and r["t"] <= usable_event["t"]
+    ][-1]  # fmt: skip
     last = _step_with(s_steps, usable_write)
+    if poll is launch:  # the launch step's own first look saw it Running
+        return {
+            "A": s_event["t"] - created, "B": first["t0"] - s_event["t"],
+            "C": made["t"] - first["t0"], "D": launch["t0"] - made["t"],
+            "E": launch["t"] - launch["t0"], "F": 0.0, "G": 0.0,
+            "H": last["t0"] - launch["t"], "I": last["t"] - last["t0"], "J": usable - last["t"],
+        }  # fmt: skip
     return {
         "A": s_event["t"] - created,
         "B": first["t0"] - s_event["t"],
-        "C": first["t"] - first["t0"],
-        "D": launch["t0"] - first["t"],
+        "C": made["t"] - first["t0"],
+        "D": launch["t0"] - made["t"],
         "E": launch["t"] - launch["t0"],
         "F": poll["t0"] - launch["t"],
         "G": poll["t"] - poll["t0"],
@@ -145,12 +158,6 @@ def segments(
         "I": last["t"] - last["t0"],
         "J": usable - last["t"],
     }
-
-
-def _is_running_write(recs: list[dict[str, Any]], write: dict[str, Any]) -> bool:
-    # The watch event following this write shows Running.
-    after = [r for r in recs if r["k"] == "event" and r["t"] >= write["t"]]
-    return bool(after) and after[0].get("phase") == "Running"
 
 
 def timeline(by: dict[tuple[str, str], list[dict[str, Any]]], name: str, created: float) -> str:
@@ -182,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--keep", type=Path, default=None, help="copy the trace here")
     parser.add_argument("--operator-args", default="", help="extra operator arguments")
+    parser.add_argument("--analyse", type=Path, default=None, help="a --keep file: analyse only")
     args = parser.parse_args(argv)
+    if args.analyse:
+        saved = json.loads(args.analyse.with_suffix(".times.json").read_text())
+        return report(load(args.analyse), saved["times"], saved["n"], saved["note"])
     note = conditions()
     with tempfile.TemporaryDirectory() as tmp, ControlPlane() as cp, simulator(Path(tmp)) as sim:
         workdir = Path(tmp)
@@ -202,9 +213,22 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             del os.environ["SKAHA_OPERATOR_TRACE"]
         if args.keep:
+            args.keep.parent.mkdir(parents=True, exist_ok=True)
             args.keep.write_bytes(trace.read_bytes())
+            saved = {"times": times, "n": args.n, "note": note}
+            args.keep.with_suffix(".times.json").write_text(json.dumps(saved))
             (args.keep.parent / "operator.log").write_bytes((workdir / "operator.log").read_bytes())
         by = load(trace)
+    return report(by, times, args.n, note)
+
+
+def report(
+    by: dict[tuple[str, str], list[dict[str, Any]]],
+    times: dict[str, list[float]],
+    n: int,
+    note: str,
+) -> int:
+    """Print the medians per segment and the median Session's timeline."""
     per: dict[str, list[float]] = defaultdict(list)
     totals: dict[str, float] = {}
     for name, (created, usable) in ((k, v) for k, v in times.items() if len(v) == 2):
@@ -216,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in segs.items():
             per[k].append(v)
     median_name = sorted(totals, key=totals.__getitem__)[len(totals) // 2]
-    out = [f"N = {args.n} Sessions at once; {note}.",
+    out = [f"N = {n} Sessions at once; {note}.",
            f"{len(totals)} of {len(times)} Sessions followed the happy path; median time to "
            f"usable {statistics.median(totals.values()):.2f} s.", "",
            "| segment | median s | p90 s |", "|---|---:|---:|"]  # fmt: skip

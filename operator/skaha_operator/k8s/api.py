@@ -112,15 +112,20 @@ class Kube:
         return items
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
-        """Create an object; False when one of that name exists already (idempotent)."""
+        """Create an object; False when one of that name exists already (idempotent).
+
+        The created object is handed to `on_stored` like a status write's: whoever reads it next
+        (its Session) finds it without a GET, before its watch event arrives.
+        """
         try:
-            await self._call(
+            made: dict[str, Any] = await self._call(
                 self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
             )
         except client.ApiException as exc:
             if exc.status == 409:
                 return False
             raise
+        self.on_stored(plural, made)
         return True
 
     async def delete(self, plural: str, namespace: str, name: str) -> bool:
@@ -334,12 +339,18 @@ def _is_conflict(exc: client.ApiException) -> bool:
     )
 
 
-def make_api_client() -> client.ApiClient:
-    """A client for the cluster we run in, or the one KUBECONFIG names."""
+def make_api_client(pool: int = 16) -> client.ApiClient:
+    """A client for the cluster we run in, or the one KUBECONFIG names.
+
+    `pool`: connections kept open, one per worker thread that uses the client; with fewer, every
+    request beyond the pool opens (and TLS-handshakes) a connection it then throws away.
+    """
     from kubernetes import config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)

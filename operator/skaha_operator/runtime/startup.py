@@ -68,7 +68,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     # Our own CAS retries are short; kopf's default 60 s backoff for unexpected errors is too slow.
     settings.execution.default_backoff = 5
     kube = Kube(
-        make_api_client(), on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc()
+        make_api_client(pool=API_THREADS),
+        on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc(),
     )
     cache = ObjectCache(kube.get)
     # The synchronous client runs in the loop's default executor; its default size
@@ -98,7 +99,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
     memo.state = st
     if leases is not None:
-        lease_api = Leases(make_api_client(), leases.namespace)
+        lease_api = Leases(make_api_client(pool=2), leases.namespace)
         st.shards = LeaseShards(
             leases,
             lease_api,

@@ -56,8 +56,26 @@ def render(results: list[Result], conditions: str) -> str:
             f"{_fmt(r.rss_growth_kib / r.n if r.rss_growth_kib is not None else None, '.0f')} | "
             f"{_fmt(r.resume_s, '.1f')} |"
         )
-    lines += ["", *_breakdown(results), "", END, ""]
+    lines += ["", *_replicas(results), *_breakdown(results), "", END, ""]
     return "\n".join(lines)
+
+
+def _replicas(results: list[Result]) -> list[str]:
+    """Share of the launches per replica and the Leases' own writes, for the operator runs."""
+    runs = [r for r in results if r.lease_writes_per_s is not None]
+    if not runs:
+        return []
+    out = [
+        "Leases (runtime/shards.py; 16 shards, renewed every 3 s): their writes are background, "
+        "not counted per Session above.",
+        "",
+        "| run | N | launches per replica | Lease writes/s |",
+        "|---|---:|---|---:|",
+    ]
+    for r in runs:
+        shares = " / ".join(f"{s:.0%}" for s in r.shares) if r.shares else "one replica each"
+        out.append(f"| {r.who} | {r.n} | {shares} | {_fmt(r.lease_writes_per_s, '.1f')} |")
+    return [*out, ""]
 
 
 def _breakdown(results: list[Result]) -> list[str]:

@@ -36,10 +36,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
+
 from bench.happy_path import api_client, session
 from bench.kapi import KubeApi
 from bench.runs import OPERATOR_ARGS, USABLE, prepare_namespace, wait_platform
 from bench.scale import conditions, simulator
+from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
 from skaha_operator.controlplane.kit import install_crds, operator_process
 
@@ -96,6 +99,16 @@ async def create_all(cp: ControlPlane, ns: str, n: int, timeout: float) -> dict[
         await asyncio.gather(watcher, return_exceptions=True)
         await api.aclose()
     return out
+
+
+def dump_objects(cp: ControlPlane, ns: str) -> dict[str, list[dict[str, Any]]]:
+    """Every Session, Compute and DockerContainer of the namespace as the API server has them."""
+    with api_client(cp) as api:
+        custom = client.CustomObjectsApi(api)
+        return {
+            plural: custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural)["items"]
+            for plural in ("sessions", "computes", "dockercontainers")
+        }
 
 
 def load(path: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -210,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.0)
                 times = asyncio.run(create_all(cp, ns, args.n, args.timeout))
                 time.sleep(2.0)
+                if args.keep:
+                    # Real bodies (managedFields included), for bench/memory.py.
+                    bodies = dump_objects(cp, ns)
+                    args.keep.parent.mkdir(parents=True, exist_ok=True)
+                    args.keep.with_suffix(".objects.json").write_text(json.dumps(bodies))
         finally:
             del os.environ["SKAHA_OPERATOR_TRACE"]
         if args.keep:

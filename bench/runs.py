@@ -65,6 +65,12 @@ class Result:
     resume_writes: float | None = None
     instances: int = 1
     polls: int | None = None  # Skaha polls until Running, summed from the Computes' status
+    server_cpu_s: float | None = None  # kube-apiserver + etcd over the window
+    # Steady state after all are usable (the resync sweeps, polls of running jobs): per hour.
+    idle_s: float = 0.0
+    idle_cpu_s: float | None = None
+    idle_api: ApiCost | None = None
+    idle_calls: int | None = None
     shares: list[float] | None = None  # replicas on one namespace: the launches each made
     lease_writes_per_s: float | None = None  # the replicas' Lease renewals over the window
 
@@ -79,6 +85,15 @@ class Result:
     def rate(self) -> float:
         """Sessions per second: N over the time from the first create to the last usable."""
         return self.n / self.elapsed if self.elapsed else 0.0
+
+
+def server_cpu(cp: ControlPlane) -> float:
+    """CPU seconds of kube-apiserver and etcd so far."""
+    return sum(
+        cpu_seconds(c.proc.pid)
+        for c in cp.children
+        if c.name in {"kube-apiserver", "etcd"} and c.proc is not None
+    )
 
 
 def prepare_namespace(cp: ControlPlane, ns: str, sim_url: str) -> None:
@@ -181,10 +196,11 @@ def run_floor(cp: ControlPlane, sim_url: str, ns: str, n: int) -> Result:
             await api.aclose()
         return max(done.values()) - start, {k: done[k] - starts[k] for k in done}
 
-    before = ApiSnapshot.take(cp)
+    before, server0 = ApiSnapshot.take(cp), server_cpu(cp)
     result.elapsed, result.times = asyncio.run(go())
     time.sleep(SETTLE_S)
     result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+    result.server_cpu_s = server_cpu(cp) - server0
     result.calls = calls
     return result
 
@@ -209,6 +225,7 @@ def run_operator(
     timeout: float,
     restart: bool = True,
     replicas: int = 1,
+    idle: float = 0.0,
 ) -> Result:
     """The operator, one instance per namespace (`-n`), then one restart with N objects present;
     or `replicas` instances on one namespace, splitting it by shard Leases."""
@@ -242,7 +259,7 @@ def run_operator(
         time.sleep(1.0)
         urls = _metrics_urls(ports)
         before, calls0 = ApiSnapshot.take(cp), _sum_calls(urls)
-        leases0, window0 = lease_writes(cp), time.monotonic()
+        leases0, window0, server0 = lease_writes(cp), time.monotonic(), server_cpu(cp)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         rss0 = [memory_kib(p.pid)["VmRSS"] for p in procs]
         result.elapsed, result.times = asyncio.run(create_and_watch(cp, namespaces, n, timeout))
@@ -258,11 +275,24 @@ def run_operator(
         time.sleep(SETTLE_S)
         result.api = ApiCost.between(before, ApiSnapshot.take(cp))
         result.lease_writes_per_s = (lease_writes(cp) - leases0) / (time.monotonic() - window0)
+        result.server_cpu_s = server_cpu(cp) - server0
         result.polls = _polls(cp, namespaces)
         result.cpu_s = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
         mem = [memory_kib(p.pid) for p in procs]
         result.peak_rss_kib = max(m["VmHWM"] for m in mem)
         result.rss_growth_kib = sum(m["VmRSS"] for m in mem) - sum(rss0)
+        if idle > 0:
+            # Nothing changes any more: what remains is the resync sweeps and the polls of the
+            # running jobs (backing off to the cap), the steady cost of N Sessions.
+            snap, cpu1 = ApiSnapshot.take(cp), [cpu_seconds(p.pid) for p in procs]
+            calls1 = sum(_sum_calls(urls).values())
+            time.sleep(idle)
+            result.idle_s = idle
+            result.idle_api = ApiCost.between(snap, ApiSnapshot.take(cp))
+            result.idle_cpu_s = sum(
+                cpu_seconds(p.pid) - c for p, c in zip(procs, cpu1, strict=True)
+            )
+            result.idle_calls = sum(_sum_calls(urls).values()) - calls1
     if restart and len(namespaces) == 1:
         result.resume_s, result.resume_writes = _resume(cp, namespaces[0], n, workdir)
     return result
@@ -340,11 +370,12 @@ def run_bare(
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         time.sleep(3.0)  # kopf's start-up: watches established
-        before = ApiSnapshot.take(cp)
+        before, server0 = ApiSnapshot.take(cp), server_cpu(cp)
         cpu0 = cpu_seconds(proc.pid)
         result.elapsed, result.times = asyncio.run(create_and_watch(cp, [ns], n, timeout))
         time.sleep(SETTLE_S)
         result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+        result.server_cpu_s = server_cpu(cp) - server0
         result.cpu_s = cpu_seconds(proc.pid) - cpu0
         result.peak_rss_kib = memory_kib(proc.pid)["VmHWM"]
     finally:

@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bare", action="store_true", help="skip the bare kopf baseline")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--idle", type=float, default=0, help="seconds of steady state measured after each run"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"))
     parser.add_argument("--json", type=Path, default=None, help="also dump raw results here")
     args = parser.parse_args(argv)
@@ -101,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_floor:
                 results.append(run_floor(cp, sim, f"floor-{n}", n))
                 _progress(results[-1])
-            results.append(run_operator(cp, sim, [f"op-{n}"], n, workdir, args.timeout))
+            results.append(
+                run_operator(cp, sim, [f"op-{n}"], n, workdir, args.timeout, idle=args.idle)
+            )
             _progress(results[-1])
             if not args.no_bare:
                 results.append(run_bare(cp, sim, f"bare-{n}", n, workdir, args.timeout))
@@ -139,7 +144,7 @@ def _raw(r: Result) -> dict[str, object]:
         "calls": dict(r.calls), "cpu_s": r.cpu_s, "peak_rss_kib": r.peak_rss_kib,
         "rss_growth_kib": r.rss_growth_kib, "resume_s": r.resume_s,
         "resume_writes": r.resume_writes, "shares": r.shares,
-        "lease_writes_per_s": r.lease_writes_per_s,
+        "lease_writes_per_s": r.lease_writes_per_s, "server_cpu_s": r.server_cpu_s,
     }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ ORDER = [
     "Concurrency",
     "Bad input and namespace isolation",
     "Bad data",
+    "Failover",
 ]
 INTRO = """# Reliability
 

@@ -57,6 +57,21 @@ def api_requests(cp: ControlPlane) -> Counter[tuple[str, str]]:
     return counts
 
 
+def lease_writes(cp: ControlPlane) -> int:
+    """Writes to coordination.k8s.io Leases so far (the replicas' shards: background, not per
+    Session)."""
+    text = scrape(f"{cp.server}/metrics", {"Authorization": f"Bearer {cp.token}"}, cp.ssl_context())
+    return int(
+        sum(
+            value
+            for labels, value in samples(text, "apiserver_request_total")
+            if labels.get("group") == "coordination.k8s.io"
+            and labels.get("resource") == "leases"
+            and labels.get("verb") in {"CREATE", "POST", "PUT", "UPDATE", "PATCH", "DELETE"}
+        )
+    )
+
+
 def api_client(cp: ControlPlane) -> client.ApiClient:
     config = client.Configuration()
     config.host = cp.server

@@ -56,8 +56,26 @@ def render(results: list[Result], conditions: str) -> str:
             f"{_fmt(r.rss_growth_kib / r.n if r.rss_growth_kib is not None else None, '.0f')} | "
             f"{_fmt(r.resume_s, '.1f')} |"
         )
-    lines += ["", *_breakdown(results), "", END, ""]
+    lines += ["", *_replicas(results), *_breakdown(results), "", END, ""]
     return "\n".join(lines)
+
+
+def _replicas(results: list[Result]) -> list[str]:
+    """Share of the launches per replica and the Leases' own writes, for the operator runs."""
+    runs = [r for r in results if r.lease_writes_per_s is not None]
+    if not runs:
+        return []
+    out = [
+        "Leases (runtime/shards.py; 16 shards, renewed every 3 s): their writes are background, "
+        "not counted per Session above.",
+        "",
+        "| run | N | launches per replica | Lease writes/s |",
+        "|---|---:|---|---:|",
+    ]
+    for r in runs:
+        shares = " / ".join(f"{s:.0%}" for s in r.shares) if r.shares else "one replica each"
+        out.append(f"| {r.who} | {r.n} | {shares} | {_fmt(r.lease_writes_per_s, '.1f')} |")
+    return [*out, ""]
 
 
 def _breakdown(results: list[Result]) -> list[str]:
@@ -75,7 +93,21 @@ def _breakdown(results: list[Result]) -> list[str]:
         calls = ", ".join(f"{k} {v / r.n:.2f}" for k, v in sorted(r.calls.items()))
         if r.polls is not None:
             calls += f" (until all usable; polls to Running {r.polls / r.n:.2f})"
-        out.append(f"- **{r.who}**: {rows}; Skaha: {calls or '–'}")
+        server = (
+            f"; kube-apiserver + etcd {r.server_cpu_s / r.n:.3f} CPU s per Session"
+            if r.server_cpu_s is not None
+            else ""
+        )
+        out.append(f"- **{r.who}**: {rows}; Skaha: {calls or '–'}{server}")
+        if r.idle_api is not None and r.idle_cpu_s is not None and r.idle_s:
+            hour = 3600 / r.idle_s / r.n
+            out.append(
+                f"  - steady state with {r.n} Sessions running ({r.idle_s:.0f} s measured, per "
+                f"Session per hour): operator {r.idle_cpu_s * hour:.2f} CPU s, "
+                f"{r.idle_api.per(1, WRITE_VERBS) * hour:.1f} API writes, "
+                f"{r.idle_api.per(1, READ_VERBS) * hour:.1f} API reads, "
+                f"{(r.idle_calls or 0) * hour:.1f} Skaha calls"
+            )
         if r.resume_writes is not None:
             out.append(
                 f"  - restart with {r.n} Sessions present: every Session and Compute reconciled "

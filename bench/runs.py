@@ -24,7 +24,7 @@ from kubernetes import client
 from pydantic import SecretStr
 
 from bench.floor import floor_one
-from bench.happy_path import api_client, session
+from bench.happy_path import api_client, lease_writes, session
 from bench.kapi import KubeApi
 from bench.measure import (
     WRITE_VERBS,
@@ -65,6 +65,14 @@ class Result:
     resume_writes: float | None = None
     instances: int = 1
     polls: int | None = None  # Skaha polls until Running, summed from the Computes' status
+    server_cpu_s: float | None = None  # kube-apiserver + etcd over the window
+    # Steady state after all are usable (the resync sweeps, polls of running jobs): per hour.
+    idle_s: float = 0.0
+    idle_cpu_s: float | None = None
+    idle_api: ApiCost | None = None
+    idle_calls: int | None = None
+    shares: list[float] | None = None  # replicas on one namespace: the launches each made
+    lease_writes_per_s: float | None = None  # the replicas' Lease renewals over the window
 
     def calls_to_usable(self) -> float | None:
         """Skaha calls per Session to make it usable: image lists, launches, polls to Running."""
@@ -77,6 +85,15 @@ class Result:
     def rate(self) -> float:
         """Sessions per second: N over the time from the first create to the last usable."""
         return self.n / self.elapsed if self.elapsed else 0.0
+
+
+def server_cpu(cp: ControlPlane) -> float:
+    """CPU seconds of kube-apiserver and etcd so far."""
+    return sum(
+        cpu_seconds(c.proc.pid)
+        for c in cp.children
+        if c.name in {"kube-apiserver", "etcd"} and c.proc is not None
+    )
 
 
 def prepare_namespace(cp: ControlPlane, ns: str, sim_url: str) -> None:
@@ -179,10 +196,11 @@ def run_floor(cp: ControlPlane, sim_url: str, ns: str, n: int) -> Result:
             await api.aclose()
         return max(done.values()) - start, {k: done[k] - starts[k] for k in done}
 
-    before = ApiSnapshot.take(cp)
+    before, server0 = ApiSnapshot.take(cp), server_cpu(cp)
     result.elapsed, result.times = asyncio.run(go())
     time.sleep(SETTLE_S)
     result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+    result.server_cpu_s = server_cpu(cp) - server0
     result.calls = calls
     return result
 
@@ -206,52 +224,98 @@ def run_operator(
     workdir: Path,
     timeout: float,
     restart: bool = True,
+    replicas: int = 1,
+    idle: float = 0.0,
 ) -> Result:
-    """The operator, one instance per namespace (`-n`), then one restart with N objects present."""
-    who = "operator" if len(namespaces) == 1 else f"operator x{len(namespaces)}"
-    result = Result(who, n, instances=len(namespaces))
+    """The operator, one instance per namespace (`-n`), then one restart with N objects present;
+    or `replicas` instances on one namespace, splitting it by shard Leases."""
+    if replicas > 1:
+        (ns,) = namespaces
+        who, instances = f"{replicas} replicas, one namespace", replicas
+        placed = [(ns, f"replica-{i}") for i in range(replicas)]
+    else:
+        who = "operator" if len(namespaces) == 1 else f"operator x{len(namespaces)}"
+        instances = len(namespaces)
+        placed = [(ns, ns) for ns in namespaces]
+    result = Result(who, n, instances=instances)
     for ns in namespaces:
         prepare_namespace(cp, ns, sim_url)
-    ports = [free_port() for _ in namespaces]
+    ports = [free_port() for _ in placed]
     with ExitStack() as stack:
         procs = [
             stack.enter_context(
                 operator_process(
-                    cp,
-                    workdir / f"operator-{ns}.log",
-                    *OPERATOR_ARGS,
-                    "-n",
-                    ns,
-                    "--metrics-port",
-                    str(port),
-                    "--metrics-address",
-                    "127.0.0.1",
-                    "--metrics-insecure",
+                    cp, workdir / f"operator-{ident}.log", *OPERATOR_ARGS, "-n", ns,
+                    "--identity", ident, "--metrics-port", str(port),
+                    "--metrics-address", "127.0.0.1", "--metrics-insecure",
                 )  # fmt: skip
             )
-            for ns, port in zip(namespaces, ports, strict=True)
+            for (ns, ident), port in zip(placed, ports, strict=True)
         ]
         for ns in namespaces:
             wait_platform(cp, ns)
+        if replicas > 1:
+            wait_balanced(cp, namespaces[0], [ident for _, ident in placed])
         time.sleep(1.0)
         urls = _metrics_urls(ports)
         before, calls0 = ApiSnapshot.take(cp), _sum_calls(urls)
+        leases0, window0, server0 = lease_writes(cp), time.monotonic(), server_cpu(cp)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         rss0 = [memory_kib(p.pid)["VmRSS"] for p in procs]
         result.elapsed, result.times = asyncio.run(create_and_watch(cp, namespaces, n, timeout))
         # Platform calls up to the moment all are usable (running headless jobs go on polling).
         for (method, route, _code), count in (_sum_calls(urls) - calls0).items():
             result.calls[f"{method} {route}"] += count
+        if replicas > 1:
+            launched = [
+                sum(v for (m, r, _), v in operator_calls(u).items() if (m, r) == LAUNCH)
+                for u in urls
+            ]
+            result.shares = [count / max(1, sum(launched)) for count in launched]
         time.sleep(SETTLE_S)
         result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+        result.lease_writes_per_s = (lease_writes(cp) - leases0) / (time.monotonic() - window0)
+        result.server_cpu_s = server_cpu(cp) - server0
         result.polls = _polls(cp, namespaces)
         result.cpu_s = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
         mem = [memory_kib(p.pid) for p in procs]
         result.peak_rss_kib = max(m["VmHWM"] for m in mem)
         result.rss_growth_kib = sum(m["VmRSS"] for m in mem) - sum(rss0)
+        if idle > 0:
+            # Nothing changes any more: what remains is the resync sweeps and the polls of the
+            # running jobs (backing off to the cap), the steady cost of N Sessions.
+            snap, cpu1 = ApiSnapshot.take(cp), [cpu_seconds(p.pid) for p in procs]
+            calls1 = sum(_sum_calls(urls).values())
+            time.sleep(idle)
+            result.idle_s = idle
+            result.idle_api = ApiCost.between(snap, ApiSnapshot.take(cp))
+            result.idle_cpu_s = sum(
+                cpu_seconds(p.pid) - c for p, c in zip(procs, cpu1, strict=True)
+            )
+            result.idle_calls = sum(_sum_calls(urls).values()) - calls1
     if restart and len(namespaces) == 1:
         result.resume_s, result.resume_writes = _resume(cp, namespaces[0], n, workdir)
     return result
+
+
+LAUNCH = ("POST", "/v1/session")
+
+
+def wait_balanced(cp: ControlPlane, ns: str, identities: list[str], timeout: float = 120) -> None:
+    """Until the replicas hold the shards evenly (not per-Session cost: the split is made once)."""
+    deadline = time.monotonic() + timeout
+    with api_client(cp) as api:
+        coord = client.CoordinationV1Api(api)
+        while time.monotonic() < deadline:
+            held = Counter(
+                lease.spec.holder_identity
+                for lease in coord.list_namespaced_lease(ns).items
+                if "-shard-" in lease.metadata.name
+            )
+            if sorted(held) == sorted(identities) and max(held.values()) - min(held.values()) <= 1:
+                return
+            time.sleep(0.5)
+    raise TimeoutError(f"the shards of {ns} were not split among {identities} in {timeout}s")
 
 
 def _polls(cp: ControlPlane, namespaces: list[str]) -> int:
@@ -306,11 +370,12 @@ def run_bare(
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         time.sleep(3.0)  # kopf's start-up: watches established
-        before = ApiSnapshot.take(cp)
+        before, server0 = ApiSnapshot.take(cp), server_cpu(cp)
         cpu0 = cpu_seconds(proc.pid)
         result.elapsed, result.times = asyncio.run(create_and_watch(cp, [ns], n, timeout))
         time.sleep(SETTLE_S)
         result.api = ApiCost.between(before, ApiSnapshot.take(cp))
+        result.server_cpu_s = server_cpu(cp) - server0
         result.cpu_s = cpu_seconds(proc.pid) - cpu0
         result.peak_rss_kib = memory_kib(proc.pid)["VmHWM"]
     finally:

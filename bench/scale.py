@@ -1,8 +1,9 @@
 """`make bench`: N Sessions at once (N = 100, 500, 1000) against the operator, the floor and a bare
-kopf operator, in one run on one local control plane and one simulator process (zero latency).
+kopf operator, in one run on one local control plane and one simulator process (zero latency);
+then two instances on two namespaces, and two replicas sharing one namespace by shard Leases.
 Prints the tables and writes them into docs/performance.md between the bench markers.
 
-    .venv/bin/python -m bench.scale --sizes 100,500,1000 --two 1000
+    .venv/bin/python -m bench.scale --sizes 100,500,1000 --two 1000 --replicas 1000
 """
 
 from __future__ import annotations
@@ -77,9 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100,500,1000", help="comma-separated N")
     parser.add_argument("--two", type=int, default=1000, help="N for two instances (0: skip)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1000,
+        help="N for two replicas sharing one namespace by shard Leases (0: skip)",
+    )
     parser.add_argument("--no-bare", action="store_true", help="skip the bare kopf baseline")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--idle", type=float, default=0, help="seconds of steady state measured after each run"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"))
     parser.add_argument("--json", type=Path, default=None, help="also dump raw results here")
     args = parser.parse_args(argv)
@@ -94,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_floor:
                 results.append(run_floor(cp, sim, f"floor-{n}", n))
                 _progress(results[-1])
-            results.append(run_operator(cp, sim, [f"op-{n}"], n, workdir, args.timeout))
+            results.append(
+                run_operator(cp, sim, [f"op-{n}"], n, workdir, args.timeout, idle=args.idle)
+            )
             _progress(results[-1])
             if not args.no_bare:
                 results.append(run_bare(cp, sim, f"bare-{n}", n, workdir, args.timeout))
@@ -102,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.two:
             two = [f"two-{args.two}-a", f"two-{args.two}-b"]
             results.append(run_operator(cp, sim, two, args.two, workdir, args.timeout, False))
+            _progress(results[-1])
+        if args.replicas:
+            results.append(
+                run_operator(
+                    cp, sim, [f"replicas-{args.replicas}"], args.replicas, workdir,
+                    args.timeout, False, replicas=2,
+                )  # fmt: skip
+            )
             _progress(results[-1])
     text = render(results, note)
     sys.stdout.write(text)
@@ -123,7 +143,8 @@ def _raw(r: Result) -> dict[str, object]:
         "api": {f"{v} {res}": c for (v, res), c in r.api.delta.items()},
         "calls": dict(r.calls), "cpu_s": r.cpu_s, "peak_rss_kib": r.peak_rss_kib,
         "rss_growth_kib": r.rss_growth_kib, "resume_s": r.resume_s,
-        "resume_writes": r.resume_writes,
+        "resume_writes": r.resume_writes, "shares": r.shares,
+        "lease_writes_per_s": r.lease_writes_per_s, "server_cpu_s": r.server_cpu_s,
     }  # fmt: skip
 
 

@@ -41,9 +41,26 @@ def _run(args: argparse.Namespace, hosts: HostPolicy) -> int:
     from skaha_operator.metrics_server import serve_metrics
     from skaha_operator.reconcile.timing import Timing
     from skaha_operator.runtime.run import run_operator
+    from skaha_operator.runtime.shards import (
+        LeaseConfig,
+        default_group,
+        default_identity,
+        default_lease_namespace,
+    )
 
-    # Read by runtime/register.py at import (kopf timers are declared there).
-    os.environ["SKAHA_OPERATOR_RESYNC"] = str(args.resync)
+    leases = None
+    if args.election:
+        if args.shards < 1 or args.lease_renew <= 0 or args.lease_duration < 2 * args.lease_renew:
+            sys.stderr.write("need --shards >= 1 and --lease-duration >= 2 x --lease-renew > 0\n")
+            return 2
+        leases = LeaseConfig(
+            namespace=args.lease_namespace or default_lease_namespace(args.namespace),
+            group=args.lease_name or default_group(args.namespace),
+            identity=args.identity or default_identity(),
+            shards=args.shards,
+            duration=args.lease_duration,
+            renew=args.lease_renew,
+        )
     if args.metrics_port:
         serve_metrics(
             args.metrics_port,
@@ -76,6 +93,7 @@ def _run(args: argparse.Namespace, hosts: HostPolicy) -> int:
     run_operator(
         config,
         namespaces=args.namespace,
+        leases=leases,
         liveness=args.liveness,
         json_logs=args.log_format == "json",
         verbose=args.verbose,
@@ -94,6 +112,46 @@ def _demo(argv: list[str]) -> int:
     from skaha_operator.demo import main as demo_main
 
     return demo_main(argv)
+
+
+def _election_args(run: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    run.add_argument(
+        "--election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="split the objects among replicas by shard Leases (default); --no-election: step "
+        "every object, with no Lease (the guarded writes still keep replicas apart)",
+    )
+    run.add_argument(
+        "--shards",
+        type=int,
+        default=int(env("SKAHA_OPERATOR_SHARDS", "16")),
+        help="shards the objects are split into; every replica must use the same number",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=env("SKAHA_OPERATOR_LEASE_NAMESPACE"),
+        help="namespace of the Leases (default: $POD_NAMESPACE, else the first -n, else default)",
+    )
+    run.add_argument(
+        "--lease-name",
+        default=env("SKAHA_OPERATOR_LEASE_NAME"),
+        help="name prefix (group) of the Leases; replicas with the same one split the shards "
+        "(default: skaha-operator, plus a hash of the -n namespaces when given)",
+    )
+    run.add_argument(
+        "--identity",
+        default=env("SKAHA_OPERATOR_IDENTITY"),
+        help="this replica's name in the Leases and Events (default: $POD_NAME, else host-pid)",
+    )
+    run.add_argument(
+        "--lease-duration",
+        type=float,
+        default=10.0,
+        help="a Lease not renewed this long expires (s)",
+    )
+    run.add_argument("--lease-renew", type=float, default=3.0, help="Lease renewal period (s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         help="PEM file of extra CAs trusted for Skaha, Cavern and Rucio (on top of the public "
         "CAs); a platform may add its own with spec.caBundleSecretRef",
     )
+    _election_args(run)
     sub.add_parser("simulator", help="run the Skaha/Cavern/Rucio simulator", add_help=False)
     sub.add_parser("demo", help="the one-command demo (see `demo --help`)", add_help=False)
     if argv[:1] == ["simulator"]:

@@ -6,7 +6,7 @@ CLI serves them on the metrics port.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILE_TOTAL = Counter(
     "controller_runtime_reconcile_total",
@@ -34,4 +34,23 @@ TRANSITIONS = Counter(
     "skaha_phase_transitions_total",
     "Phase transitions written, by kind and new phase.",
     ["kind", "phase"],
+)
+SHARDS_HELD = Gauge(
+    "skaha_operator_shards_held",
+    "Shards this replica holds (runtime/shards.py); 0 with election off.",
+)
+SHARD_TAKEOVERS = Counter(
+    "skaha_operator_shard_takeovers_total",
+    "Shards that became held (acquired, or renewed after a lapse): every object in them stepped.",
+)
+SHARD_LAPSES = Counter(
+    "skaha_operator_shard_lapses_total",
+    "Shards renewed only after this replica had stopped stepping them (renewal too late).",
+)
+LEASE_ERRORS = Counter(
+    "skaha_operator_lease_errors_total", "Lease rounds or Lease writes that failed with an error."
+)
+TAKEOVER_STEPS = Counter(
+    "skaha_operator_takeover_steps_total",
+    "Objects stepped at once because their shard became held by this replica.",
 )

@@ -18,6 +18,7 @@ class Scale:
     api_restarts: int
     concurrency_sessions: int
     edits: int
+    failover_sessions: int
     deadline: float  # seconds for a whole fleet of Sessions to settle
 
 
@@ -30,6 +31,7 @@ CI = Scale(
     api_restarts=1,
     concurrency_sessions=10,
     edits=30,
+    failover_sessions=30,
     deadline=180.0,
 )
 FULL = Scale(
@@ -41,6 +43,7 @@ FULL = Scale(
     api_restarts=3,
     concurrency_sessions=40,
     edits=150,
+    failover_sessions=100,
     deadline=600.0,
 )
 

@@ -74,7 +74,9 @@ def test_two_operators_racing_edits_cancels_and_deletes(
     with (
         simulator(SEED) as p,
         drawn_pending(p.sim, SEED),
-        Operators(controlplane, namespace, tmp_path) as ops,
+        # Election off: both replicas step every object, so the guarded writes are what keeps
+        # them apart (with election on they would split the objects by shard instead).
+        Operators(controlplane, namespace, tmp_path, "--no-election") as ops,
         Recorder(api_client, namespace, ("sessions", "computes", "dockercontainers")) as rec,
     ):
         for obj in platform_objects(p.url):

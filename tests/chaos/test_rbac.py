@@ -56,9 +56,13 @@ _KINDS = (
 # without conflicts may not call them. Any other grant left unused fails the test. (The first
 # runs found 11 over-grants, create/delete on Sessions and SkahaPlatforms and GET on every
 # status; the chart dropped them in 1dba019.)
+_LEASE_VERBS = (
+    "the usual Lease verbs (client-go's leader-election role) for people and tools; the "
+    "replicas list, create, update (compare-and-swap PUT) and delete their Leases"
+)
 EXPLAINED_UNUSED: dict[tuple[str, str], str] = {
     ("get", f"skaha.broker.dev/{plural}"): _CACHED_GET for plural in _KINDS
-}
+} | {(verb, "coordination.k8s.io/leases"): _LEASE_VERBS for verb in ("get", "watch", "patch")}
 
 Grant = tuple[str, str]  # (verb, "group/resource[/subresource]")
 

@@ -1,5 +1,6 @@
 """The Helm chart against a real API server: server-side dry-run of every rendered object, then
-`helm install` onto fake nodes (kwok) up to an Available Deployment, the operator working with
+`helm install` of two replicas onto fake nodes (kwok) up to an Available Deployment with a
+PodDisruptionBudget, the two replicas splitting the shard Leases and working with
 exactly the chart's RBAC, and `helm uninstall` leaving only the CRDs.
 
 Pods need a scheduler and nodes: kube-scheduler binds them (kwok does not schedule) to a Node
@@ -186,15 +187,21 @@ def test_helm_install_on_kwok_is_available_works_with_its_rbac_and_uninstalls_cl
     run_kubectl(cp, "label", "namespace", ns, RESTRICTED)
     ensure_node(cp)
     hargs = ("--kubeconfig", str(cp.kubeconfig), "--namespace", ns)
-    done = helm("install", release, str(CHART), *hargs, "--wait", "--timeout=180s", check=False)
+    done = helm("install", release, str(CHART), *hargs, "--set", "replicas=2", "--wait",
+                "--timeout=180s", check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     dep = json.loads(run_kubectl(cp, "get", "deployment", "-n", ns, "skaha-skaha-operator",
                                  "-o", "json").stdout)  # fmt: skip
     conditions = {c["type"]: c["status"] for c in dep["status"]["conditions"]}
     assert conditions["Available"] == "True"
-    assert dep["status"]["readyReplicas"] == 1
+    assert dep["status"]["readyReplicas"] == 2
     pods = json.loads(run_kubectl(cp, "get", "pods", "-n", ns, "-o", "json").stdout)["items"]
-    assert [p["spec"]["nodeName"] for p in pods] == ["kwok-node-0"]
+    assert [p["spec"]["nodeName"] for p in pods] == ["kwok-node-0"] * 2
+    pdb = json.loads(run_kubectl(cp, "get", "pdb", "-n", ns, "skaha-skaha-operator", "-o",
+                                 "json").stdout)  # fmt: skip
+    assert pdb["spec"]["minAvailable"] == 1
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    lease_args = [a for a in container["args"] if a.startswith(("--lease", "--shards"))]
     assert run_kubectl(cp, "get", "crd", "sessions.skaha.broker.dev", check=False).returncode == 0
 
     # The real operator, authenticated as the chart's ServiceAccount, runs a Session to Available:
@@ -209,9 +216,12 @@ def test_helm_install_on_kwok_is_available_works_with_its_rbac_and_uninstalls_cl
               ("get", "computes.skaha.broker.dev --subresource=status", "no"),
               ("create", "tokenreviews.authentication.k8s.io", "yes"),
               ("create", "subjectaccessreviews.authorization.k8s.io", "yes"),
-              ("patch", "sessions.skaha.broker.dev --subresource=status", "yes")]  # fmt: skip
+              ("patch", "sessions.skaha.broker.dev --subresource=status", "yes"),
+              ("update", "leases.coordination.k8s.io -n skaha-system", "yes"),
+              ("update", "leases.coordination.k8s.io -n kube-system", "no")]  # fmt: skip
     for verb, what, want in checks:
-        got = run_kubectl(cp, "auth", "can-i", verb, *what.split(), "-n", "default", check=False,
+        where = [] if " -n " in what else ["-n", "default"]
+        got = run_kubectl(cp, "auth", "can-i", verb, *what.split(), *where, check=False,
                           kubeconfig=as_sa).stdout.strip()  # fmt: skip
         assert got == want, (verb, what, got)
     config = client.Configuration()
@@ -229,13 +239,27 @@ def test_helm_install_on_kwok_is_available_works_with_its_rbac_and_uninstalls_cl
                          "image": "images.canfar.net/skaha/astroml:latest"}}},
                      "compute": {"template": {"type": "notebook", "cores": 1, "ramGiB": 2}}},
         })  # fmt: skip
-        log = tmp_path / "operator.log"
-        env = {**os.environ, "KUBECONFIG": str(as_sa)}
-        argv = [sys.executable, "-m", "skaha_operator", "run", "--poll-base", "0.3",
-                "--poll-cap", "2", "--http-timeout", "3", ALLOW_LOOPBACK]  # fmt: skip
-        with log.open("ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # The two replicas, as the Deployment runs them: the pods' names and namespace from the
+        # downward API, the chart's Lease arguments.
+        logs = [tmp_path / f"operator-{i}.log" for i in range(2)]
+        procs = []
+        for pod, log in zip(pods, logs, strict=True):
+            env = {**os.environ, "KUBECONFIG": str(as_sa), "POD_NAME": pod["metadata"]["name"],
+                   "POD_NAMESPACE": ns}  # fmt: skip
+            argv = [sys.executable, "-m", "skaha_operator", "run", "--poll-base", "0.3",
+                    "--poll-cap", "2", "--http-timeout", "3", ALLOW_LOOPBACK,
+                    *lease_args]  # fmt: skip
+            with log.open("ab") as out:
+                procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env))
         try:
+
+            def split() -> bool:
+                leases = client.CoordinationV1Api(api).list_namespaced_lease(ns).items
+                held = [x.spec.holder_identity for x in leases if "-shard-" in x.metadata.name]
+                names = sorted(p["metadata"]["name"] for p in pods)
+                return sorted(map(str, set(held))) == names and held.count(names[0]) == 8
+
+            wait_for("the two replicas holding 8 shards each", split, 90)
 
             def available() -> bool:
                 status = (get(api, "science", "Session", "nb") or {}).get("status") or {}
@@ -247,13 +271,22 @@ def test_helm_install_on_kwok_is_available_works_with_its_rbac_and_uninstalls_cl
             )
             wait_for("Session released", lambda: get(api, "science", "Session", "nb") is None, 90)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        assert "Forbidden" not in log.read_text(), log.read_text()[-3000:]
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        for log in logs:
+            assert "Forbidden" not in log.read_text(), log.read_text()[-3000:]
+        # A clean stop released every shard and removed the member Leases.
+        leases = client.CoordinationV1Api(api).list_namespaced_lease(ns).items
+        assert [x.spec.holder_identity for x in leases if "-shard-" in x.metadata.name] == [
+            None
+        ] * 16
+        assert [x for x in leases if "-member-" in x.metadata.name] == []
 
     done = helm("uninstall", release, *hargs, "--wait", "--timeout=120s", check=False)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -3,7 +3,11 @@
 poll counts. Counts only, never times (docs/performance.md has the figures and the floor).
 
 The floor per Session is 14 writes (3 creates, 6 guarded status writes, 5 Events) and 2 Skaha
-calls (one launch, one poll); the targets are at most 1.5x the floor's writes and 4 Skaha calls.
+calls (one launch, one poll). Measured here (issue 15): 14 writes (the finalizer PATCH of the
+Session, 3 creates, Session status 2, Compute status 2, DockerContainer status 1, 5 Events), no
+GET, 2 Skaha calls plus a shared image list. The bounds leave one write per Session of slack for
+the timing-dependent ones on a loaded machine: a Session's progress written between its first
+status and Running (paced at 5 s), a new Compute's "waiting for its parts" (held back for 5 s).
 Releasing them afterwards costs one DELETE each and at most one Skaha listing per Session.
 """
 
@@ -131,20 +135,27 @@ def test_happy_path_costs_per_session(
     images = sum(v for (m, route, _), v in calls.items() if route == "/v1/image")
     table = cost.table(N)
 
-    # Writes: at most 1.5x the floor, and none of kopf's own bookkeeping on the parts.
-    assert cost.per(N, WRITE_VERBS) <= 1.5 * FLOOR_WRITES, table
+    # Writes: the floor's 14, plus at most one timing-dependent write per Session.
+    assert cost.per(N, WRITE_VERBS) <= FLOOR_WRITES + 1, table
     for resource in ("computes", "dockercontainers"):
         assert cost.delta[("PATCH", resource)] == 0, table  # finalizer at create, no annotations
-    assert cost.delta[("PATCH", "sessions")] == N, table  # only kopf adding the finalizer
+    assert cost.delta[("PATCH", "sessions")] == N, table  # only our finalizer, on the Session
     assert cost.delta[("POST", "events")] == 5 * N, table  # one per transition, no more
     assert cost.delta[("POST", "computes")] == N, table
     assert cost.delta[("POST", "dockercontainers")] == N, table
-    # Reads: observed objects come from the watch-fed cache (LISTs are this test's own polling).
-    assert cost.per(N, frozenset({"GET"})) <= 3, table
-    # Skaha: one launch each, one shared image list, polls until Running.
+    assert cost.delta[("PATCH", "dockercontainers/status")] == N, table  # Available
+    # The marker, then the id with Running (the first look after the POST sees it Running).
+    assert cost.delta[("PATCH", "computes/status")] <= 2 * N + 1, table
+    # The first status, then Running: progress in between only when slower than 5 s.
+    assert cost.delta[("PATCH", "sessions/status")] <= 3 * N, table
+    # Reads: observed objects come from the watch-fed cache and from what the creates returned
+    # (LISTs are this test's own polling); a GET is only a conflict's re-read.
+    assert cost.per(N, frozenset({"GET"})) <= 0.5, table
+    # Skaha: one launch each, one shared image list, one look each (Running at once).
     assert launches == N, calls
     assert images <= 2, calls
-    assert (launches + images + polls) / N <= 4, (calls, polls)
+    assert polls <= N + 1, (calls, polls)
+    assert (launches + images + polls) / N <= 2.5, (calls, polls)
     # Release: one DELETE each, and at most one Skaha listing per Session (a launch sent once
     # with its id recorded needs none: nothing else can carry its name).
     listings = sum(v for (m, r, _), v in released.items() if (m, r) == ("GET", "/v1/session"))

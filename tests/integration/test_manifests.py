@@ -44,8 +44,9 @@ def test_base_renders_and_passes_server_side_dry_run(kubectl: Kubectl, crds: lis
     assert kinds.count("CustomResourceDefinition") == 7
     assert [k for k in kinds if k != "CustomResourceDefinition"] == [
         # The operator's ClusterRole, its metrics reader, and two aggregated into view/edit/admin.
+        # The Role and RoleBinding: the replicas' shard Leases in skaha-system.
         "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-        "Deployment", "Namespace", "Service", "ServiceAccount",
+        "Deployment", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
     assert not any("helm.sh/chart" in (d["metadata"].get("labels") or {}) for d in docs)
     kubectl("create", "namespace", "skaha-system", check=False)

@@ -190,7 +190,14 @@ def test_platform_truly_gone_blocks_release_until_abandoned(
 
     st = wait_for("Compute ReleaseBlocked", blocked, 60)
     assert ABANDON in st["message"], st["message"]
-    assert any(r == "ReleaseBlocked" for r, _ in warnings(api_client, namespace, "nb-compute"))
+    # Events are posted after the status write, by kopf's poster: wait for it, do not race it.
+    wait_for(
+        "a ReleaseBlocked Warning Event",
+        lambda: any(
+            r == "ReleaseBlocked" for r, _ in warnings(api_client, namespace, "nb-compute")
+        ),
+        30,
+    )
     # It stays blocked: nothing goes while the session may still run.
     for _ in range(5):
         assert get(api_client, namespace, "Compute", "nb-compute") is not None
@@ -214,8 +221,12 @@ def test_platform_truly_gone_blocks_release_until_abandoned(
 
     gone_in_time = wait_for_gone(api_client, namespace, 90)
     assert gone_in_time == [], gone_in_time
-    left = [m for r, m in warnings(api_client, namespace, "nb-compute") if "abandon" in m]
-    assert any(launch["id"] in m or launch["name"] in m for m in left), left
+
+    def abandoned() -> list[str]:
+        left = [m for r, m in warnings(api_client, namespace, "nb-compute") if "abandon" in m]
+        return [m for m in left if launch["id"] in m or launch["name"] in m]
+
+    wait_for("the abandon Warning Event", abandoned, 30)
     # It really was left behind (the platform was unreachable): tidy the simulator up.
     still = [s for s in sim.sessions() if s["name"] == launch["name"] and s["status"] in LIVE]
     assert [s["id"] for s in still] == [launch["id"]]

@@ -93,7 +93,9 @@ def test_two_operators_launch_once_and_never_regress(
     names = list(kinds)
     usable = {"notebook": "Available", "headless": "Running"}
     with (
-        operator_process(controlplane, tmp_path / "second.log") as second,
+        # Election off for the second: it steps every object, as the first one (holding every
+        # shard) does, so the two really race and the guarded writes keep them apart.
+        operator_process(controlplane, tmp_path / "second.log", "--no-election") as second,
         Watcher(sim) as skaha,
         PhaseRecorder(api_client, namespace, "computes") as computes,
         PhaseRecorder(api_client, namespace, "sessions") as sessions,

@@ -56,15 +56,19 @@ def test_default_render_has_every_object_once() -> None:
     assert kinds == [
         "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
         *["CustomResourceDefinition"] * len(crd_plurals()),
-        "Deployment", "Service", "ServiceAccount",
+        "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
 
 
-def test_deployment_is_single_recreate_restricted_with_liveness() -> None:
+def test_deployment_is_one_replica_with_election_restricted_with_liveness() -> None:
     (dep,) = by_kind(objects(render()), "Deployment")
     spec = dep["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # A new pod joins before the old one leaves; the old one releases its shard Leases.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -87,6 +91,42 @@ def test_deployment_is_single_recreate_restricted_with_liveness() -> None:
         "metrics": 9090,
     }
     assert c["image"] == "skaha-operator:0.1.0"
+    assert {"--shards=16", "--lease-name=skaha-skaha-operator", "--lease-duration=10",
+            "--lease-renew=3"} <= set(c["args"])  # fmt: skip
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+
+
+def test_two_replicas_get_a_disruption_budget_and_lease_rbac_in_the_release_namespace() -> None:
+    docs = objects(render("replicas=2", namespace="ops", release="op"))
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["metadata"]["namespace"] == "ops"
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        }
+    ]
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert by_kind(objects(render()), "PodDisruptionBudget") == []
+
+
+def test_election_off_is_one_recreated_replica_without_leases() -> None:
+    docs = objects(render("election.enabled=false"))
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-election" in args
+    assert not [a for a in args if a.startswith("--lease") or a.startswith("--shards")]
+    assert by_kind(docs, "Role") == []
 
 
 def test_image_digest_wins_over_tag() -> None:
@@ -131,11 +171,12 @@ def test_cluster_rbac_grants_exactly_the_operator_verbs_on_every_kind() -> None:
 
 def test_namespaced_rbac_uses_roles_in_each_watched_namespace() -> None:
     docs = objects(render("rbac.namespaced=true", "watchNamespaces={science,survey}"))
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leases")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["science", "survey"]
-    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == [
-        "science", "survey",
-    ]  # fmt: skip
+    bindings = [
+        b for b in by_kind(docs, "RoleBinding") if not b["metadata"]["name"].endswith("-leases")
+    ]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["science", "survey"]
     cluster = _operator_role(docs)
     verbs = {res: set(r["verbs"]) for r in cluster["rules"] for res in r["resources"]}
     assert verbs == {
@@ -177,7 +218,9 @@ def test_optional_objects_render_when_enabled() -> None:
     [
         (("rbac.namespaced=true",), "minItems"),
         (("operator.logFormat=xml",), "value must be one of"),
-        (("replicas=2",), "additional properties 'replicas' not allowed"),
+        (("replicas=0",), "minimum: got 0, want 1"),
+        (("replicas=2", "election.enabled=false"), "replicas > 1 needs election.enabled=true"),
+        (("election.leaseDuration=5",), "at least twice election.leaseRenew"),
         (("image.digest=latest",), "does not match pattern"),
         (("caBundle.configMap=a", "caBundle.secret=b"), "caBundle"),
         (("extraEnv[0].value=x",), "missing property 'name'"),
@@ -212,7 +255,7 @@ def test_extra_env_volumes_and_mounts_reach_the_pod() -> None:
         "extraVolumeMounts[0].name=scratch", "extraVolumeMounts[0].mountPath=/scratch",
     )  # fmt: skip
     c, pod = got["container"], got["pod"]
-    assert c["env"] == [
+    assert c["env"][2:] == [  # after the replica's identity (POD_NAME, POD_NAMESPACE)
         {"name": "SITE", "value": "ca-west"},
         {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
     ]
@@ -221,9 +264,9 @@ def test_extra_env_volumes_and_mounts_reach_the_pod() -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]  # still there
 
 
-def test_default_pod_has_no_env_and_only_tmp() -> None:
+def test_default_pod_env_is_its_identity_and_its_only_volume_tmp() -> None:
     got = container()
-    assert "env" not in got["container"]
+    assert [e["name"] for e in got["container"]["env"]] == ["POD_NAME", "POD_NAMESPACE"]
     assert [v["name"] for v in got["pod"]["volumes"]] == ["tmp"]
     assert not [a for a in got["container"]["args"] if a.startswith(("--ca-bundle", "--downl"))]
 
@@ -231,7 +274,7 @@ def test_default_pod_has_no_env_and_only_tmp() -> None:
 def test_proxy_settings_become_upper_and_lower_case_env() -> None:
     c = container("httpProxy=http://proxy:3128", "httpsProxy=http://proxy:3128",
                   "noProxy=.cluster.local\\,10.96.0.0/12")["container"]  # fmt: skip
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}  # not the downward API's
     assert env == {
         "HTTP_PROXY": "http://proxy:3128", "http_proxy": "http://proxy:3128",
         "HTTPS_PROXY": "http://proxy:3128", "https_proxy": "http://proxy:3128",

@@ -366,8 +366,10 @@ async def test_the_marker_is_stored_before_the_post_and_the_id_after_it() -> Non
         "write_status computes/c strict",  # the marker, guarded by resourceVersion
         "event Normal Launching",
         f"POST session {NAME}",
-        "write_status computes/c",  # the id
+        "write_status computes/c",  # the id, with a first look at the session
     ]
+    sessions = await FakeSkaha.list_sessions(w.skaha)
+    assert f"GET session {sessions[0].id}" in w.log  # looked at once, not a poll_base later
     marked, recorded = w.kube.writes
     assert marked["phase"] == "Preparing"
     assert marked["launch"]["name"] == NAME
@@ -378,13 +380,33 @@ async def test_the_marker_is_stored_before_the_post_and_the_id_after_it() -> Non
     assert [s.name for s in sessions] == [NAME]
     assert recorded["launch"]["id"] == sessions[0].id
     assert recorded["launch"]["pendingSince"] == marked["launch"]["pendingSince"]
-    assert recorded["reason"] == "Launched"
+    # The fake Skaha keeps a new session Pending for 10 s: the look says so, and counts.
+    assert recorded["reason"] == "SessionPending"
+    assert recorded["polls"] == 1
     assert out == Outcome(Timing().poll_base)
     # The POST carried what the decision fitted: 2 cores, 8 GiB.
     assert (w.kube.stored("computes", "c")["status"]["launchedCores"], sessions[0].type) == (
         2,
         "headless",
     )
+
+
+async def test_a_session_running_at_once_is_recorded_with_its_id_in_one_write() -> None:
+    w = world()
+    body = compute(w)
+    body["spec"]["env"] = {"SIM_PENDING_SECONDS": "0"}  # the fake Skaha starts it at once
+    await step(w, w.kube.put("computes", body))
+    assert w.acts() == [
+        "write_status computes/c strict",  # the marker
+        "event Normal Launching",
+        f"POST session {NAME}",
+        "write_status computes/c",  # the id and Running together
+        "event Normal SessionRunning",
+    ]
+    _, recorded = w.kube.writes
+    assert recorded["phase"] == "Running"
+    assert recorded["launch"]["id"]
+    assert recorded["polls"] == 1
 
 
 async def test_a_post_that_may_have_committed_keeps_the_marker_and_requeues() -> None:

@@ -1,5 +1,6 @@
-"""Routine waits are logged at INFO, never ERROR: a planned requeue in a release and a retried
-API request; a request that gives up stays an ERROR."""
+"""Routine waits are logged at INFO, never ERROR: a retried API request; a request that gives up
+stays an ERROR. (A release waits with an in-memory wake-up, runtime/driver.py: kopf logs no
+TemporaryError for it any more.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 import pytest
 
-from skaha_operator.runtime.driver import REQUEUE_MARK, RequeueIsNotAnError, RetryIsNotAnError
+from skaha_operator.runtime.driver import RetryIsNotAnError
 
 
 def record(msg: str, level: int = logging.ERROR) -> logging.LogRecord:
@@ -28,12 +29,6 @@ def test_a_retried_request_is_info_and_a_given_up_one_an_error(msg: str, level: 
     r = record(msg)
     assert RetryIsNotAnError().filter(r) is True  # never dropped, only re-levelled
     assert (r.levelno, r.levelname) == (level, logging.getLevelName(level))
-
-
-def test_a_planned_requeue_in_a_release_is_info() -> None:
-    r = record(f"Handler 'release' failed temporarily: {REQUEUE_MARK}5.0s: releasing")
-    assert RequeueIsNotAnError().filter(r) is True
-    assert r.levelno == logging.INFO
 
 
 def test_the_operator_installs_the_retry_filter_on_kopfs_handler() -> None:

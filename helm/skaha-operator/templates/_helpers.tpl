@@ -105,3 +105,14 @@ says whose token it is, a SubjectAccessReview whether they may get /metrics).
   verbs: [create]
 {{- end }}
 {{- end }}
+
+{{/*
+The replicas' Leases (runtime/shards.py): one per shard and one per live replica, listed, created,
+updated as compare-and-swap PUTs and deleted on a clean stop; get, watch and patch are the rest of
+the usual Lease verbs (client-go's leader-election role), for inspection and tools.
+*/}}
+{{- define "skaha-operator.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: [leases]
+  verbs: [get, list, watch, create, update, patch, delete]
+{{- end }}

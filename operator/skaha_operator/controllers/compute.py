@@ -11,17 +11,18 @@ says released once nothing can still appear (docs/design.md §4.3, §4.6).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from skaha_operator.controllers import skaha_sessions
-from skaha_operator.controllers.base import Outcome, tell, write
+from skaha_operator.controllers.base import Outcome, dump, tell, write
 from skaha_operator.controllers.context import Context, abandoned
 from skaha_operator.controllers.slots import count_slots
 from skaha_operator.domain.common import Phase, SessionType
-from skaha_operator.domain.compute import Compute
+from skaha_operator.domain.compute import Compute, ComputeStatus
 from skaha_operator.domain.docker_container import DockerContainer
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook
 from skaha_operator.domain.kinds import plural_of
@@ -43,11 +44,13 @@ from skaha_operator.reconcile.compute import (
     decide_compute,
     launch_policy,
 )
+from skaha_operator.reconcile.conditions import STALLED, condition_status
 from skaha_operator.reconcile.launch import LaunchView, needs_listing
 
 TERMINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
 # Skaha's refusal at the interactive-session cap (docs/platform-api.md §2.4).
 CAP_MESSAGE = "has reached the maximum of"
+logger = logging.getLogger(__name__)
 Inputs = tuple[str, RegistryAuth | None]  # the image and its registry credentials
 
 
@@ -73,7 +76,10 @@ class ComputeController:
             return marked
         stored, decision, inputs, obs = marked
         assert clients is not None
-        return await self._launch(compute, stored, decision, clients, inputs, obs, ctx)
+        outcome = await self._launch(compute, stored, decision, clients, inputs, obs, ctx)
+        if isinstance(outcome, Outcome):
+            return outcome
+        return await self._look_now(outcome, clients, platform_body, ctx)
 
     async def _decide(
         self,
@@ -194,8 +200,10 @@ class ComputeController:
         inputs: Inputs,
         obs: ComputeObservation,
         ctx: Context,
-    ) -> Outcome:
-        """POST the session (the marker is stored) and record its id with a guarded write."""
+    ) -> Outcome | tuple[dict[str, Any], ComputeStatus, float | None]:
+        """POST the session (the marker is stored); the stored body, the status with the new id
+        and the decision's requeue, for `_look_now` to record; or the Outcome when the POST did
+        not create a session."""
         plan = decision.launch
         assert plan is not None
         spec = compute.spec
@@ -210,6 +218,10 @@ class ComputeController:
             args=" ".join(spec.args) if spec.args else None,
             env=dict(spec.env or {}),
         )
+        meta = compute.metadata
+        # Which replica launched what: its own log says so (tests/integration/test_sharding.py).
+        logger.info("Compute %s/%s: marker stored, launching Skaha session %s",
+                    meta["namespace"], meta["name"], plan.name)  # fmt: skip
         try:
             session_id = await skaha_sessions.create(clients, params, inputs[1])
         except AuthError:
@@ -240,8 +252,35 @@ class ComputeController:
                 "message": f"launched Skaha session {session_id}",
             }
         )
-        await write(ctx, self.plural, stored, launched)
-        return Outcome(decision.requeue_after)
+        return stored, launched, decision.requeue_after
+
+    async def _look_now(
+        self,
+        launched: tuple[dict[str, Any], ComputeStatus, float | None],
+        clients: PlatformClients,
+        platform_body: dict[str, Any] | None,
+        ctx: Context,
+    ) -> Outcome:
+        """Record the new id together with a first look at the session (guarded write).
+
+        A platform that starts sessions quickly has it Running already: the id and Running go
+        into one write, with no first-poll delay (docs/performance.md). When the look fails or
+        the decision wants anything but to track the session, the id alone is written, as
+        before, and the next step polls.
+        """
+        stored, status, requeue = launched
+        as_launched = Compute.model_validate({**stored, "status": dump(status)})
+        try:
+            obs, _ = await self.observe(as_launched, clients, platform_body, ctx)
+            decision = decide_compute(as_launched, obs, ctx.config.timing)
+        except Unavailable:
+            decision = None
+        if decision is None or decision.launch is not None or decision.delete or decision.renew:
+            await write(ctx, self.plural, stored, status)
+            return Outcome(requeue)
+        await write(ctx, self.plural, stored, decision.status)
+        tell(ctx, stored, self.kind, decision.status, decision.events, decision.warning)
+        return Outcome(decision.requeue_after, decision.released)
 
     async def _act(
         self,
@@ -250,6 +289,12 @@ class ComputeController:
         clients: PlatformClients | None,
         ctx: Context,
     ) -> Outcome:
+        hold = _first_wait(body, decision)
+        if hold is not None:
+            # A new Compute whose parts are still being checked: their phase changes wake it,
+            # most often into its launch; say Waiting only if that takes longer.
+            later = decision.requeue_after
+            return Outcome(hold if later is None else min(hold, later))
         if decision.write:
             await write(ctx, self.plural, body, decision.status)
         if clients is not None:
@@ -259,6 +304,34 @@ class ComputeController:
                 await clients.skaha.renew(sid)
         tell(ctx, body, self.kind, decision.status, decision.events, decision.warning)
         return Outcome(decision.requeue_after, decision.released)
+
+
+FIRST_WAIT = 5.0  # seconds a new Compute may wait for its parts before it says it waits
+
+
+def _first_wait(body: dict[str, Any], decision: ComputeDecision) -> float | None:
+    """Seconds to hold back a new Compute's first status when it only says it waits, or None.
+
+    Written right away, "waiting for its parts" (or for its start) is followed a moment later by
+    the launch marker (the parts are checked within a second on the happy path): one write and
+    one Event per Compute for nothing. A failure, a stall or a launch is written at once. Measured
+    from the object's creation, so a restart does not hold it back again.
+    """
+    waiting = decision.status.phase in {Phase.WAITING, Phase.PREPARING}
+    if body.get("status") or not decision.write or not waiting:
+        return None
+    if decision.launch is not None or decision.delete or decision.warning:
+        return None
+    if condition_status(list(decision.status.conditions or []), STALLED) is True:
+        return None
+    created = body.get("metadata", {}).get("creationTimestamp")
+    if not isinstance(created, str):
+        return None
+    age = (
+        datetime.now(UTC) - datetime.fromisoformat(created.replace("Z", "+00:00"))
+    ).total_seconds()
+    left = FIRST_WAIT - age
+    return left if left > 0 else None
 
 
 def _queued(compute: Compute) -> bool:

@@ -14,7 +14,8 @@ import asyncio
 import base64
 import functools
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubernetes import client
@@ -101,11 +102,23 @@ class Kube:
         self._on_conflict = on_conflict or (lambda kind: None)
         # Told of every object a status write stored (the handlers' watch-fed cache).
         self.on_stored = on_stored or (lambda plural, body: None)
+        # Told of every request (client method, wall-clock start and end): the runtime's trace.
+        self.on_request: Callable[[str, float, float], None] | None = None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # The official client blocks; keep the event loop free (docs/design.md §7.7).
+        if self.on_request is None:
+            return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        started = time.time()
+        try:
+            return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        finally:
+            self.on_request(fn.__name__, started, time.time())
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
         try:
-            obj: dict[str, Any] = await _run(
+            obj: dict[str, Any] = await self._call(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
             )
         except client.ApiException as exc:
@@ -119,28 +132,33 @@ class Kube:
     ) -> list[dict[str, Any]]:
         """Objects of one kind in a namespace, optionally filtered by labels."""
         kwargs = {"label_selector": label_selector} if label_selector else {}
-        result = await _run(
+        result = await self._call(
             self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
         )
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
-        """Create an object; False when one of that name exists already (idempotent)."""
+        """Create an object; False when one of that name exists already (idempotent).
+
+        The created object is handed to `on_stored` like a status write's: whoever reads it next
+        (its Session) finds it without a GET, before its watch event arrives.
+        """
         try:
-            await _run(
+            made: dict[str, Any] = await self._call(
                 self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
             )
         except client.ApiException as exc:
             if exc.status == 409:
                 return False
             raise
+        self.on_stored(plural, made)
         return True
 
     async def delete(self, plural: str, namespace: str, name: str) -> bool:
         """Ask for deletion (finalizers still run); False when it is already gone."""
         try:
-            await _run(
+            await self._call(
                 self.custom.delete_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -160,7 +178,7 @@ class Kube:
     ) -> str | None:
         """Merge `spec` into an object's spec; the API server's refusal message, if refused."""
         try:
-            await _run(
+            await self._call(
                 self.custom.patch_namespaced_custom_object,
                 GROUP, VERSION, namespace, plural, name, {"spec": spec},
             )  # fmt: skip
@@ -184,7 +202,7 @@ class Kube:
             return None
         meta = observed["metadata"]
         try:
-            stored: dict[str, Any] = await _run(
+            stored: dict[str, Any] = await self._call(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -202,12 +220,79 @@ class Kube:
         self.on_stored(plural, stored)
         return stored
 
+    async def add_finalizer(
+        self, plural: str, observed: dict[str, Any], finalizer: str
+    ) -> dict[str, Any]:
+        """Put our finalizer on an object before anything is launched for it; the stored body.
+
+        A JSON patch guarded like a status write: the finalizer list must still be the one we
+        saw (or, when there was none, nothing at all changed), so another writer's finalizer is
+        never dropped. A stale view raises `ConflictError`.
+        """
+        meta = observed["metadata"]
+        current = meta.get("finalizers")
+        if current is not None and finalizer in current:
+            return observed
+        if current is None:
+            rv = meta["resourceVersion"]
+            ops = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+            ]
+        else:
+            ops = [
+                {"op": "test", "path": "/metadata/finalizers", "value": list(current)},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
+            ]
+        stored = await self._patch_meta(plural, observed, ops)
+        if stored is None:
+            raise ConflictError(f"{plural}/{meta['name']} is gone")
+        return stored
+
+    async def remove_finalizer(self, plural: str, observed: dict[str, Any], finalizer: str) -> None:
+        """Let a released object go: remove our finalizer (guarded by its place in the list)."""
+        meta = observed["metadata"]
+        current = list(meta.get("finalizers") or [])
+        if finalizer not in current:
+            return
+        at = current.index(finalizer)
+        ops = [
+            {"op": "test", "path": f"/metadata/finalizers/{at}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+        ]
+        await self._patch_meta(plural, observed, ops)
+
+    async def _patch_meta(
+        self, plural: str, observed: dict[str, Any], ops: Sequence[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        meta = observed["metadata"]
+        try:
+            stored: dict[str, Any] = await self._call(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                plural,
+                meta["name"],
+                ops,
+                _content_type="application/json-patch+json",
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status in (409, 422) and _is_conflict(exc):
+                self._on_conflict(str(observed.get("kind", plural)))
+                raise ConflictError(f"{plural}/{meta['name']} changed while we decided") from None
+            raise
+        self.on_stored(plural, stored)
+        return stored
+
     async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret's metadata (labels, finalizers, resourceVersion) without its data; None if
         it does not exist. The API server answers a PartialObjectMetadata, so the value of a
         Secret the operator may not use never enters this process."""
         try:
-            response = await _run(
+            response = await self._call(
                 self.core.read_namespaced_secret,
                 name,
                 namespace,
@@ -240,7 +325,7 @@ class Kube:
         if not marked(meta.get("labels")):
             raise CredentialsNotMarked(namespace, name)
         try:
-            secret = await _run(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         except client.ApiException as exc:
             if exc.status == 404:
                 raise SecretError(f"Secret {namespace}/{name} not found") from None
@@ -275,7 +360,7 @@ class Kube:
             # A JSON merge patch replaces the list; a strategic merge patch (the client's default
             # for a dict) merges `metadata.finalizers` (patchStrategy=merge), so it could add
             # ours but never take it off: the Secret stayed Terminating after its platform went.
-            await _run(
+            await self._call(
                 self.core.patch_namespaced_secret,
                 name,
                 namespace,
@@ -299,7 +384,7 @@ class Kube:
         between; the message of any other failure names the Secret, never a value.
         """
         try:
-            secret = await _run(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         except client.ApiException as exc:
             if exc.status == 404:
                 return False
@@ -312,7 +397,7 @@ class Kube:
             "data": {key: base64.b64encode(value.encode()).decode("ascii")},
         }
         try:
-            await _run(
+            await self._call(
                 self.core.patch_namespaced_secret,
                 name,
                 namespace,
@@ -328,18 +413,13 @@ class Kube:
     async def read_config_map(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a ConfigMap in `namespace`; None when the ConfigMap or the key is missing."""
         try:
-            cm = await _run(self.core.read_namespaced_config_map, name, namespace)
+            cm = await self._call(self.core.read_namespaced_config_map, name, namespace)
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
             raise
         value = (cm.data or {}).get(key)
         return value if isinstance(value, str) else None
-
-
-async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    # The official client blocks; keep the event loop free (docs/design.md §7.7).
-    return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
 
 def _is_conflict(exc: client.ApiException) -> bool:
@@ -358,12 +438,18 @@ def _is_conflict(exc: client.ApiException) -> bool:
     )
 
 
-def make_api_client() -> client.ApiClient:
-    """A client for the cluster we run in, or the one KUBECONFIG names."""
+def make_api_client(pool: int = 16) -> client.ApiClient:
+    """A client for the cluster we run in, or the one KUBECONFIG names.
+
+    `pool`: connections kept open, one per worker thread that uses the client; with fewer, every
+    request beyond the pool opens (and TLS-handshakes) a connection it then throws away.
+    """
     from kubernetes import config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)

@@ -65,8 +65,15 @@ class ObjectCache:
         return self._bodies.get((plural, namespace, name))
 
     def put(self, plural: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Remember `body` unless a newer one is cached; returns the previous one."""
+        """Remember `body` unless a newer one is cached; returns the previous one.
+
+        Without `metadata.managedFields`: the API server's field-ownership record, which no step
+        reads, is about half of a body (docs/performance.md, memory per cached object).
+        """
         meta = body["metadata"]
+        if "managedFields" in meta:
+            meta = {k: v for k, v in meta.items() if k != "managedFields"}
+            body = {**body, "metadata": meta}
         key = (plural, meta["namespace"], meta["name"])
         old = self._bodies.get(key)
         if old is not None and _older(body, old):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +64,8 @@ class CallRecord:
     method: str
     route: str
     code: str
+    started: float = 0.0  # wall clock
+    seconds: float = 0.0
 
 
 CallRecorder = Callable[[CallRecord], None]
@@ -224,13 +227,14 @@ class ServiceClient:
     async def _attempt(
         self, method: str, route: str, url: str, idempotent: bool, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        started = time.time()
         try:
             response = await self._http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            self._record(method, route, type(exc).__name__)
+            self._record(method, route, type(exc).__name__, started)
             self._scrub_exception(exc)
             raise self._transport_error(method, route, exc, idempotent) from exc
-        self._record(method, route, str(response.status_code))
+        self._record(method, route, str(response.status_code), started)
         log.debug("%s %s %s -> %d", self.service, method, route, response.status_code)
         if response.is_success:
             return response
@@ -242,9 +246,10 @@ class ServiceClient:
             raise error from exc
         raise error
 
-    def _record(self, method: str, route: str, code: str) -> None:
+    def _record(self, method: str, route: str, code: str, started: float) -> None:
         if self._on_call is not None:
-            self._on_call(CallRecord(self.service, method, route, code))
+            took = time.time() - started
+            self._on_call(CallRecord(self.service, method, route, code, started, took))
 
     def _scrub_exception(self, exc: Exception) -> None:
         """Scrub secrets from a chained httpx error too: tracebacks print the whole chain."""

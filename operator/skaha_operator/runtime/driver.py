@@ -1,11 +1,15 @@
 """The step driver: one step of one object at a time, conflicts and outages mapped to delays.
 
-Every kopf handler, timer and in-memory wake-up ends here (runtime/register.py). A step runs under
+Every kopf handler, in-memory wake-up and resync ends here (runtime/register.py). A step runs under
 the object's lock (runtime/requeue.py), so a release never overlaps a launch in flight in this
 process. A conflict re-reads the object and decides again in-process (a deletion that landed
-meanwhile is then seen by the same decision); an unavailable platform becomes a delay. For an
-object being deleted the step's answer is "released" (kopf removes the finalizer) or a delay, which
-is the only place `kopf.TemporaryError` is raised (docs/design.md §4.4, §4.6).
+meanwhile is then seen by the same decision); an unavailable platform becomes a delay.
+
+The finalizer is ours, not kopf's (docs/design.md §4.6): the first step of an object that lacks it
+puts it on before anything is launched, and the step that finds a deleting object released takes
+it off. A release that is not finished yet is an ordinary wake-up, as for a live object, so
+releasing costs no kopf bookkeeping write, and whichever operator holds the object's shard
+(runtime/shards.py) carries the release on, including one that takes the shard over mid-release.
 """
 
 from __future__ import annotations
@@ -16,12 +20,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import kopf
-
 from skaha_operator import metrics
 from skaha_operator.controllers.base import Controller, Outcome
 from skaha_operator.k8s.api import ConflictError
 from skaha_operator.platform.errors import AuthError, Unavailable
+from skaha_operator.runtime import trace
 from skaha_operator.runtime.requeue import Key
 from skaha_operator.runtime.state import OperatorState
 
@@ -31,7 +34,7 @@ CONFLICT_DELAY = 0.5
 FRESH_ATTEMPTS = 3
 UNAVAILABLE_DELAY = 5.0
 AUTH_DELAY = 10.0
-REQUEUE_MARK = "requeue in "
+RELEASE_RETRY = 5.0  # a release that names no delay of its own looks again this soon
 
 
 def key_of(plural: str, body: Any) -> Key:
@@ -40,24 +43,33 @@ def key_of(plural: str, body: Any) -> Key:
     return (plural, str(meta["namespace"]), str(meta["name"]))
 
 
+def deleting(body: dict[str, Any]) -> bool:
+    """Whether the object is being deleted (it stays until our finalizer goes)."""
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
+
+
 async def _fresh_retries(
     controller: Controller, body: dict[str, Any], st: OperatorState
-) -> Outcome:
+) -> tuple[Outcome, dict[str, Any] | None]:
     """Step; on a conflict re-read the object and decide again (a few times, in-process).
 
-    Going back to kopf for every conflict would make kopf write its retry annotations, which
-    moves the resourceVersion again; two operators can then keep invalidating each other.
+    Returns the outcome and the body it was decided from (None: the object is gone).
     """
+    finalizer = st.ctx.config.finalizer
     for attempt in range(FRESH_ATTEMPTS):
         try:
-            return await controller.step(body, st.ctx)
+            if not deleting(body):
+                # Ours before anything is launched for it; the parts a Session creates carry
+                # it from their create, so this costs a write only for what people create.
+                body = await st.ctx.kube.add_finalizer(controller.plural, body, finalizer)
+            return await controller.step(body, st.ctx), body
         except ConflictError:
             if attempt == FRESH_ATTEMPTS - 1:
                 raise
             meta = body["metadata"]
             fresh = await st.ctx.kube.get(controller.plural, meta["namespace"], meta["name"])
             if fresh is None:
-                return Outcome(None, released=True)
+                return Outcome(None, released=True), None
             body = fresh
     raise AssertionError("unreachable")
 
@@ -79,24 +91,48 @@ async def _timed(kind: str) -> AsyncIterator[list[str]]:
 
 async def step_once(
     controller: Controller, st: OperatorState, key: Key, body: Any = None
-) -> Outcome:
-    """One step of one object, never two at once for the same object in this process.
+) -> float | None:
+    """One step of one object, live or being deleted; returns when to step it again.
 
-    Without a body (an in-memory wake-up) the object comes from the watch-fed cache, which also
-    holds what our own last write stored (a GET when it is not cached); a stale view only costs a
-    refused guarded write and a re-read. Returns when to step again.
+    Never two at once for the same object in this process. Without a body (a wake-up) the object
+    comes from the watch-fed cache, which also holds what our own last write stored (a GET when
+    it is not cached); a stale view only costs a refused guarded write and a re-read. An object
+    in a shard this operator does not hold is not stepped: its holder steps it.
     """
+    if st.tracer is None:
+        return await _step_once(controller, st, key, body)
+    started = time.time()
+    token = trace.current.set(key)
+    try:
+        delay = await _step_once(controller, st, key, body)
+    finally:
+        trace.current.reset(token)
+    st.tracer.record("step", p=key[0], ns=key[1], n=key[2], t0=started, next=delay)
+    return delay
+
+
+async def _step_once(
+    controller: Controller, st: OperatorState, key: Key, body: Any = None
+) -> float | None:
     async with st.requeuer.lock(key):
         if body is None:
             body = await st.ctx.cache.get(*key)
-        if body is None:
-            return Outcome(None, released=True)
+        if body is None or not st.shards.holds(key[1], body, key):
+            return None
         async with _timed(controller.kind) as result:
             try:
-                outcome = await _fresh_retries(controller, dict(body), st)
+                outcome, seen = await _fresh_retries(controller, dict(body), st)
+                if seen is not None and deleting(seen):
+                    if outcome.released:
+                        await st.ctx.kube.remove_finalizer(
+                            controller.plural, seen, st.ctx.config.finalizer
+                        )
+                        return None
+                    result[0] = "requeue_after"
+                    return outcome.requeue_after or RELEASE_RETRY
             except ConflictError:
                 result[0] = "requeue"
-                return Outcome(CONFLICT_DELAY)
+                return CONFLICT_DELAY
             except AuthError as exc:
                 # A state of the platform, not of this object: have the platform probed now
                 # (it reads its Secret afresh); its new status wakes this object again.
@@ -107,46 +143,22 @@ async def step_once(
                 if ref:
                     st.ctx.platforms.forget(key[1], ref)
                     st.requeuer.schedule(("skahaplatforms", key[1], ref), 0.0)
-                return Outcome(AUTH_DELAY)
+                return AUTH_DELAY
             except Unavailable as exc:
                 result[0] = "requeue_after"
-                delay = exc.retry_after if exc.retry_after is not None else UNAVAILABLE_DELAY
-                return Outcome(delay)
+                return exc.retry_after if exc.retry_after is not None else UNAVAILABLE_DELAY
             if outcome.requeue_after is not None:
                 result[0] = "requeue_after"
-            return outcome
+            return outcome.requeue_after
 
 
 async def drive(controller: Controller, body: Any, st: OperatorState) -> None:
-    """Step a live object now (from a kopf handler), then keep it going with in-memory wake-ups.
-
-    An object being deleted is left to the delete handler (`release`), which kopf retries.
-    """
-    if body.get("metadata", {}).get("deletionTimestamp"):
-        return
+    """Step an object now (from a kopf handler), then keep it going with in-memory wake-ups."""
     key = key_of(controller.plural, body)
-    st.requeuer.schedule(key, (await step_once(controller, st, key, body)).requeue_after)
-
-
-async def release(controller: Controller, body: Any, st: OperatorState) -> None:
-    """The delete handler: step until released; kopf then removes the finalizer."""
-    key = key_of(controller.plural, body)
-    st.requeuer.cancel(key)
-    outcome = await step_once(controller, st, key, body)
-    if not outcome.released:
-        delay = outcome.requeue_after if outcome.requeue_after is not None else 5.0
-        raise kopf.TemporaryError(f"{REQUEUE_MARK}{delay:.1f}s: releasing", delay=delay)
-
-
-class RequeueIsNotAnError(logging.Filter):
-    """kopf logs every TemporaryError at ERROR; a planned wait in a release is routine: INFO."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and f"failed temporarily: {REQUEUE_MARK}" in str(
-            record.msg
-        ):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
+    if st.tracer is not None:
+        rv = body.get("metadata", {}).get("resourceVersion")
+        st.tracer.record("handler", p=key[0], ns=key[1], n=key[2], rv=rv)
+    st.requeuer.schedule(key, await step_once(controller, st, key, body))
 
 
 class RetryIsNotAnError(logging.Filter):

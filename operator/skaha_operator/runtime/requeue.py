@@ -31,6 +31,8 @@ class Requeuer:
         self._runners: dict[str, Runner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Told of every wake-up that fires (key, how late in seconds): the runtime's trace.
+        self.on_fire: Callable[[Key, float], None] | None = None
 
     def register(self, plural: str, runner: Runner) -> None:
         """How to step an object of `plural` given its key (returns the next delay or None)."""
@@ -78,7 +80,9 @@ class Requeuer:
 
     def _fire(self, key: Key) -> None:
         logger.debug("waking %s %s/%s", *key)
-        self._timers.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if self.on_fire is not None and timer is not None:
+            self.on_fire(key, asyncio.get_running_loop().time() - timer[0])
         task = asyncio.get_running_loop().create_task(self._run(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

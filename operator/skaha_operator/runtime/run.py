@@ -13,7 +13,8 @@ from skaha_operator.controllers.context import OperatorConfig
 
 # Importing these modules registers the handlers with kopf's default registry.
 from skaha_operator.runtime import register, startup  # noqa: F401
-from skaha_operator.runtime.driver import RequeueIsNotAnError, RetryIsNotAnError
+from skaha_operator.runtime.driver import RetryIsNotAnError
+from skaha_operator.runtime.shards import LeaseConfig
 from skaha_operator.runtime.watch import QuietCacheHandler
 
 
@@ -21,25 +22,25 @@ def run_operator(
     config: OperatorConfig,
     *,
     namespaces: Sequence[str] = (),
+    leases: LeaseConfig | None = None,
     liveness: str | None = None,
     json_logs: bool = False,
     verbose: bool = False,
     stop_flag: threading.Event | None = None,
     standalone: bool = True,
 ) -> None:
-    """Run until stopped (SIGINT/SIGTERM, or `stop_flag`)."""
+    """Run until stopped (SIGINT/SIGTERM, or `stop_flag`); `leases` None: election off."""
     kopf.configure(
         verbose=verbose,
         log_format=kopf.LogFormat.JSON if json_logs else kopf.LogFormat.FULL,
         log_refkey="object" if json_logs else None,
     )
-    logging.getLogger("kopf.objects").addFilter(RequeueIsNotAnError())
     for handler in logging.getLogger().handlers:  # kopf.configure's stream handler
         handler.addFilter(RetryIsNotAnError())
     logging.getLogger("kopf.objects").addFilter(QuietCacheHandler())
     asyncio.run(
         kopf.operator(
-            memo=kopf.Memo(config=config, namespaces=list(namespaces)),
+            memo=kopf.Memo(config=config, namespaces=list(namespaces), leases=leases),
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=liveness,

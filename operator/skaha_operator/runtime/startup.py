@@ -1,16 +1,20 @@
-"""Operator start-up and clean-up: kopf settings under our API group, shared state in memo.
+"""Operator start-up and clean-up: kopf settings, shared state in memo, shards, resync sweeps.
 
-The finalizer lives under `skaha.broker.dev` so it is recognisably ours
-(docs/kubernetes-notes.md §5). kopf's progress and diffbase bookkeeping is kept in memory
-(runtime/persistence.py), never in our status schema; requeues are in-memory timers
-(runtime/requeue.py) and observed objects come from a watch-fed cache (runtime/watch.py): see
-docs/performance.md for what each saves.
+The finalizer lives under `skaha.broker.dev` so it is recognisably ours (docs/kubernetes-notes.md
+§5), and the runtime, not kopf, puts it on and takes it off (runtime/driver.py); kopf is given a
+finalizer name of its own that no handler requires, so it never writes one. kopf's progress and
+diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status schema;
+requeues are in-memory timers (runtime/requeue.py), the resync is a sweep over the watch-fed cache
+(runtime/resync.py, runtime/watch.py), and the shards this replica steps are held on Leases
+(runtime/shards.py): see docs/performance.md for what each saves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,19 +22,29 @@ import kopf
 
 from skaha_operator import GROUP, VERSION, metrics
 from skaha_operator.controllers.base import Controller
-from skaha_operator.controllers.context import Context, OperatorConfig
+from skaha_operator.controllers.context import Context, EventPoster, OperatorConfig
 from skaha_operator.controllers.platforms import PlatformCache
 from skaha_operator.controllers.registry import CONTROLLERS
 from skaha_operator.k8s.api import Kube, make_api_client
+from skaha_operator.k8s.leases import Leases
 from skaha_operator.k8s.objects import ObjectCache
 from skaha_operator.platform.base import CallRecord
+from skaha_operator.runtime import trace
 from skaha_operator.runtime.driver import step_once
 from skaha_operator.runtime.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
 from skaha_operator.runtime.requeue import Key, Runner
+from skaha_operator.runtime.resync import resync_forever
+from skaha_operator.runtime.shards import LeaseConfig, LeaseShards, default_identity
 from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import observe_event
 
 API_THREADS = 16
+logger = logging.getLogger(__name__)
+# A platform is probed again now and then: options and the API version can change under us.
+PLATFORM_RESYNC = 300.0
+# kopf's own finalizer name: no handler of ours requires one, so kopf never writes it (and never
+# touches ours, docs/design.md §4.6).
+KOPF_FINALIZER = f"{GROUP}/kopf"
 
 
 def _record_call(call: CallRecord) -> None:
@@ -41,17 +55,21 @@ def _record_call(call: CallRecord) -> None:
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf and build the shared clients."""
     config = getattr(memo, "config", None) or OperatorConfig()
-    settings.persistence.finalizer = config.finalizer
+    leases: LeaseConfig | None = getattr(memo, "leases", None)
+    settings.persistence.finalizer = KOPF_FINALIZER
     progress, diffbase = MemoryProgressStorage(prefix=GROUP), MemoryDiffBaseStorage(prefix=GROUP)
     settings.persistence.progress_storage = progress
     settings.persistence.diffbase_storage = diffbase
     settings.posting.reporting_component = "skaha-operator"
+    # Events name the replica that wrote them (e.g. which one launched a Compute).
+    settings.posting.reporting_instance = (leases.identity if leases else default_identity())[:128]
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Our own CAS retries are short; kopf's default 60 s backoff for unexpected errors is too slow.
     settings.execution.default_backoff = 5
     kube = Kube(
-        make_api_client(), on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc()
+        make_api_client(pool=API_THREADS),
+        on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc(),
     )
     cache = ObjectCache(kube.get)
     # The synchronous client runs in the loop's default executor; its default size
@@ -71,27 +89,103 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             hosts=config.allowed_hosts,
         ),
         cache=cache,
-        post=_post_event,
     )
     st = OperatorState(ctx=ctx, forgetters=[progress.forget, diffbase.forget])
+    ctx.post = _poster(st)
+    st.tracer = trace.from_env()
+    if st.tracer is not None:
+        _trace_hooks(st, st.tracer)
     for controller in CONTROLLERS:
         st.requeuer.register(controller.plural, _runner(controller, st))
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
     memo.state = st
+    if leases is not None:
+        lease_api = Leases(make_api_client(pool=2), leases.namespace)
+        st.shards = LeaseShards(
+            leases,
+            lease_api,
+            on_takeover=lambda shards: _take_over(st, shards),
+            on_resume=lambda keys: _resume(st, keys),
+        )
+        # Before kopf lists and hands over the objects: what is held now is stepped by the
+        # handlers directly, what comes later by the takeover.
+        await st.shards.start()
+    loop = asyncio.get_running_loop()
+    for controller in CONTROLLERS:
+        plural = controller.plural
+        interval = PLATFORM_RESYNC if plural == "skahaplatforms" else config.resync_interval
+        st.background.append(
+            loop.create_task(resync_forever(st, plural, interval), name=f"resync-{plural}")
+        )
 
 
-def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    # kopf's poster reads only the object's reference fields, which a plain dict has.
-    obj: Any = body
-    kopf.event(obj, type=type_, reason=reason, message=message)
+def _trace_hooks(st: OperatorState, tracer: trace.Tracer) -> None:
+    """Record Kubernetes requests, platform calls and wake-ups with the object they serve."""
+
+    def request(method: str, started: float, ended: float) -> None:
+        key = trace.current.get() or ("", "", "")
+        tracer.record("kube", p=key[0], ns=key[1], n=key[2], m=method, t0=started, t=ended)
+
+    def fired(key: Key, late: float) -> None:
+        tracer.record("fire", p=key[0], ns=key[1], n=key[2], late=late)
+
+    st.ctx.kube.on_request = request
+    st.requeuer.on_fire = fired
+    st.ctx.platforms.on_call = _with_trace(tracer)
+
+
+def _with_trace(tracer: trace.Tracer) -> Callable[[CallRecord], None]:
+    def call(record: CallRecord) -> None:
+        _record_call(record)
+        key = trace.current.get() or ("", "", "")
+        tracer.record("skaha", p=key[0], ns=key[1], n=key[2], m=record.method, r=record.route,
+                      t0=record.started, t=record.started + record.seconds)  # fmt: skip
+
+    return call
+
+
+def _resume(st: OperatorState, keys: frozenset[Key]) -> None:
+    """A lapsed hold was renewed: the steps refused meanwhile run now (runtime/shards.py)."""
+    for key in keys:
+        st.requeuer.schedule(key, 0.0)
+
+
+def _take_over(st: OperatorState, shards: frozenset[int]) -> None:
+    """Shards became ours: step every cached object in them now (runtime/shards.py)."""
+    if not isinstance(st.shards, LeaseShards):
+        return
+    count = 0
+    for controller in CONTROLLERS:
+        for body in st.ctx.cache.each(controller.plural):
+            meta = body["metadata"]
+            if st.shards.shard(str(meta["namespace"]), body) in shards:
+                st.requeuer.schedule((controller.plural, meta["namespace"], meta["name"]), 0.0)
+                count += 1
+    metrics.TAKEOVER_STEPS.inc(count)
+
+
+def _poster(st: OperatorState) -> EventPoster:
+    def post(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        # kopf's poster reads only the object's reference fields, which a plain dict has.
+        obj: Any = body
+        try:
+            kopf.event(obj, type=type_, reason=reason, message=message)
+        except LookupError:
+            # kopf finds its Event queue in context variables set while it processes an object;
+            # a step started elsewhere (a takeover, a resync sweep, a wake-up they scheduled)
+            # posts through a context captured from kopf's processing (runtime/watch.py).
+            if st.event_context is None:
+                logger.warning("Event %s on %s dropped: kopf's poster is not known yet",
+                               reason, body.get("metadata", {}).get("name"))  # fmt: skip
+                return
+            st.event_context.run(kopf.event, obj, type=type_, reason=reason, message=message)
+
+    return post
 
 
 def _runner(controller: Controller, st: OperatorState) -> Runner:
     async def run(key: Key) -> float | None:
-        body = await st.ctx.cache.get(*key)
-        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-            return None  # gone, or the delete handler drives it now
-        return (await step_once(controller, st, key, body)).requeue_after
+        return await step_once(controller, st, key)
 
     return run
 
@@ -133,9 +227,15 @@ async def probe_api(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
 
 @kopf.on.cleanup()
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    """Close the platform clients."""
+    """Stop the sweeps, release the shards, cancel the wake-ups, close the clients."""
     st = getattr(memo, "state", None)
     if isinstance(st, OperatorState):
+        for task in st.background:
+            task.cancel()
+        await asyncio.gather(*st.background, return_exceptions=True)
         await st.requeuer.aclose()
+        await st.shards.aclose()  # stepped nothing since: released at once, for others to take
+        if st.tracer is not None:
+            st.tracer.close()
         await st.ctx.platforms.aclose()
         st.ctx.kube.api.close()

@@ -10,11 +10,16 @@ back to a GET.
 Wake-ups replace waiting for the next requeue: a part whose state a Session shows (phase, reason,
 message, Ready/Stalled, connectors) wakes its Session; a DockerContainer, JupyterNotebook, Storage
 or Data whose phase changed wakes the Computes that use it. Wake-ups are scheduled a moment later
-so that a burst of events coalesces into one step (runtime/requeue.py).
+so that a burst of events coalesces into one step (runtime/requeue.py). An object whose deletion
+has begun is stepped at once: its release is the same step (runtime/driver.py).
+
+Every replica caches every object, the shards it does not hold included (runtime/shards.py): a
+wake-up of an object another replica holds is dropped by the step.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from typing import Any
 
@@ -43,16 +48,8 @@ def observe_event(
     ns, name = meta.get("namespace"), meta.get("name")
     if not ns or not name:
         return
-    cache = st.ctx.cache
-    if event_type == "DELETED":
-        old = cache.peek(plural, ns, name)
-        cache.drop(plural, ns, name)
-        st.requeuer.forget((plural, ns, name))
-        st.forget(str(meta.get("uid", "")))
-        changed = True
-    else:
-        old = cache.put(plural, body)
-        changed = old is None or part_view(old) != part_view(body)
+    gone = event_type == "DELETED" or (_deleting(body) and not meta.get("finalizers"))
+    changed, old = _update_cache(plural, ns, name, body, gone, st)
     if not changed:
         return
     if plural in PART_PLURALS:
@@ -61,15 +58,41 @@ def observe_event(
             if owner.get("kind") == "Session":
                 st.requeuer.schedule(("sessions", ns, owner["name"]), WAKE_DELAY)
     if plural == "computes":
-        _wake_queue(ns, old, body if event_type != "DELETED" else None, st)
+        _wake_queue(ns, old, None if gone else body, st)
     if plural == "skahaplatforms":
         _wake_dependents(ns, name, st)
     kind = DEPENDENCY_KINDS.get(plural)
     old_phase = ((old or {}).get("status") or {}).get("phase")
-    new_phase = (body.get("status") or {}).get("phase") if event_type != "DELETED" else None
+    new_phase = None if gone else (body.get("status") or {}).get("phase")
     if kind is not None and old_phase != new_phase:
-        for compute in cache.users(ns, kind, name):
+        for compute in st.ctx.cache.users(ns, kind, name):
             st.requeuer.schedule(("computes", ns, compute), WAKE_DELAY)
+
+
+def _update_cache(
+    plural: str, ns: str, name: str, body: dict[str, Any], gone: bool, st: OperatorState
+) -> tuple[bool, dict[str, Any] | None]:
+    """Store or drop the body; (whether what a Session shows changed, the previous body).
+
+    `gone` also covers the body our own finalizer removal stored: the object no longer exists
+    (its DELETED event may already have been handled; caching it would bring back a ghost).
+    """
+    cache = st.ctx.cache
+    if gone:
+        old = cache.peek(plural, ns, name)
+        cache.drop(plural, ns, name)
+        st.requeuer.forget((plural, ns, name))
+        st.forget(str(body["metadata"].get("uid", "")))
+        return True, old
+    old = cache.put(plural, body)
+    if _deleting(body) and (old is None or not _deleting(old)):
+        # Release is the same step; nothing else calls it (runtime/register.py).
+        st.requeuer.schedule((plural, ns, name), 0.0)
+    return old is None or part_view(old) != part_view(body), old
+
+
+def _deleting(body: dict[str, Any]) -> bool:
+    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def _wake_dependents(ns: str, platform: str, st: OperatorState) -> None:
@@ -121,4 +144,12 @@ def register_watch(plural: str) -> None:
     async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the cache current and wake whoever waits for this object."""
         kind = event.get("type") if isinstance(event, dict) else None
-        observe_event(plural, kind, dict(body), state(memo))
+        st = state(memo)
+        if st.event_context is None:
+            st.event_context = contextvars.copy_context()  # where kopf's Event queue is known
+        if st.tracer is not None:
+            meta, status = body.get("metadata") or {}, body.get("status") or {}
+            st.tracer.record("event", p=plural, ns=meta.get("namespace"), n=meta.get("name"),
+                             rv=meta.get("resourceVersion"), type=kind,
+                             phase=status.get("phase"), reason=status.get("reason"))  # fmt: skip
+        observe_event(plural, kind, dict(body), st)

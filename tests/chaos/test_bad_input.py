@@ -179,6 +179,14 @@ def test_bad_input_fails_clearly_while_a_healthy_session_completes(
     report.figures["platform reasons"] = {n: st.get("reason") for n, st in platforms.items()}
 
     assert unclear == {}
+    # Failures are visible where people look: `kubectl get events --field-selector type=Warning`
+    # names the cause of every failed Session (the one without a deadline only stalls).
+    failed = {n: c for n, c in causes.items() if n != "stalled-token"}
+    wait_for(
+        "a Warning Event naming the cause of every failed Session",
+        lambda: _unwarned(api_client, (ns, other), failed) == {},
+        30,
+    )
     assert statuses["stalled-token"].get("phase") == "Preparing"
     assert stalled == "True"
     # Only the two healthy Sessions ever reached Skaha.
@@ -192,6 +200,23 @@ def test_bad_input_fails_clearly_while_a_healthy_session_completes(
     }
     assert hits == {}
     assert rec.leaks == []
+
+
+def _unwarned(
+    api: client.ApiClient, namespaces: tuple[str, ...], causes: dict[str, str]
+) -> dict[str, str]:
+    """Sessions with no Warning Event whose message names their cause."""
+    core = client.CoreV1Api(api)
+    warnings = [
+        e
+        for ns in namespaces
+        for e in core.list_namespaced_event(ns, field_selector="type=Warning").items
+    ]
+    return {
+        name: cause
+        for name, cause in causes.items()
+        if not any(e.involved_object.name == name and cause in (e.message or "") for e in warnings)
+    }
 
 
 def _text(status: dict[str, Any]) -> str:

@@ -80,7 +80,7 @@ def tell(
     failed = phase in FAILED_PHASES
     for text in events:
         metrics.TRANSITIONS.labels(kind, phase).inc()
-        if failed and message:
+        if failed and message and message not in text:
             text = f"{text}: {message}"
         ctx.post(body, "Warning" if failed else "Normal", reason, clip(text))
     if warning:

@@ -25,7 +25,13 @@ from skaha_operator.controlplane import ControlPlane
 from skaha_operator.controlplane.processes import free_port
 from skaha_operator.simulator import Simulator
 from skaha_operator.simulator.containers import engine_environment
-from tests.integration.operator_harness import create, get, platform_objects, wait_for
+from tests.integration.operator_harness import (
+    ALLOW_LOOPBACK,
+    create,
+    get,
+    platform_objects,
+    wait_for,
+)
 from tests.ship.chart import objects, render
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers]
@@ -158,9 +164,11 @@ def test_the_operator_runs_from_the_image_as_the_charts_service_account(
             "--security-opt", "no-new-privileges",
             "--volume", f"{config.parent}:/etc/skaha-kube:ro",
             "--env", "KUBECONFIG=/etc/skaha-kube/config",
+            # As the chart's Deployment: the pod's namespace holds its shard Leases.
+            "--env", f"POD_NAMESPACE={system}", "--env", f"POD_NAME={name}",
             image, "run", f"--liveness=http://127.0.0.1:{health}/healthz",
             f"--metrics-port={metrics}", "--metrics-address=127.0.0.1", "--log-format=json",
-            "--poll-base", "0.3", "--poll-cap", "2", "--http-timeout", "3",
+            "--poll-base", "0.3", "--poll-cap", "2", "--http-timeout", "3", ALLOW_LOOPBACK,
         )  # fmt: skip
         for obj in platform_objects(science, sim.base_url):  # type: ignore[attr-defined]
             create(api_client, science, obj)

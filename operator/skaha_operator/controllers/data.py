@@ -119,7 +119,9 @@ class DataController:
             rule_error = found.error if found is not None else None
             if deleting and found is not None:
                 # Keep a rule that is not ours to remove, or one another Data records.
-                shared = not _ours_to_remove(ctx, found, uid) or _rule_shared(ctx, data, found.id)
+                shared = not await _ours_to_remove(ctx, found, uid) or await _rule_shared(
+                    ctx, data, found.id
+                )
         users: tuple[str, ...] = ()
         if deleting:
             users = tuple(
@@ -194,7 +196,7 @@ def _sent(launch: Launch | None) -> bool:
     return launch is not None and launch.pending_since is not None
 
 
-def _ours_to_remove(ctx: Context, rule: RucioRule, uid: str) -> bool:
+async def _ours_to_remove(ctx: Context, rule: RucioRule, uid: str) -> bool:
     """Made by this Data; or adopted from another Data of ours that has gone (or is going), which
     left the rule to the Data still using it: the last of them removes it. A rule without our
     comment (a person's) is never ours."""
@@ -203,18 +205,31 @@ def _ours_to_remove(ctx: Context, rule: RucioRule, uid: str) -> bool:
     creator = rucio_rules.creator_of(rule)
     if creator is None:
         return False
-    return not any(
-        other["metadata"].get("uid") == creator and not other["metadata"].get("deletionTimestamp")
-        for other in ctx.cache.each("data")
-    )
+    for other in ctx.cache.each("data"):
+        meta = other["metadata"]
+        live = meta.get("uid") == creator and not meta.get("deletionTimestamp")
+        if live and await _still_there(ctx, other):
+            return False
+    return True
 
 
-def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:
+async def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:
     """Whether another Data, in any namespace the operator watches, records the same rule."""
     uid = data.metadata.get("uid")
     for other in ctx.cache.each("data"):
         if other["metadata"].get("uid") == uid:
             continue
-        if (((other.get("status") or {}).get("rule")) or {}).get("id") == rule_id:
+        if (((other.get("status") or {}).get("rule")) or {}).get("id") == rule_id and (
+            await _still_there(ctx, other)
+        ):
             return True
     return False
+
+
+async def _still_there(ctx: Context, cached: dict[str, Any]) -> bool:
+    """Whether a Data the cache shows still exists, read afresh: the watch may lag a deletion,
+    and a release must not keep a rule for a Data already gone. One being deleted still counts
+    (it may be waiting for a Compute that reads the data): keeping is the safe side."""
+    meta = cached["metadata"]
+    fresh = await ctx.kube.get("data", str(meta["namespace"]), str(meta["name"]))
+    return fresh is not None and fresh["metadata"].get("uid") == meta.get("uid")

@@ -16,13 +16,14 @@ simulator's request counts can be filtered to it.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.simulator import Simulator
@@ -168,9 +169,13 @@ def test_seven_notebooks_against_a_cap_of_five_queue_then_launch(
         assert compute["phase"] == "Preparing"
         assert not (compute.get("launch") or {}).get("pendingSince")  # nothing was sent
         assert "5 of 5 in use" in compute["message"]
-        session = status(api_client, namespace, "Session", name)
+        # The Session mirrors its parts' progress at most every few seconds (paced writes).
+        session = wait_for(
+            f"Session {name} shows the queue",
+            lambda n=name: _showing_queue(status(api_client, namespace, "Session", n)),
+            30,
+        )
         assert session["phase"] == "Preparing"
-        assert QUEUED in session["message"]
         assert re.search(r"place [12] in the queue", session["message"])
     assert len(live(sim, user)) == 5
     assert (launches(sim, user, "200"), launches(sim, user, "400")) == (5, 0)
@@ -208,6 +213,28 @@ def test_seven_notebooks_against_a_cap_of_five_queue_then_launch(
         assert launch["attempts"] == 1
 
 
+def _showing_queue(session: dict[str, Any]) -> dict[str, Any] | None:
+    """The Session's status once its message shows the queue, else None."""
+    return session if QUEUED in (session.get("message") or "") else None
+
+
+def _watch_reasons(
+    api: client.ApiClient, ns: str, name: str, into: set[str], stop: threading.Event
+) -> None:
+    """Collect every status.reason of one Compute from a watch until `stop` (short timeouts)."""
+    custom = client.CustomObjectsApi(api)
+    version: str | None = None  # resume where the last stream ended: no change is skipped
+    while not stop.is_set():
+        extra = {"resource_version": version} if version else {}
+        for event in watch.Watch().stream(
+            custom.list_namespaced_custom_object, GROUP, VERSION, ns, "computes",
+            field_selector=f"metadata.name={name}", timeout_seconds=2, **extra,
+        ):  # fmt: skip
+            obj = event["object"]
+            version = (obj.get("metadata") or {}).get("resourceVersion") or version
+            into.add(((obj.get("status") or {}).get("reason")) or "")
+
+
 def test_a_cap_refusal_from_skaha_waits_then_launches(
     api_client: client.ApiClient,
     namespace: str,
@@ -221,20 +248,28 @@ def test_a_cap_refusal_from_skaha_waits_then_launches(
     # The operator counts a free slot, but Skaha refuses the next launch at its cap (a session
     # started outside the operator took the slot between the count and the launch).
     sim.set_faults([{"route": LAUNCH, "method": "POST", "max_sessions": 0, "count": 1}])
+    # Every reason the Compute's status ever held, from a watch (a poll can miss a short state
+    # on a loaded machine).
+    reasons: set[str] = set()
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_reasons, args=(api_client, namespace, "nb-compute", reasons, stop)
+    )
+    watcher.start()
     try:
         create(api_client, namespace, notebook("nb"))
         seen = Phases(api_client, namespace, ["nb"])
-        reasons: set[str] = set()
 
         def available() -> bool:
             compute = seen.computes()["nb"]
-            reasons.add(compute.get("reason") or "")
             assert not seen.ever & TERMINAL, compute  # a refusal at the cap never ends it
             return seen.sessions()["nb"].get("phase") == "Available"
 
         wait_for("the refused Session Available", available, 150, every=0.1)
     finally:
         sim.clear_faults()
+        stop.set()
+        watcher.join(timeout=30)
     assert launches(sim, user, "400") == 1  # Skaha did refuse it once
     assert launches(sim, user, "200") == 1
     assert QUEUED in reasons

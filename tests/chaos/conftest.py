@@ -21,6 +21,7 @@ from skaha_operator.controlplane import ControlPlane
 from tests.chaos.report import Report
 from tests.chaos.scale import Scale, scale_from_env
 from tests.integration.conftest import ROOT, install_crds
+from tests.integration.operator_harness import drain_namespace
 
 
 @pytest.fixture(scope="package")
@@ -57,7 +58,7 @@ def namespace(
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    core.delete_namespace(name)
+    drain_namespace(api_client, name)
 
 
 @pytest.fixture(scope="session")

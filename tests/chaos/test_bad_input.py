@@ -32,7 +32,7 @@ from tests.chaos.kit import (
 )
 from tests.chaos.report import Report
 from tests.chaos.scale import Scale
-from tests.integration.operator_harness import wait_for
+from tests.integration.operator_harness import drain_namespace, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -47,7 +47,7 @@ def other_namespace(api_client: client.ApiClient) -> Iterator[str]:
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    core.delete_namespace(name)
+    drain_namespace(api_client, name)
 
 
 def _with_image(body: dict[str, Any], image: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from kubernetes import client
 from skaha_operator.controlplane import ControlPlane, binary
 from skaha_operator.controlplane.kit import install_crds
 from skaha_operator.simulator import Simulator, SimulatorConfig
-from tests.integration.operator_harness import operator_process
+from tests.integration.operator_harness import drain_namespace, operator_process
 
 ROOT = Path(__file__).resolve().parents[2]
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -78,7 +78,7 @@ def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> I
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    core.delete_namespace(name)
+    drain_namespace(api_client, name)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from skaha_operator.controlplane.kit import (  # noqa: F401 (shared with bench/)
     operator_process,
     platform_objects,
 )
-from skaha_operator.domain.kinds import plural_of
+from skaha_operator.domain.kinds import KINDS, plural_of
 from skaha_operator.simulator import Simulator
 
 
@@ -92,3 +92,44 @@ class Watcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def drain_namespace(api: client.ApiClient, namespace: str, release_s: float = 15.0) -> None:
+    """Delete our objects in `namespace`, give the operator `release_s` to release them, then
+    delete the namespace.
+
+    The suite's API server runs no namespace controller (docs/kubernetes-notes.md §5, §9): a
+    deleted namespace stays Terminating with its objects in it, never deleted, and every later
+    test module's operator would find them, retry their dead simulators and refuse creates there.
+    What is still held after `release_s` (a release a test left blocked on purpose) loses its
+    finalizers here: the test that made it has ended."""
+    custom = client.CustomObjectsApi(api)
+    plurals = [kind.crd.plural for kind in KINDS]
+
+    def ours() -> list[tuple[str, str]]:
+        found = []
+        for plural in plurals:
+            items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+            found += [(plural, str(o["metadata"]["name"])) for o in items["items"]]
+        return found
+
+    def each(left: list[tuple[str, str]], act: Callable[[str, str], Any]) -> None:
+        for plural, name in left:
+            try:
+                act(plural, name)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+    each(ours(), lambda p, n: custom.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, p, n, propagation_policy="Background"
+    ))  # fmt: skip
+    deadline = time.monotonic() + release_s
+    left = ours()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.3)
+        left = ours()
+    each(left, lambda p, n: custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, p, n, {"metadata": {"finalizers": None}}
+    ))  # fmt: skip
+    client.CoreV1Api(api).delete_namespace(namespace)

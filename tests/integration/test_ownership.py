@@ -29,6 +29,7 @@ from skaha_operator.simulator.errors import SimError
 from tests.integration.operator_harness import (
     create,
     delete,
+    drain_namespace,
     get,
     platform_objects,
     status,
@@ -51,7 +52,7 @@ def other_namespace(api_client: client.ApiClient, namespace: str) -> Iterator[st
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    core.delete_namespace(name)
+    drain_namespace(api_client, name)
 
 
 def with_platform(api: client.ApiClient, ns: str, sim: Simulator, *, rucio: bool = False) -> None:
@@ -278,6 +279,59 @@ def test_rule_shared_by_two_namespaces_is_kept_until_the_last_data_goes(
 
     delete_and_wait(api_client, order[1], "Data", "obs")
     wait_for("the rule deleted", lambda: not rules_on(sim, "user.alice", did_name), 60)
+
+
+def test_same_rule_id_recorded_against_another_rucio_does_not_keep_the_rule(
+    api_client: client.ApiClient,
+    namespace: str,
+    other_namespace: str,
+    sim: Simulator,
+    operator: Any,
+) -> None:
+    """A rule id names a rule only on its own Rucio server. A Data on another server (here one
+    that no longer answers, as a namespace left terminating by an operator that has gone) that
+    records the same id must not make the release keep ours: two simulators with the same seed
+    hand out the same ids, and a clean-clone run kept a rule this way."""
+    did_name = unique("solo")
+    old = sim.config.replicate_s
+    sim.configure(replicate_s=1.0)
+    try:
+        with_platform(api_client, namespace, sim, rucio=True)
+        create(api_client, namespace, storage("st", f"rules/{did_name}", area="project"))
+        create(api_client, namespace, rucio_data("obs", "st", f"user.alice:{did_name}"))
+        rule_id = wait_phase(api_client, namespace, "Data", "obs", "Available", 150)["rule"]["id"]
+    finally:
+        sim.configure(replicate_s=old)
+
+    # The other namespace's platform points at a Rucio that does not answer; its Data records
+    # the same rule id (as a Data of another simulator with the same seed would).
+    for obj in platform_objects(other_namespace, "http://127.0.0.1:9", rucio=True):
+        create(api_client, other_namespace, obj)
+    create(api_client, other_namespace, rucio_data("obs", "st", f"user.alice:{did_name}"))
+    custom = client.CustomObjectsApi(api_client)
+    recorded = {"id": rule_id, "name": did_name, "pendingSince": "2026-01-01T00:00:00Z"}
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, other_namespace, "data", "obs", {"status": {"rule": recorded}}
+    )
+    wait_for(
+        "the other Data recording the id",
+        lambda: (
+            (status(api_client, other_namespace, "Data", "obs").get("rule") or {}).get("id")
+            == rule_id
+        ),
+        30,
+    )
+    try:
+        delete_and_wait(api_client, namespace, "Data", "obs")
+        wait_for("the rule deleted", lambda: not rules_on(sim, "user.alice", did_name), 60)
+        # The window was open: the other Data still recorded the same id all along.
+        assert status(api_client, other_namespace, "Data", "obs")["rule"]["id"] == rule_id
+    finally:
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, other_namespace, "data", "obs",
+            {"metadata": {"annotations": {"skaha.broker.dev/abandon": "true"}}},
+        )  # fmt: skip
+        delete_and_wait(api_client, other_namespace, "Data", "obs")
 
 
 def test_rule_made_outside_the_operator_survives_both_datas(

@@ -30,6 +30,13 @@ class PlatformAccess:
         """Whether a person asked to leave this object's external resources behind."""
         return abandoned(body, self.body)
 
+    def gives_up(self, body: dict[str, Any]) -> bool:
+        """A platform call failed while `body` is released: True when the release should say
+        it is blocked (or abandon) instead of retrying — the platform's own probe says it is
+        unusable (gone, refusing our token), or a person abandoned. A passing fault on a ready
+        platform is retried (docs/lifecycle.md, "Release")."""
+        return self.abandon(body) or not self.ready
+
 
 async def platform_access(ctx: Context, namespace: str, name: str) -> PlatformAccess:
     """The platform's readiness (its probe status) and clients; never raises for a missing one."""

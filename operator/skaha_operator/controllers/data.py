@@ -88,40 +88,16 @@ class DataController:
         status = data.status or DataStatus()
         clients = access.clients
         deleting = bool(data.metadata.get("deletionTimestamp"))
-        timing = ctx.config.timing
-        # Placed (or ended) data needs no look at its job or rule until it is released.
-        settled = status.phase in SETTLED and not deleting
-        job, job_detail = LaunchView(), None
-        rule, rule_error, shared = LaunchView(), None, False
-        if clients is not None and data.spec.http is not None and _sent(status.job) and not settled:
-            policy = download_policy(data, timing)
-            listing = deleting or needs_listing(status.job, now, policy)
-            job, session = await skaha_sessions.observe(
-                clients, status.job, policy.base, listing=listing
+        reachable = clients is not None
+        try:
+            job, job_detail, rule, rule_error, shared = await _platform_reads(
+                data, status, access, deleting, now, ctx
             )
-            if session is not None and str(session.status) in skaha_sessions.FAILED:
-                job_detail = await skaha_sessions.log_tail(clients, session.id)
-        plan = _rule_plan(data)
-        if (
-            clients is not None
-            and clients.rucio is not None
-            and plan
-            and _sent(status.rule)
-            and not settled
-        ):
-            policy = rule_policy(data, timing)
-            listing = deleting or needs_listing(status.rule, now, policy)
-            uid = str(data.metadata.get("uid", ""))
-            rule, found = await rucio_rules.observe(
-                clients.rucio, status.rule, plan, policy.base, uid,
-                listing=listing, releasing=deleting,
-            )  # fmt: skip
-            rule_error = found.error if found is not None else None
-            if deleting and found is not None:
-                # Keep a rule that is not ours to remove, or one another Data records.
-                shared = not await _ours_to_remove(ctx, found, uid) or await _rule_shared(
-                    ctx, data, found.id
-                )
+        except (Unavailable, AuthError):
+            if not deleting or not access.gives_up(body):
+                raise
+            job, job_detail, rule, rule_error = LaunchView(), None, LaunchView(), None
+            shared, reachable = False, False
         users: tuple[str, ...] = ()
         if deleting:
             users = tuple(
@@ -140,7 +116,7 @@ class DataController:
             rule=rule,
             rule_error=rule_error,
             deleting=deleting,
-            reachable=clients is not None,
+            reachable=reachable,
             abandon=access.abandon(body),
             users=users,
             rule_shared=shared,
@@ -184,6 +160,54 @@ class DataController:
         return Outcome(again.requeue_after)
 
 
+async def _platform_reads(
+    data: Data,
+    status: DataStatus,
+    access: PlatformAccess,
+    deleting: bool,
+    now: datetime,
+    ctx: Context,
+) -> tuple[LaunchView, str | None, LaunchView, str | None, bool]:
+    """The download job (and its log tail when it failed) and the Rucio rule (its error, and
+    whether it must be kept on release), as far as the phase needs them."""
+    clients = access.clients
+    timing = ctx.config.timing
+    # Placed (or ended) data needs no look at its job or rule until it is released.
+    settled = status.phase in SETTLED and not deleting
+    job, job_detail = LaunchView(), None
+    rule, rule_error, shared = LaunchView(), None, False
+    if clients is not None and data.spec.http is not None and _sent(status.job) and not settled:
+        policy = download_policy(data, timing)
+        listing = deleting or needs_listing(status.job, now, policy)
+        job, session = await skaha_sessions.observe(
+            clients, status.job, policy.base, listing=listing
+        )
+        if session is not None and str(session.status) in skaha_sessions.FAILED:
+            job_detail = await skaha_sessions.log_tail(clients, session.id)
+    plan = _rule_plan(data)
+    if (
+        clients is not None
+        and clients.rucio is not None
+        and plan
+        and _sent(status.rule)
+        and not settled
+    ):
+        policy = rule_policy(data, timing)
+        listing = deleting or needs_listing(status.rule, now, policy)
+        uid = str(data.metadata.get("uid", ""))
+        rule, found = await rucio_rules.observe(
+            clients.rucio, status.rule, plan, policy.base, uid,
+            listing=listing, releasing=deleting,
+        )  # fmt: skip
+        rule_error = found.error if found is not None else None
+        if deleting and found is not None:
+            # Keep a rule that is not ours to remove, or one another Data records.
+            shared = not await _ours_to_remove(ctx, found, uid) or await _rule_shared(
+                ctx, data, found.id
+            )
+    return job, job_detail, rule, rule_error, shared
+
+
 def _rule_plan(data: Data) -> RulePlan | None:
     rucio = data.spec.rucio
     if rucio is None:
@@ -214,16 +238,32 @@ async def _ours_to_remove(ctx: Context, rule: RucioRule, uid: str) -> bool:
 
 
 async def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:
-    """Whether another Data, in any namespace the operator watches, records the same rule."""
+    """Whether another Data, in any namespace the operator watches, records the same rule on the
+    same Rucio server. A rule id names a rule only on its own server: a Data of another Rucio
+    that happens to record the same id does not share it. One whose server cannot be told (its
+    platform not found) counts as sharing: keeping is the safe side."""
     uid = data.metadata.get("uid")
+    server = await _rucio_url(ctx, str(data.metadata["namespace"]), data.spec.platform_ref)
     for other in ctx.cache.each("data"):
-        if other["metadata"].get("uid") == uid:
+        meta = other["metadata"]
+        if meta.get("uid") == uid:
             continue
-        if (((other.get("status") or {}).get("rule")) or {}).get("id") == rule_id and (
-            await _still_there(ctx, other)
-        ):
+        if (((other.get("status") or {}).get("rule")) or {}).get("id") != rule_id:
+            continue
+        ref = str((other.get("spec") or {}).get("platformRef", ""))
+        theirs = await _rucio_url(ctx, str(meta["namespace"]), ref)
+        if theirs is not None and server is not None and theirs != server:
+            continue
+        if await _still_there(ctx, other):
             return True
     return False
+
+
+async def _rucio_url(ctx: Context, namespace: str, platform_ref: str) -> str | None:
+    """The Rucio server a platform names (compared without a trailing slash), or None."""
+    body = await ctx.cache.get("skahaplatforms", namespace, platform_ref) if platform_ref else None
+    url = (((body or {}).get("spec") or {}).get("rucio") or {}).get("url")
+    return str(url).rstrip("/") if url else None
 
 
 async def _still_there(ctx: Context, cached: dict[str, Any]) -> bool:

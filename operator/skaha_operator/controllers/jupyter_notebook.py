@@ -26,7 +26,7 @@ from skaha_operator.controllers.jobs import launch_job
 from skaha_operator.domain.common import Phase
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook, JupyterNotebookStatus
 from skaha_operator.platform.clients import PlatformClients
-from skaha_operator.platform.errors import AuthError, NotFound, Rejected
+from skaha_operator.platform.errors import AuthError, NotFound, Rejected, Unavailable
 from skaha_operator.reconcile.launch import LaunchView, needs_listing
 from skaha_operator.reconcile.notebook import (
     NotebookObservation,
@@ -88,6 +88,7 @@ class JupyterNotebookController:
             found = await ctx.kube.read_config_map(ns, cm.name, cm.key) is not None
         job, detail = LaunchView(), None
         settled = status.phase in SETTLED and not deleting
+        reachable = clients is not None
         if (
             clients is not None
             and status.job is not None
@@ -96,11 +97,16 @@ class JupyterNotebookController:
         ):
             policy = setup_policy(nb, ctx.config.timing)
             listing = deleting or needs_listing(status.job, now, policy)
-            job, session = await skaha_sessions.observe(
-                clients, status.job, policy.base, listing=listing
-            )
-            if session is not None and str(session.status) in skaha_sessions.FAILED:
-                detail = await skaha_sessions.log_tail(clients, session.id)
+            try:
+                job, session = await skaha_sessions.observe(
+                    clients, status.job, policy.base, listing=listing
+                )
+                if session is not None and str(session.status) in skaha_sessions.FAILED:
+                    detail = await skaha_sessions.log_tail(clients, session.id)
+            except (Unavailable, AuthError):
+                if not deleting or not access.gives_up(body):
+                    raise
+                reachable = False
         users: tuple[str, ...] = ()
         if deleting:
             ref = {"kind": self.kind, "name": name}
@@ -116,7 +122,7 @@ class JupyterNotebookController:
             job=job,
             job_detail=detail,
             deleting=deleting,
-            reachable=clients is not None,
+            reachable=reachable,
             abandon=access.abandon(body),
             users=users,
         )

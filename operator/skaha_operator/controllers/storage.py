@@ -16,7 +16,7 @@ from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
 from skaha_operator.domain.storage import Storage
 from skaha_operator.platform.clients import PlatformClients
-from skaha_operator.platform.errors import NotFound, Rejected
+from skaha_operator.platform.errors import AuthError, NotFound, Rejected, Unavailable
 from skaha_operator.reconcile.storage import (
     CavernLayout,
     StorageAct,
@@ -43,10 +43,21 @@ class StorageController:
         access = await platform_access(ctx, ns, storage.spec.platform_ref)
         if storage.metadata.get("deletionTimestamp"):
             users = await _users(ctx, ns, str(storage.metadata["name"]))
-            release = decide_storage_release(
-                storage, users, access.clients is not None, access.abandon(body),
-                _same_location(ctx, storage),
-            )  # fmt: skip
+            shared = _same_location(ctx, storage)
+
+            def decide(reachable: bool) -> StorageRelease:
+                return decide_storage_release(
+                    storage, users, reachable, access.abandon(body), shared
+                )
+
+            release = decide(access.clients is not None)
+            if access.clients is not None:
+                try:
+                    await _remove(access.clients, release)
+                except (Unavailable, AuthError):
+                    if not access.gives_up(body):
+                        raise
+                    release = decide(False)  # blocked, or abandoned: said, never retried blind
             if release.warning:
                 ctx.post(
                     body,
@@ -54,8 +65,6 @@ class StorageController:
                     "ReleaseBlocked" if not release.released else "Abandoned",
                     release.warning,
                 )
-            if access.clients is not None:
-                await _remove(access.clients, release)
             return Outcome(release.requeue_after, release.released)
         layout = cavern_layout(access.platform) if access.ready and access.platform else None
         exists: bool | None = None

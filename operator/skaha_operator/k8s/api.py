@@ -27,6 +27,11 @@ class ConflictError(Exception):
     """Someone else changed the object first (HTTP 409 or a failed JSON-patch test, 422)."""
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: the API server refuses every create in it (HTTP 403,
+    cause NamespaceTerminating, docs/kubernetes-notes.md). Its objects are about to be deleted."""
+
+
 class SecretError(Exception):
     """A Secret or key cannot be used; the message names them, never the value."""
 
@@ -151,6 +156,8 @@ class Kube:
         except client.ApiException as exc:
             if exc.status == 409:
                 return False
+            if exc.status == 403 and "NamespaceTerminating" in str(exc.body or ""):
+                raise NamespaceTerminating(namespace) from exc
             raise
         self.on_stored(plural, made)
         return True

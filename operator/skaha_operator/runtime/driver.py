@@ -22,7 +22,7 @@ from typing import Any
 
 from skaha_operator import metrics
 from skaha_operator.controllers.base import Controller, Outcome
-from skaha_operator.k8s.api import ConflictError
+from skaha_operator.k8s.api import ConflictError, NamespaceTerminating
 from skaha_operator.platform.errors import AuthError, Unavailable
 from skaha_operator.runtime import trace
 from skaha_operator.runtime.requeue import Key
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 CONFLICT_DELAY = 0.5
 FRESH_ATTEMPTS = 3
 UNAVAILABLE_DELAY = 5.0
+TERMINATING_DELAY = 30.0  # a namespace being deleted: its deletion event wakes the object sooner
 AUTH_DELAY = 10.0
 RELEASE_RETRY = 5.0  # a release that names no delay of its own looks again this soon
 
@@ -147,6 +148,13 @@ async def _step_once(
             except Unavailable as exc:
                 result[0] = "requeue_after"
                 return exc.retry_after if exc.retry_after is not None else UNAVAILABLE_DELAY
+            except NamespaceTerminating:
+                # Nothing can be created there any more; the namespace's deletion deletes this
+                # object next, and that event steps it again (its release needs no create).
+                result[0] = "requeue_after"
+                logger.info("%s %s/%s: its namespace is being deleted; nothing is created",
+                            controller.kind, key[1], key[2])  # fmt: skip
+                return TERMINATING_DELAY
             if outcome.requeue_after is not None:
                 result[0] = "requeue_after"
             return outcome.requeue_after

@@ -95,6 +95,7 @@ class PlatformClients:
             api_version=settings.api_version,
             retry=settings.retry,
             on_call=on_call,
+            concurrency=settings.limits.max_connections,
         )
         cavern = CavernClient(
             http(settings.cavern_url, bearer),
@@ -102,6 +103,7 @@ class PlatformClients:
             authority=settings.cavern_authority,
             retry=settings.retry,
             on_call=on_call,
+            concurrency=settings.limits.max_connections,
         )
         rucio = None
         if settings.rucio is not None:
@@ -115,6 +117,7 @@ class PlatformClients:
                 vo=r.vo,
                 retry=settings.retry,
                 on_call=on_call,
+                concurrency=settings.limits.max_connections,
             )
         return cls(skaha=skaha, cavern=cavern, rucio=rucio)
 

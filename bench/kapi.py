@@ -8,7 +8,7 @@ synchronous official client.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -101,3 +101,25 @@ class KubeApi:
             async for line in resp.content:
                 if line.strip():
                     yield json.loads(line)
+
+
+async def follow(
+    api: KubeApi, plural: str, ns: str, rv: str, seen: Callable[[dict[str, Any]], None]
+) -> None:
+    """Hand every object of a kind in a namespace to `seen`, for as long as the caller waits.
+
+    A watch the API server ends (410 Gone: the resourceVersion fell out of its watch cache, which
+    keeps about a hundred events per kind, while hundreds of Sessions are created at once) is
+    followed by a LIST, whose objects are handed over too, and a watch from its resourceVersion.
+    """
+    while True:
+        async for event in api.watch(plural, ns, rv):
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                break
+            rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+            seen(obj)
+        listed = await api.list(plural, ns)
+        for obj in listed.get("items") or []:
+            seen(obj)
+        rv = listed["metadata"]["resourceVersion"]

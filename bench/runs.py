@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from bench.floor import floor_one
 from bench.happy_path import api_client, lease_writes, session
-from bench.kapi import KubeApi
+from bench.kapi import KubeApi, follow
 from bench.measure import (
     WRITE_VERBS,
     ApiCost,
@@ -120,13 +120,14 @@ def wait_platform(cp: ControlPlane, ns: str, timeout: float = 120) -> None:
 async def _watch_usable(
     api: KubeApi, ns: str, rv: str, usable: dict[str, float], want: int, done: asyncio.Event
 ) -> None:
-    async for event in api.watch("sessions", ns, rv):
-        obj = event.get("object") or {}
+    def seen(obj: dict[str, Any]) -> None:
         name = (obj.get("metadata") or {}).get("name")
         if name and name not in usable and (obj.get("status") or {}).get("phase") in USABLE:
             usable[name] = time.monotonic()
             if len(usable) >= want:
                 done.set()
+
+    await follow(api, "sessions", ns, rv, seen)
 
 
 async def create_and_watch(
@@ -308,7 +309,7 @@ def wait_balanced(cp: ControlPlane, ns: str, identities: list[str], timeout: flo
         coord = client.CoordinationV1Api(api)
         while time.monotonic() < deadline:
             held = Counter(
-                lease.spec.holder_identity
+                str(lease.spec.holder_identity)
                 for lease in coord.list_namespaced_lease(ns).items
                 if "-shard-" in lease.metadata.name
             )

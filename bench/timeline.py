@@ -39,7 +39,7 @@ from typing import Any
 from kubernetes import client
 
 from bench.happy_path import api_client, session
-from bench.kapi import KubeApi
+from bench.kapi import KubeApi, follow
 from bench.runs import OPERATOR_ARGS, USABLE, prepare_namespace, wait_platform
 from bench.scale import conditions, simulator
 from skaha_operator import GROUP, VERSION
@@ -68,15 +68,16 @@ async def create_all(cp: ControlPlane, ns: str, n: int, timeout: float) -> dict[
     done = asyncio.Event()
     rv = (await api.list("sessions", ns))["metadata"]["resourceVersion"]
 
+    def seen(obj: dict[str, Any]) -> None:
+        name = (obj.get("metadata") or {}).get("name")
+        got = out.get(name or "")
+        if got and len(got) == 1 and (obj.get("status") or {}).get("phase") in USABLE:
+            got.append(time.time())
+            if sum(len(v) == 2 for v in out.values()) >= n:
+                done.set()
+
     async def watch() -> None:
-        async for event in api.watch("sessions", ns, rv):
-            obj = event.get("object") or {}
-            name = (obj.get("metadata") or {}).get("name")
-            seen = out.get(name or "")
-            if seen and len(seen) == 1 and (obj.get("status") or {}).get("phase") in USABLE:
-                seen.append(time.time())
-                if sum(len(v) == 2 for v in out.values()) >= n:
-                    done.set()
+        await follow(api, "sessions", ns, rv, seen)
 
     async def one(i: int) -> None:
         out[f"s{i}"] = [time.time()]

@@ -1,15 +1,17 @@
-"""The Session controller's writes on the happy path, on the in-memory fakes of
-tests/unit/test_controllers.py: its first status at once (with the parts it creates, and no GET for
-parts it has not created), progress that only mirrors its parts held back, a change of phase
-written at once."""
+"""Writes held back on the happy path, on the in-memory fakes of tests/unit/test_controllers.py:
+a Session's first status at once (with the parts it creates, and no GET for parts it has not
+created), progress that only mirrors its parts held back, a change of phase written at once; a new
+Compute's "waiting for its parts" held back; a stale body replaced by a newer one."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from skaha_operator.controllers.compute import FIRST_WAIT, ComputeController
 from skaha_operator.controllers.session import PROGRESS_INTERVAL, SessionController
-from tests.unit.test_controllers import API, IMAGE, NS, READS, World, world
+from skaha_operator.runtime.driver import newest
+from tests.unit.test_controllers import API, IMAGE, NS, READS, World, compute, stamp, world
 
 SESSION_UID = "5e55-0000-0000-0000-000000000001"
 
@@ -76,3 +78,29 @@ async def test_first_status_at_once_progress_held_back_running_at_once() -> None
     ]
     assert w.kube.stored("sessions", "s")["status"]["phase"] == "Running"
     assert len([s for s in w.kube.writes if s.get("phase")]) == 2  # two status writes in all
+
+
+async def test_a_new_compute_holds_back_waiting_for_its_parts() -> None:
+    """Created just now, its DockerContainer still being checked: no write, no Event, and a look
+    again before 5 s are up (the part's phase change wakes it earlier)."""
+    w = world()
+    set_phase(w, "dockercontainers", "img", "Preparing", "CheckingImage")
+    body = compute(w)
+    body["metadata"]["creationTimestamp"] = stamp(datetime.now(UTC))
+    out = await ComputeController().step(w.kube.put("computes", body), w.ctx)
+    assert w.acts() == []
+    assert out.requeue_after is not None
+    assert 0 < out.requeue_after <= FIRST_WAIT
+    # Older than FIRST_WAIT, it says so.
+    body["metadata"]["creationTimestamp"] = stamp(datetime.now(UTC) - timedelta(minutes=1))
+    await ComputeController().step(w.kube.put("computes", body), w.ctx)
+    assert w.acts()[:1] == ["write_status computes/c"]
+
+
+def test_the_newest_body_wins_by_resource_version() -> None:
+    old = {"metadata": {"resourceVersion": "9"}}
+    new = {"metadata": {"resourceVersion": "10"}}
+    assert newest(old, new) is new
+    assert newest(new, old) is new
+    assert newest(old, None) is old
+    assert newest(old, {"metadata": {"resourceVersion": "x"}}) is old  # not a revision: keep

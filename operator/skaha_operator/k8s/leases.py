@@ -4,9 +4,11 @@ The operator's replicas split the objects between them with one Lease per shard 
 replica (runtime/shards.py). Every update is a PUT carrying the resourceVersion the decision was
 made from, so two replicas can never both take a Lease: the loser gets 409 and `None` back.
 
-The Lease calls run on their own client and their own two threads, not on the pool the status
-writes queue on: under a burst of hundreds of status writes a renewal must still go out on time,
-or the replica would stop stepping its shards while nothing is wrong.
+The Lease calls run on their own client and their own threads, not on the pool the status writes
+queue on: under a burst of hundreds of status writes a renewal must still go out on time, or the
+replica would stop stepping its shards while nothing is wrong. A round renews every shard it holds
+at once (one PUT each), so the threads are as many as it takes for a round to last about one
+request, not sixteen (measured at N = 300: two threads made a round last over 5 s).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _record(lease: Any) -> LeaseRecord:
 class Leases:
     """Leases of one namespace, on a client and threads of their own."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, threads: int = 2) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, threads: int = 8) -> None:
         self.api = api
         self.namespace = namespace
         self._coord = client.CoordinationV1Api(api)

@@ -9,6 +9,7 @@ keeping secrets out of every message and log line; server text is cut to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -181,11 +182,17 @@ class ServiceClient:
         secrets: tuple[SecretStr, ...] = (),
         retry: RetryPolicy | None = None,
         on_call: CallRecorder | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self._http = http
         self._secrets = set(secrets)
         self._retry = retry or RetryPolicy()
         self._on_call = on_call
+        # Requests in flight, at most as many as the pool's connections: httpcore hands a freed
+        # connection to its queued requests by scanning them all, which with hundreds queued
+        # (a burst of launches) cost a third of the operator's CPU (docs/performance.md).
+        limit = concurrency or DEFAULT_LIMITS.max_connections or 20
+        self._slots = asyncio.Semaphore(limit)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self._http.base_url)!r})"
@@ -225,6 +232,12 @@ class ServiceClient:
         return await call_with_retry(self._retry, safe, attempt)
 
     async def _attempt(
+        self, method: str, route: str, url: str, idempotent: bool, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        async with self._slots:
+            return await self._send(method, route, url, idempotent, kwargs)
+
+    async def _send(
         self, method: str, route: str, url: str, idempotent: bool, kwargs: dict[str, Any]
     ) -> httpx.Response:
         started = time.time()

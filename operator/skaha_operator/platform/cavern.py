@@ -49,8 +49,11 @@ class CavernClient(ServiceClient):
         authority: str = DEFAULT_AUTHORITY,
         retry: RetryPolicy | None = None,
         on_call: CallRecorder | None = None,
+        concurrency: int | None = None,
     ) -> None:
-        super().__init__(http, secrets=(token,), retry=retry, on_call=on_call)
+        super().__init__(
+            http, secrets=(token,), retry=retry, on_call=on_call, concurrency=concurrency
+        )
         self.authority = authority
 
     def uri(self, path: str) -> str:

@@ -108,6 +108,7 @@ class PlatformClients:
             api_version=settings.api_version,
             retry=settings.retry,
             on_call=on_call,
+            concurrency=settings.limits.max_connections,
         )
         cavern = CavernClient(
             http(settings.cavern_url, bearer),
@@ -115,6 +116,7 @@ class PlatformClients:
             authority=settings.cavern_authority,
             retry=settings.retry,
             on_call=on_call,
+            concurrency=settings.limits.max_connections,
         )
         rucio = None
         if settings.rucio is not None:
@@ -128,6 +130,7 @@ class PlatformClients:
                 vo=r.vo,
                 retry=settings.retry,
                 on_call=on_call,
+                concurrency=settings.limits.max_connections,
             )
         return cls(skaha=skaha, cavern=cavern, rucio=rucio)
 

@@ -46,8 +46,11 @@ class RucioClient(ServiceClient):
         retry: RetryPolicy | None = None,
         on_call: CallRecorder | None = None,
         now: Callable[[], datetime] | None = None,
+        concurrency: int | None = None,
     ) -> None:
-        super().__init__(http, secrets=(password,), retry=retry, on_call=on_call)
+        super().__init__(
+            http, secrets=(password,), retry=retry, on_call=on_call, concurrency=concurrency
+        )
         self._account = account
         self._username = username
         self._password = password

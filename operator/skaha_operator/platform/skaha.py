@@ -59,8 +59,11 @@ class SkahaClient(ServiceClient):
         api_version: ApiVersion = ApiVersion.V1,
         retry: RetryPolicy | None = None,
         on_call: CallRecorder | None = None,
+        concurrency: int | None = None,
     ) -> None:
-        super().__init__(http, secrets=(token,), retry=retry, on_call=on_call)
+        super().__init__(
+            http, secrets=(token,), retry=retry, on_call=on_call, concurrency=concurrency
+        )
         self.api_version = api_version
 
     def _route(self, tail: str) -> str:

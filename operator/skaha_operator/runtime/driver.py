@@ -44,6 +44,19 @@ def key_of(plural: str, body: Any) -> Key:
     return (plural, str(meta["namespace"]), str(meta["name"]))
 
 
+def newest(body: dict[str, Any], cached: dict[str, Any] | None) -> dict[str, Any]:
+    """The body with the later resourceVersion (etcd revisions; the given one when unsure)."""
+    if cached is None:
+        return body
+    try:
+        later = int(cached["metadata"]["resourceVersion"]) > int(
+            body["metadata"]["resourceVersion"]
+        )
+    except (KeyError, TypeError, ValueError):
+        return body
+    return cached if later else body
+
+
 def deleting(body: dict[str, Any]) -> bool:
     """Whether the object is being deleted (it stays until our finalizer goes)."""
     return bool((body.get("metadata") or {}).get("deletionTimestamp"))
@@ -118,6 +131,11 @@ async def _step_once(
     async with st.requeuer.lock(key):
         if body is None:
             body = await st.ctx.cache.get(*key)
+        else:
+            # A kopf handler's body may have waited for the lock behind a step that wrote a
+            # newer one (a launch, say): decide from the newer one, not from the stale one (a
+            # refused write and a re-read at best, an adoption listing at worst).
+            body = newest(body, st.ctx.cache.peek(*key))
         if body is None or not st.shards.holds(key[1], body, key):
             return None
         async with _timed(controller.kind) as result:

@@ -18,7 +18,7 @@ from skaha_operator import GROUP, VERSION
 from skaha_operator.controllers.base import Controller
 from skaha_operator.controllers.registry import CONTROLLERS
 from skaha_operator.runtime.driver import drive
-from skaha_operator.runtime.state import state
+from skaha_operator.runtime.state import OperatorState, state
 from skaha_operator.runtime.watch import register_watch
 
 
@@ -26,9 +26,23 @@ def register(controller: Controller) -> None:
     """kopf handlers that drive one kind's controller."""
     plural = controller.plural
 
-    @kopf.on.resume(GROUP, VERSION, plural, id="reconcile")
-    @kopf.on.create(GROUP, VERSION, plural, id="reconcile")
-    @kopf.on.update(GROUP, VERSION, plural, id="reconcile", field="spec")
+    def held(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+        """Only objects of the shards this replica holds reach kopf's change handling.
+
+        For the others kopf stays blind (no change detection, no bookkeeping): a second replica
+        does not pay kopf's per-object work twice. Safe because no handler of ours asks kopf for
+        a finalizer; a shard taken over is stepped by the takeover (runtime/shards.py).
+        """
+        st = getattr(memo, "state", None)
+        if not isinstance(st, OperatorState):
+            return True
+        meta = body.get("metadata") or {}
+        key = (plural, str(meta.get("namespace")), str(meta.get("name")))
+        return st.shards.holds(key[1], dict(body), key)
+
+    @kopf.on.resume(GROUP, VERSION, plural, id="reconcile", when=held)
+    @kopf.on.create(GROUP, VERSION, plural, id="reconcile", when=held)
+    @kopf.on.update(GROUP, VERSION, plural, id="reconcile", field="spec", when=held)
     async def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Step now; in-memory wake-ups until nothing is left to wait for."""
         await drive(controller, dict(body), state(memo))

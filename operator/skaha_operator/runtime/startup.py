@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,11 @@ from skaha_operator.runtime.shards import LeaseConfig, LeaseShards, default_iden
 from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import observe_event
 
-API_THREADS = 16
+# Threads (and pooled connections) of the synchronous Kubernetes client: how many requests are in
+# flight at once. The API server answers a burst faster with more of them in flight (etcd commits
+# them together); measured in docs/performance.md. SKAHA_OPERATOR_API_THREADS overrides it.
+API_THREADS = int(os.environ.get("SKAHA_OPERATOR_API_THREADS", "16"))
+LEASE_THREADS = 8  # a round renews every held shard at once (k8s/leases.py)
 logger = logging.getLogger(__name__)
 # A platform is probed again now and then: options and the API version can change under us.
 PLATFORM_RESYNC = 300.0
@@ -100,7 +105,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
     memo.state = st
     if leases is not None:
-        lease_api = Leases(make_api_client(pool=2), leases.namespace)
+        lease_api = Leases(make_api_client(pool=LEASE_THREADS), leases.namespace, LEASE_THREADS)
         st.shards = LeaseShards(
             leases,
             lease_api,

@@ -9,8 +9,9 @@ What must hold:
   simulator and user), both Delete: deleting the one that created the directory leaves the
   other's data;
 - two Data in two namespaces on the same DID and RSE share one Rucio rule: deleting either keeps
-  it while the other exists, deleting both removes it (whichever goes first); a rule made outside
-  the operator (straight against the simulator's Rucio API) before the Data survives both.
+  it while the other exists, deleting both removes it (whichever goes first, or both at once); a
+  rule made outside the operator (straight against the simulator's Rucio API) before the Data
+  survives both; a Data on another Rucio that records the same rule id does not keep it.
 """
 
 from __future__ import annotations
@@ -278,6 +279,37 @@ def test_rule_shared_by_two_namespaces_is_kept_until_the_last_data_goes(
     assert status(api_client, order[1], "Data", "obs")["phase"] == "Available"
 
     delete_and_wait(api_client, order[1], "Data", "obs")
+    wait_for("the rule deleted", lambda: not rules_on(sim, "user.alice", did_name), 60)
+
+
+def test_two_datas_deleted_at_once_remove_their_shared_rule(
+    api_client: client.ApiClient,
+    namespace: str,
+    other_namespace: str,
+    sim: Simulator,
+    operator: Any,
+) -> None:
+    """Both Data on one rule deleted at the same moment, neither used by a Compute: each release
+    must not keep the rule for the other, which is going too. Rucio answers its rule reads 2 s
+    late, so both releases are in flight together and each finds the other still there."""
+    did_name = unique("both")
+    old = sim.config.replicate_s
+    sim.configure(replicate_s=1.0)
+    try:
+        ids = two_data_on_one_did(api_client, sim, (namespace, other_namespace), did_name)
+    finally:
+        sim.configure(replicate_s=old)
+    assert ids[0] == ids[1]
+    sim.set_faults([{"route": "/rucio/rules/*", "method": "GET", "latency_ms": 2000}])
+    try:
+        delete(api_client, namespace, "Data", "obs")
+        delete(api_client, other_namespace, "Data", "obs")
+        for ns in (namespace, other_namespace):
+            wait_for(
+                f"Data {ns}/obs gone", lambda ns=ns: get(api_client, ns, "Data", "obs") is None, 90
+            )
+    finally:
+        sim.clear_faults()
     wait_for("the rule deleted", lambda: not rules_on(sim, "user.alice", did_name), 60)
 
 

@@ -254,7 +254,7 @@ async def _rule_shared(ctx: Context, data: Data, rule_id: str) -> bool:
         theirs = await _rucio_url(ctx, str(meta["namespace"]), ref)
         if theirs is not None and server is not None and theirs != server:
             continue
-        if await _still_there(ctx, other):
+        if await _still_needs(ctx, other):
             return True
     return False
 
@@ -268,8 +268,31 @@ async def _rucio_url(ctx: Context, namespace: str, platform_ref: str) -> str | N
 
 async def _still_there(ctx: Context, cached: dict[str, Any]) -> bool:
     """Whether a Data the cache shows still exists, read afresh: the watch may lag a deletion,
-    and a release must not keep a rule for a Data already gone. One being deleted still counts
-    (it may be waiting for a Compute that reads the data): keeping is the safe side."""
+    and a release must not keep a rule for a Data already gone."""
+    return await _fresh(ctx, cached) is not None
+
+
+async def _still_needs(ctx: Context, cached: dict[str, Any]) -> bool:
+    """Whether another Data still needs the rule kept: it exists (read afresh) and is not being
+    deleted, or is being deleted but waits for a live Compute that reads it. One being deleted
+    with no user left is released too and needs nothing kept: were it counted, two Data deleted
+    at the same moment would each keep the rule for the other and it would outlive both."""
+    fresh = await _fresh(ctx, cached)
+    if fresh is None:
+        return False
+    meta = fresh["metadata"]
+    if not meta.get("deletionTimestamp"):
+        return True
+    name = str(meta["name"])
+    users = await live_users(
+        ctx, str(meta["namespace"]), "computes", lambda s: name in (s.get("dataRefs") or [])
+    )
+    return bool(users)
+
+
+async def _fresh(ctx: Context, cached: dict[str, Any]) -> dict[str, Any] | None:
     meta = cached["metadata"]
     fresh = await ctx.kube.get("data", str(meta["namespace"]), str(meta["name"]))
-    return fresh is not None and fresh["metadata"].get("uid") == meta.get("uid")
+    if fresh is None or fresh["metadata"].get("uid") != meta.get("uid"):
+        return None
+    return fresh

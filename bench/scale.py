@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bench.happy_path import api_client
@@ -92,12 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"))
     parser.add_argument("--json", type=Path, default=None, help="also dump raw results here")
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep the operators' and simulator's logs here"
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     note = conditions()
     results: list[Result] = []
-    with tempfile.TemporaryDirectory() as tmp, ControlPlane() as cp, simulator(Path(tmp)) as sim:
-        workdir = Path(tmp)
+    with ExitStack() as stack:
+        workdir = args.logs or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        workdir.mkdir(parents=True, exist_ok=True)
+        cp = stack.enter_context(ControlPlane())
+        sim = stack.enter_context(simulator(workdir))
         with api_client(cp) as api:
             install_crds(api, sorted(Path("crds").glob("*.yaml")))
         for n in sizes:

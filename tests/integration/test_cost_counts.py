@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from bench.happy_path import session
-from bench.measure import WRITE_VERBS, ApiCost, ApiSnapshot, operator_calls
+from bench.measure import WRITE_VERBS, ApiCost, ApiSnapshot, operator_calls, reconciles
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
@@ -161,3 +161,71 @@ def test_happy_path_costs_per_session(
     listings = sum(v for (m, r, _), v in released.items() if (m, r) == ("GET", "/v1/session"))
     assert sum(v for (m, r, _), v in released.items() if m == "DELETE") == N, released
     assert listings <= N, released
+
+
+RESTART_N = 20
+
+
+def test_a_restart_reads_nothing_and_writes_nothing(
+    controlplane: ControlPlane,
+    api_client: client.ApiClient,
+    crds: list[str],
+    namespace: str,
+    zero_latency_sim: Simulator,
+    tmp_path: Path,
+) -> None:
+    """A fresh operator with Sessions present steps every object once from the watch-fed cache.
+
+    kopf lists every kind at start-up; the cache is fed before the first step (runtime/watch.py),
+    so no Session reads its parts, and no Compute its platform, with a GET. Before, a Session
+    stepped before its parts' list had arrived read each with a GET (about 2 per Session).
+    """
+    for obj in platform_objects(namespace, zero_latency_sim.base_url):  # type: ignore[attr-defined]
+        create(api_client, namespace, obj)
+    base = ("-n", namespace, "--metrics-address", "127.0.0.1", "--metrics-insecure", *TIMINGS)
+    first = ("--metrics-port", str(free_port()))
+    with operator_process(controlplane, tmp_path / "first.log", *base, *first):
+        wait_for(
+            "the platform probe",
+            lambda: phase(api_client, namespace, "SkahaPlatform", "local") == "Available",
+            timeout=90,
+        )
+        for i in range(RESTART_N):
+            create(api_client, namespace, session(f"r{i}"))
+
+        def all_running() -> bool:
+            items = _items(api_client, namespace, "sessions")
+            return len(items) == RESTART_N and all(
+                (s.get("status") or {}).get("phase") == "Running" for s in items
+            )
+
+        wait_for(f"{RESTART_N} Sessions Running", all_running, timeout=180)
+        _quiet(controlplane)
+    before = ApiSnapshot.take(controlplane)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    with operator_process(
+        controlplane, tmp_path / "second.log", *base, "--metrics-port", str(port)
+    ) as proc:
+
+        def stepped() -> bool:
+            try:
+                seen = reconciles(url)
+            except OSError:
+                return False
+            return all(seen[k] >= RESTART_N for k in ("Session", "Compute", "DockerContainer"))
+
+        wait_for("every object stepped after the restart", stepped, timeout=120)
+        after = _quiet(controlplane)
+        assert proc.poll() is None, (tmp_path / "second.log").read_text()[-3000:]
+    cost = ApiCost.between(before, after)
+    table = cost.table(RESTART_N)
+    assert cost.per(RESTART_N, WRITE_VERBS) <= 0.1, table  # Leases and the platform's probe
+    assert cost.delta[("GET", "sessions")] == 0, table
+    assert cost.delta[("GET", "computes")] == 0, table
+    assert cost.delta[("GET", "dockercontainers")] == 0, table
+    # The platform's own step reads it fresh once per process before holding its Secrets.
+    assert cost.delta[("GET", "skahaplatforms")] <= 1, table
+    # The token Secret is read once for the platform's clients (every Compute step after the
+    # restart waits for that one read), once by its probe and once to hold it: not per Session.
+    assert cost.delta[("GET", "secrets")] <= 4, table

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skaha_operator.controllers.context import Context, abandoned
+from skaha_operator.controllers.platforms import platform_model
 from skaha_operator.domain.common import TERMINAL_PHASES
 from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import CredentialsNotMarked, SecretError
@@ -43,7 +44,7 @@ async def platform_access(ctx: Context, namespace: str, name: str) -> PlatformAc
     body = await ctx.cache.get("skahaplatforms", namespace, name)
     if body is None:
         return PlatformAccess(False, "NotFound", None, None)
-    platform = SkahaPlatform.model_validate(body)
+    platform = platform_model(body)
     view = platform_view(platform)
     try:
         clients = await ctx.platforms.clients(platform)

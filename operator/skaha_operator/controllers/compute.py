@@ -20,13 +20,13 @@ from pydantic import SecretStr
 from skaha_operator.controllers import skaha_sessions
 from skaha_operator.controllers.base import Outcome, dump, tell, write
 from skaha_operator.controllers.context import Context, abandoned
+from skaha_operator.controllers.platforms import platform_model
 from skaha_operator.controllers.slots import count_slots
 from skaha_operator.domain.common import Phase, SessionType
 from skaha_operator.domain.compute import Compute, ComputeStatus
 from skaha_operator.domain.docker_container import DockerContainer
 from skaha_operator.domain.jupyter_notebook import JupyterNotebook
 from skaha_operator.domain.kinds import plural_of
-from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import CredentialsNotMarked, SecretError
 from skaha_operator.platform.clients import PlatformClients
 from skaha_operator.platform.errors import AuthError, Rejected, Unavailable
@@ -355,13 +355,13 @@ async def _clients(
     if body is None:
         return None, None
     try:
-        return await ctx.platforms.clients(SkahaPlatform.model_validate(body)), body
+        return await ctx.platforms.clients(platform_model(body)), body
     except SecretError:
         return None, body  # the platform's own status reports the missing Secret
 
 
 def _platform_view(body: dict[str, Any] | None) -> PlatformView | None:
-    return None if body is None else platform_view(SkahaPlatform.model_validate(body))
+    return None if body is None else platform_view(platform_model(body))
 
 
 async def _notebook_path(compute: Compute, ctx: Context) -> str | None:

@@ -8,9 +8,9 @@ from typing import Any
 from skaha_operator.controllers.access import live_users
 from skaha_operator.controllers.base import Outcome, tell, write
 from skaha_operator.controllers.context import Context
+from skaha_operator.controllers.platforms import platform_model
 from skaha_operator.domain.common import TERMINAL_PHASES, Phase
 from skaha_operator.domain.docker_container import DockerContainer
-from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import SecretError
 from skaha_operator.platform.errors import SkahaError
 from skaha_operator.reconcile.checks import (
@@ -38,7 +38,7 @@ class DockerContainerController:
         platform_body = await ctx.cache.get("skahaplatforms", ns, dc.spec.platform_ref)
         platform = None
         if platform_body is not None:
-            platform = platform_view(SkahaPlatform.model_validate(platform_body))
+            platform = platform_view(platform_model(platform_body))
         images: tuple[ImageView, ...] | None = None
         done = dc.status is not None and dc.status.phase in TERMINAL_PHASES
         ready = platform is not None and platform.ready and not done and platform_body is not None

@@ -42,6 +42,30 @@ class _Entry:
     token: str = ""  # a digest of the token the clients use (to notice a changed Secret)
 
 
+_MODELS: dict[tuple[str, str], SkahaPlatform] = {}
+_MODELS_MAX = 256
+
+
+def platform_model(body: dict[str, Any]) -> SkahaPlatform:
+    """The platform object as a model, validated once per version of it.
+
+    Every Compute, DockerContainer, Data and Notebook step reads its platform; validating the
+    same body again on each was a measurable share of a launch burst (docs/performance.md).
+    Keyed by UID and resourceVersion, so any change of the object is validated afresh. The
+    model is shared: callers read it and never change it.
+    """
+    meta = body.get("metadata") or {}
+    key = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+    if not key[0] or not key[1]:
+        return SkahaPlatform.model_validate(body)
+    found = _MODELS.get(key)
+    if found is None:
+        if len(_MODELS) >= _MODELS_MAX:
+            _MODELS.clear()
+        found = _MODELS[key] = SkahaPlatform.model_validate(body)
+    return found
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -68,6 +92,7 @@ class PlatformCache:
         self.on_call = on_call
         self.ttl = ttl
         self._entries: dict[tuple[str, str], _Entry] = {}
+        self._building: dict[tuple[str, str], asyncio.Lock] = {}
         self._images: dict[tuple[str, str], tuple[float, asyncio.Task[list[SkahaImage]]]] = {}
         self._closing: list[PlatformClients] = []  # dropped clients, closed at shut-down
         # The token, or an OIDC token source that outlives the clients (controllers/credentials.py).
@@ -80,7 +105,7 @@ class PlatformCache:
         body = await self._read(PLATFORMS, namespace, name)
         if body is None:
             return None
-        platform = SkahaPlatform.model_validate(body)
+        platform = platform_model(body)
         return platform, await self.clients(platform)
 
     async def images(
@@ -109,10 +134,16 @@ class PlatformCache:
         entry = self._entries.get(slot)
         if entry and entry.key == key and time.monotonic() - entry.made < self.ttl:
             return entry.clients
-        settings = await self._settings(platform)
-        clients = PlatformClients.create(settings, on_call=self.on_call)
-        token = _digest(settings.token.get_secret_value())
-        self._entries[slot] = _Entry(key, clients, time.monotonic(), token)
+        # One build per platform at a time: the steps that need it together (every Compute
+        # after a restart) wait for it instead of each reading the Secrets again.
+        async with self._building.setdefault(slot, asyncio.Lock()):
+            entry = self._entries.get(slot)
+            if entry and entry.key == key and time.monotonic() - entry.made < self.ttl:
+                return entry.clients
+            settings = await self._settings(platform)
+            clients = PlatformClients.create(settings, on_call=self.on_call)
+            token = _digest(settings.token.get_secret_value())
+            self._entries[slot] = _Entry(key, clients, time.monotonic(), token)
         if entry is not None:
             await entry.clients.aclose()
         return clients

@@ -40,6 +40,13 @@ def set_condition(
         None: ConditionStatus.UNKNOWN,
     }[status]
     old = next((c for c in conditions if c.type == type_), None)
+    if old is not None and (old.status, old.reason, old.message, old.observed_generation) == (
+        value,
+        reason,
+        message,
+        generation,
+    ):
+        return list(conditions)  # unchanged: no new model to build and validate
     since = old.last_transition_time if old is not None and old.status == value else now
     new = Condition(
         type=type_,

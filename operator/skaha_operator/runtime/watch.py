@@ -7,11 +7,13 @@ observations only gate decisions and every transition is a guarded write on the 
 step's own object is always read fresh). A miss (not seen yet, e.g. right after start-up) falls
 back to a GET.
 
-Wake-ups replace waiting for the next requeue: a part whose state a Session shows (phase, reason,
-message, Ready/Stalled, connectors) wakes its Session; a DockerContainer, JupyterNotebook, Storage
-or Data whose phase changed wakes the Computes that use it. Wake-ups are scheduled a moment later
-so that a burst of events coalesces into one step (runtime/requeue.py). An object whose deletion
-has begun is stepped at once: its release is the same step (runtime/driver.py).
+Wake-ups replace waiting for the next requeue (from the first step on: at start-up every
+object gets its own first step once every kind is listed): a part whose state a Session shows
+(phase, reason, message, Ready/Stalled, connectors) wakes its Session; a DockerContainer,
+JupyterNotebook, Storage or Data whose phase changed wakes the Computes that use it. Wake-ups are
+scheduled a moment later so that a burst of events coalesces into one step (runtime/requeue.py).
+An object whose deletion has begun is stepped at once: its release is the same step
+(runtime/driver.py).
 
 Every replica caches every object, the shards it does not hold included (runtime/shards.py): a
 wake-up of an object another replica holds is dropped by the step.
@@ -50,7 +52,9 @@ def observe_event(
         return
     gone = event_type == "DELETED" or (_deleting(body) and not meta.get("finalizers"))
     changed, old = _update_cache(plural, ns, name, body, gone, st)
-    if not changed:
+    if not changed or not st.listed:
+        # Before the first step (start-up) nobody is woken: every object gets its own first
+        # step once all kinds are listed, and a wake-up now would read what is not cached yet.
         return
     if plural in PART_PLURALS:
         # The controlling owner reference names the Session (the label may be shortened).
@@ -131,25 +135,44 @@ def _wake_queue(
 
 
 class QuietCacheHandler(logging.Filter):
-    """kopf logs every handler call; the cache handler runs on every watch event, so drop its."""
+    """kopf logs every handler call; the cache handlers run on every watch event, so drop theirs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Handler 'cache' ")
+        return not str(record.msg).startswith("Handler 'cache")
 
 
 def register_watch(plural: str) -> None:
-    """Feed the cache from every watch event of `plural`."""
+    """Feed the cache from every watch event of `plural`.
 
-    @kopf.on.event(GROUP, VERSION, plural, id="cache")
-    async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    The cache is fed by a kopf index handler, which kopf calls for every event but a deletion
+    before any other handler, and, at start-up, for every listed object of every kind before the
+    first step (kopf holds the steps until each indexed kind's list is indexed). So a step after
+    a restart finds its Session's parts, its platform and its dependencies in the cache instead of
+    reading each with a GET (docs/performance.md, "Issue 15, continued"). The handler keeps
+    nothing in kopf's index (it returns None). Deletions, which kopf does not pass to index
+    handlers, come through an event handler that runs only for them.
+    """
+
+    @kopf.index(GROUP, VERSION, plural, id="cache")
+    async def on_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the cache current and wake whoever waits for this object."""
-        kind = event.get("type") if isinstance(event, dict) else None
-        st = state(memo)
-        if st.event_context is None:
-            st.event_context = contextvars.copy_context()  # where kopf's Event queue is known
-        if st.tracer is not None:
-            meta, status = body.get("metadata") or {}, body.get("status") or {}
-            st.tracer.record("event", p=plural, ns=meta.get("namespace"), n=meta.get("name"),
-                             rv=meta.get("resourceVersion"), type=kind,
-                             phase=status.get("phase"), reason=status.get("reason"))  # fmt: skip
-        observe_event(plural, kind, dict(body), st)
+        _observe(plural, None, body, state(memo))
+
+    def gone(type: str | None, **_: Any) -> bool:
+        return type == "DELETED"
+
+    @kopf.on.event(GROUP, VERSION, plural, id="cache-gone", when=gone)
+    async def on_gone(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Drop a deleted object from the cache."""
+        _observe(plural, "DELETED", body, state(memo))
+
+
+def _observe(plural: str, kind: str | None, body: kopf.Body, st: OperatorState) -> None:
+    if st.event_context is None:
+        st.event_context = contextvars.copy_context()  # where kopf's Event queue is known
+    if st.tracer is not None:
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        st.tracer.record("event", p=plural, ns=meta.get("namespace"), n=meta.get("name"),
+                         rv=meta.get("resourceVersion"), type=kind,
+                         phase=status.get("phase"), reason=status.get("reason"))  # fmt: skip
+    observe_event(plural, kind, dict(body), st)

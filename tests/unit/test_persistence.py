@@ -1,4 +1,4 @@
-"""kopf's bookkeeping in memory: the essence built from a trimmed body is kopf's own."""
+"""kopf's bookkeeping in memory, and the cache primed at start-up."""
 
 from __future__ import annotations
 
@@ -59,3 +59,29 @@ def test_a_handler_on_a_status_field_keeps_it_in_the_essence() -> None:
     built = ours.build(body=kopf.Body(body), extra_fields=fields)
     assert built == theirs.build(body=kopf.Body(body), extra_fields=fields)
     assert built["status"] == {"phase": "Running"}
+
+
+def _obj(name: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": rv}}
+
+
+async def _no_read(plural: str, ns: str, name: str) -> dict[str, Any] | None:
+    raise AssertionError(f"a primed object was read with a GET: {plural}/{name}")
+
+
+async def test_primed_objects_are_served_and_the_ones_no_watch_confirms_are_dropped() -> None:
+    from skaha_operator.k8s.objects import ObjectCache
+
+    cache = ObjectCache(_no_read)
+    cache.prime("sessions", _obj("kept", "5"))
+    cache.prime("sessions", _obj("deleted-meanwhile", "6"))
+    cache.prime("computes", _obj("c", "7"))
+    assert await cache.get("sessions", "ns", "kept") is not None
+    cache.put("sessions", _obj("kept", "5"))  # the watch delivers it: confirmed
+    cache.put("computes", _obj("c", "9"))  # a newer version: confirmed
+    assert cache.drop_unconfirmed("sessions") == 1
+    assert cache.peek("sessions", "ns", "deleted-meanwhile") is None
+    assert cache.peek("sessions", "ns", "kept") is not None
+    assert cache.drop_unconfirmed("computes") == 0
+    assert cache.peek("computes", "ns", "c") is not None
+    assert cache.drop_unconfirmed("sessions") == 0  # dropped once, then forgotten

@@ -92,6 +92,10 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+# A page of objects (`list` inside Kube names its method).
+Items = list[dict[str, Any]]
+
+
 class Kube:
     """Async facade over the official client for our custom resources, Secrets and Events."""
 
@@ -142,6 +146,25 @@ class Kube:
         )
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+    async def list_all(self, plural: str, namespace: str | None, page: int = 500) -> Items:
+        """Every object of one kind in a namespace (None: all namespaces), in pages."""
+        items: Items = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": page}
+            if token:
+                kwargs["_continue"] = token
+            if namespace is None:
+                args: tuple[Any, ...] = (self.custom.list_cluster_custom_object, GROUP, VERSION)
+                result = await self._call(*args, plural, **kwargs)
+            else:
+                args = (self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace)
+                result = await self._call(*args, plural, **kwargs)
+            items.extend(result.get("items", []))
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create an object; False when one of that name exists already (idempotent).

@@ -181,7 +181,6 @@ async def _step_once(
 async def drive(controller: Controller, body: Any, st: OperatorState) -> None:
     """Step an object now (from a kopf handler), then keep it going with in-memory wake-ups."""
     key = key_of(controller.plural, body)
-    st.listed = True  # kopf steps nothing before every kind's list is cached (runtime/watch.py)
     if st.tracer is not None:
         rv = body.get("metadata", {}).get("resourceVersion")
         st.tracer.record("handler", p=key[0], ns=key[1], n=key[2], rv=rv)

@@ -37,7 +37,7 @@ from skaha_operator.runtime.requeue import Key, Runner
 from skaha_operator.runtime.resync import resync_forever
 from skaha_operator.runtime.shards import LeaseConfig, LeaseShards, default_identity
 from skaha_operator.runtime.state import OperatorState
-from skaha_operator.runtime.watch import observe_event
+from skaha_operator.runtime.watch import observe_event, prime
 
 # Threads (and pooled connections) of the synchronous Kubernetes client: how many requests are in
 # flight at once. The API server answers a burst faster with more of them in flight (etcd commits
@@ -115,6 +115,9 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         # Before kopf lists and hands over the objects: what is held now is stepped by the
         # handlers directly, what comes later by the takeover.
         await st.shards.start()
+    # Before kopf's watches start: every step after a restart then reads from the cache.
+    primed = await prime(st, list(getattr(memo, "namespaces", None) or []))
+    logger.info("cache primed with %d objects", primed)
     loop = asyncio.get_running_loop()
     for controller in CONTROLLERS:
         plural = controller.plural

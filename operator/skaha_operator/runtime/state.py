@@ -28,8 +28,8 @@ class OperatorState:
     ctx: Context
     requeuer: Requeuer = field(default_factory=Requeuer)
     shards: Shards = field(default_factory=AllShards)
-    # Whether kopf has run a first step: from then on every kind's start-up list is in the cache
-    # (runtime/watch.py); before it, events fill the cache and wake no one.
+    # Whether the cache was primed at start-up (runtime/watch.py `prime`); before it, events
+    # fill the cache and wake no one.
     listed: bool = False
     # kopf's per-object processing context, to post Events from steps started outside it.
     event_context: contextvars.Context | None = None

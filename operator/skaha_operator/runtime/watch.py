@@ -4,13 +4,13 @@ Steps observe other objects (the platform, a Compute's dependencies, a Session's
 run; reading them from this watch-fed cache instead of a GET each time removes most API reads
 (docs/performance.md). The cache may lag the API server by one watch event; that is safe because
 observations only gate decisions and every transition is a guarded write on the object itself (a
-step's own object is always read fresh). A miss (not seen yet, e.g. right after start-up) falls
-back to a GET.
+step's own object is always read fresh). At start-up one LIST per kind primes it (`prime`); a
+miss (not seen yet) falls back to a GET.
 
-Wake-ups replace waiting for the next requeue (from the first step on: at start-up every
-object gets its own first step once every kind is listed): a part whose state a Session shows
-(phase, reason, message, Ready/Stalled, connectors) wakes its Session; a DockerContainer,
-JupyterNotebook, Storage or Data whose phase changed wakes the Computes that use it. Wake-ups are
+Wake-ups replace waiting for the next requeue (once the cache is primed): a part whose state a
+Session shows (phase, reason, message, Ready/Stalled, connectors) wakes its Session; a
+DockerContainer, JupyterNotebook, Storage or Data whose phase changed wakes the Computes that use
+it. Wake-ups are
 scheduled a moment later so that a burst of events coalesces into one step (runtime/requeue.py).
 An object whose deletion has begun is stepped at once: its release is the same step
 (runtime/driver.py).
@@ -35,6 +35,7 @@ from skaha_operator.k8s.objects import part_view
 from skaha_operator.reconcile.compute import QUEUE_REASON
 from skaha_operator.runtime.state import OperatorState, state
 
+logger = logging.getLogger(__name__)
 PLURALS = tuple(k.crd.plural for k in KINDS)
 # Kinds a Session owns (their events wake it) and kinds a Compute waits for (theirs wake it).
 PART_PLURALS = frozenset(plural_of(k) for k in PART_KINDS)
@@ -53,8 +54,8 @@ def observe_event(
     gone = event_type == "DELETED" or (_deleting(body) and not meta.get("finalizers"))
     changed, old = _update_cache(plural, ns, name, body, gone, st)
     if not changed or not st.listed:
-        # Before the first step (start-up) nobody is woken: every object gets its own first
-        # step once all kinds are listed, and a wake-up now would read what is not cached yet.
+        # Before the cache is primed (start-up) nobody is woken: every object gets its own
+        # first step anyway, and a wake-up now would read what is not cached yet (`prime`).
         return
     if plural in PART_PLURALS:
         # The controlling owner reference names the Session (the label may be shortened).
@@ -142,29 +143,42 @@ class QuietCacheHandler(logging.Filter):
 
 
 def register_watch(plural: str) -> None:
-    """Feed the cache from every watch event of `plural`.
+    """Feed the cache from every watch event of `plural`."""
 
-    The cache is fed by a kopf index handler, which kopf calls for every event but a deletion
-    before any other handler, and, at start-up, for every listed object of every kind before the
-    first step (kopf holds the steps until each indexed kind's list is indexed). So a step after
-    a restart finds its Session's parts, its platform and its dependencies in the cache instead of
-    reading each with a GET (docs/performance.md, "Issue 15, continued"). The handler keeps
-    nothing in kopf's index (it returns None). Deletions, which kopf does not pass to index
-    handlers, come through an event handler that runs only for them.
-    """
-
-    @kopf.index(GROUP, VERSION, plural, id="cache")
-    async def on_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, plural, id="cache")
+    async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the cache current and wake whoever waits for this object."""
-        _observe(plural, None, body, state(memo))
+        kind = event.get("type") if isinstance(event, dict) else None
+        _observe(plural, kind, body, state(memo))
 
-    def gone(type: str | None, **_: Any) -> bool:
-        return type == "DELETED"
 
-    @kopf.on.event(GROUP, VERSION, plural, id="cache-gone", when=gone)
-    async def on_gone(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """Drop a deleted object from the cache."""
-        _observe(plural, "DELETED", body, state(memo))
+async def prime(st: OperatorState, namespaces: list[str]) -> int:
+    """Fill the cache with one paged LIST per kind before kopf hands over the first object.
+
+    kopf lists each kind on its own and steps each object as it arrives: a Session that came
+    before its parts read each of them with a GET, and the wake-ups its parts' events caused
+    read more (2 GETs per Session after a restart). Primed, every step after a restart reads
+    from the cache. An object deleted between this LIST and kopf's own is never delivered by
+    kopf: its entry is dropped at the first resync (`ObjectCache.drop_unconfirmed`). Until the
+    cache is primed, events wake no one (every object gets its own first step anyway).
+    Namespace patterns are not listed here (kopf resolves them): their objects are read as
+    before.
+    """
+    count = 0
+    try:
+        if any(ch in ns for ns in namespaces for ch in "*?[!"):
+            return 0
+        for plural in PLURALS:
+            scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
+            for ns in scopes:
+                for body in await st.ctx.kube.list_all(plural, ns):
+                    st.ctx.cache.prime(plural, body)
+                    count += 1
+    except Exception as exc:  # only a saving: steps read what is missing
+        logger.warning("the cache was not primed (%s); steps read what it lacks", exc)
+    finally:
+        st.listed = True
+    return count
 
 
 def _observe(plural: str, kind: str | None, body: kopf.Body, st: OperatorState) -> None:

@@ -98,6 +98,17 @@ def _breakdown(results: list[Result]) -> list[str]:
             if r.server_cpu_s is not None
             else ""
         )
+        if r.server_memory:
+            server += (
+                " (after the run: "
+                + ", ".join(
+                    f"{k.removesuffix(' KiB')} {v / 1024:.0f} MiB"
+                    if k.endswith("KiB")
+                    else f"{k.removesuffix(' bytes')} {v / 2**20:.0f} MiB"
+                    for k, v in r.server_memory.items()
+                )
+                + ")"
+            )
         out.append(f"- **{r.who}**: {rows}; Skaha: {calls or '–'}{server}")
         if r.idle_api is not None and r.idle_cpu_s is not None and r.idle_s:
             hour = 3600 / r.idle_s / r.n
@@ -112,6 +123,11 @@ def _breakdown(results: list[Result]) -> list[str]:
             out.append(
                 f"  - restart with {r.n} Sessions present: every Session and Compute reconciled "
                 f"in {r.resume_s:.1f}s, {r.resume_writes:.2f} API writes per Session"
+                + (
+                    f", peak RSS {r.resume_rss_kib / 1024:.0f} MiB"
+                    if r.resume_rss_kib is not None
+                    else ""
+                )
             )
     return out
 

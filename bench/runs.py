@@ -24,7 +24,7 @@ from kubernetes import client
 from pydantic import SecretStr
 
 from bench.floor import floor_one
-from bench.happy_path import api_client, lease_writes, session
+from bench.happy_path import api_client, lease_writes, samples, scrape, session
 from bench.kapi import KubeApi, follow
 from bench.measure import (
     WRITE_VERBS,
@@ -63,9 +63,12 @@ class Result:
     rss_growth_kib: int | None = None
     resume_s: float | None = None
     resume_writes: float | None = None
+    resume_rss_kib: int | None = None  # the restarted operator's peak, N present
     instances: int = 1
     polls: int | None = None  # Skaha polls until Running, summed from the Computes' status
     server_cpu_s: float | None = None  # kube-apiserver + etcd over the window
+    # After the run: RSS (KiB) of kube-apiserver and etcd, and etcd's database size (bytes).
+    server_memory: dict[str, int] = field(default_factory=dict)
     # Steady state after all are usable (the resync sweeps, polls of running jobs): per hour.
     idle_s: float = 0.0
     idle_cpu_s: float | None = None
@@ -94,6 +97,22 @@ def server_cpu(cp: ControlPlane) -> float:
         for c in cp.children
         if c.name in {"kube-apiserver", "etcd"} and c.proc is not None
     )
+
+
+def server_memory(cp: ControlPlane) -> dict[str, int]:
+    """RSS (KiB) of kube-apiserver and etcd now, and the size of etcd's database (bytes)."""
+    out = {
+        f"{c.name} RSS KiB": memory_kib(c.proc.pid)["VmRSS"]
+        for c in cp.children
+        if c.name in {"kube-apiserver", "etcd"} and c.proc is not None
+    }
+    text = scrape(f"{cp.server}/metrics", {"Authorization": f"Bearer {cp.token}"}, cp.ssl_context())
+    sizes = samples(text, "apiserver_storage_size_bytes") or samples(
+        text, "apiserver_storage_db_total_size_in_bytes"
+    )
+    if sizes:
+        out["etcd db bytes"] = int(max(value for _, value in sizes))
+    return out
 
 
 def prepare_namespace(cp: ControlPlane, ns: str, sim_url: str) -> None:
@@ -246,9 +265,18 @@ def run_operator(
         procs = [
             stack.enter_context(
                 operator_process(
-                    cp, workdir / f"operator-{ident}.log", *OPERATOR_ARGS, "-n", ns,
-                    "--identity", ident, "--metrics-port", str(port),
-                    "--metrics-address", "127.0.0.1", "--metrics-insecure",
+                    cp,
+                    workdir / f"operator-{ident}.log",
+                    *OPERATOR_ARGS,
+                    "-n",
+                    ns,
+                    "--identity",
+                    ident,
+                    "--metrics-port",
+                    str(port),
+                    "--metrics-address",
+                    "127.0.0.1",
+                    "--metrics-insecure",
                 )  # fmt: skip
             )
             for (ns, ident), port in zip(placed, ports, strict=True)
@@ -277,6 +305,7 @@ def run_operator(
         result.api = ApiCost.between(before, ApiSnapshot.take(cp))
         result.lease_writes_per_s = (lease_writes(cp) - leases0) / (time.monotonic() - window0)
         result.server_cpu_s = server_cpu(cp) - server0
+        result.server_memory = server_memory(cp)
         result.polls = _polls(cp, namespaces)
         result.cpu_s = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
         mem = [memory_kib(p.pid) for p in procs]
@@ -295,7 +324,9 @@ def run_operator(
             )
             result.idle_calls = sum(_sum_calls(urls).values()) - calls1
     if restart and len(namespaces) == 1:
-        result.resume_s, result.resume_writes = _resume(cp, namespaces[0], n, workdir)
+        result.resume_s, result.resume_writes, result.resume_rss_kib = _resume(
+            cp, namespaces[0], n, workdir
+        )
     return result
 
 
@@ -330,9 +361,9 @@ def _polls(cp: ControlPlane, namespaces: list[str]) -> int:
         )
 
 
-def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, float]:
+def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, float, int]:
     """Start a fresh operator with N Sessions present: seconds until every Session and Compute
-    was reconciled once, and the API writes per Session that cost."""
+    was reconciled once, the API writes per Session that cost, and its peak RSS (KiB)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     before = ApiSnapshot.take(cp)
@@ -340,7 +371,7 @@ def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, fl
     with operator_process(
         cp, workdir / f"operator-{ns}-resume.log", *OPERATOR_ARGS, "-n", ns,
         "--metrics-port", str(port), "--metrics-address", "127.0.0.1", "--metrics-insecure",
-    ):  # fmt: skip
+    ) as proc:  # fmt: skip
         deadline = started + 600
         took = float("inf")
         while time.monotonic() < deadline:
@@ -354,7 +385,8 @@ def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, fl
             time.sleep(0.2)
         time.sleep(SETTLE_S)
         cost = ApiCost.between(before, ApiSnapshot.take(cp))
-    return took, cost.per(n, WRITE_VERBS)
+        peak = memory_kib(proc.pid)["VmHWM"]
+    return took, cost.per(n, WRITE_VERBS), peak
 
 
 def run_bare(

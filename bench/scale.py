@@ -124,8 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.replicas:
             results.append(
                 run_operator(
-                    cp, sim, [f"replicas-{args.replicas}"], args.replicas, workdir,
-                    args.timeout, False, replicas=2,
+                    cp,
+                    sim,
+                    [f"replicas-{args.replicas}"],
+                    args.replicas,
+                    workdir,
+                    args.timeout,
+                    False,
+                    replicas=2,
                 )  # fmt: skip
             )
             _progress(results[-1])
@@ -149,8 +155,10 @@ def _raw(r: Result) -> dict[str, object]:
         "api": {f"{v} {res}": c for (v, res), c in r.api.delta.items()},
         "calls": dict(r.calls), "cpu_s": r.cpu_s, "peak_rss_kib": r.peak_rss_kib,
         "rss_growth_kib": r.rss_growth_kib, "resume_s": r.resume_s,
-        "resume_writes": r.resume_writes, "shares": r.shares,
+        "resume_writes": r.resume_writes, "resume_rss_kib": r.resume_rss_kib,
+        "shares": r.shares,
         "lease_writes_per_s": r.lease_writes_per_s, "server_cpu_s": r.server_cpu_s,
+        "server_memory": r.server_memory,
     }  # fmt: skip
 
 

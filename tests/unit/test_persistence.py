@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -85,3 +86,49 @@ async def test_primed_objects_are_served_and_the_ones_no_watch_confirms_are_drop
     assert cache.drop_unconfirmed("computes") == 0
     assert cache.peek("computes", "ns", "c") is not None
     assert cache.drop_unconfirmed("sessions") == 0  # dropped once, then forgotten
+
+
+class _ListingKube:
+    def __init__(self, items: dict[str, list[dict[str, Any]]]) -> None:
+        self.items = items
+        self.listed: list[tuple[str, str | None]] = []
+
+    async def list_all(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        self.listed.append((plural, namespace))
+        return self.items.get(plural, [])
+
+
+async def test_priming_lists_every_kind_and_leaves_deleting_objects_to_their_event() -> None:
+    from skaha_operator.controllers.context import Context, OperatorConfig
+    from skaha_operator.k8s.objects import ObjectCache
+    from skaha_operator.runtime.state import OperatorState
+    from skaha_operator.runtime.watch import PLURALS, observe_event, prime
+
+    deleting = {**_obj("going", "8")}
+    deleting["metadata"] = {**deleting["metadata"], "deletionTimestamp": "2026-12-02T00:00:00Z",
+                            "finalizers": ["skaha.broker.dev/finalizer"]}  # fmt: skip
+    kube = _ListingKube({"sessions": [_obj("s1", "5"), deleting]})
+    cache = ObjectCache(_no_read)
+    ctx = Context(config=OperatorConfig(), kube=kube, platforms=None, cache=cache)  # type: ignore[arg-type]
+    st = OperatorState(ctx=ctx)
+    assert not st.listed
+    assert await prime(st, ["ns"]) == 1
+    assert st.listed
+    assert sorted(kube.listed) == sorted((p, "ns") for p in PLURALS)
+    assert cache.peek("sessions", "ns", "s1") is not None
+    assert cache.peek("sessions", "ns", "going") is None
+    # The deleting Session's first event finds it new: its release step is scheduled now.
+    stepped: list[tuple[str, str, str]] = []
+
+    async def runner(key: tuple[str, str, str]) -> float | None:
+        stepped.append(key)
+        return None
+
+    st.requeuer.register("sessions", runner)
+    observe_event("sessions", None, deleting, st)
+    for _ in range(20):
+        if stepped:
+            break
+        await asyncio.sleep(0.05)
+    await st.requeuer.aclose()
+    assert stepped == [("sessions", "ns", "going")]

@@ -160,7 +160,9 @@ async def prime(st: OperatorState, namespaces: list[str]) -> int:
     read more (2 GETs per Session after a restart). Primed, every step after a restart reads
     from the cache. An object deleted between this LIST and kopf's own is never delivered by
     kopf: its entry is dropped at the first resync (`ObjectCache.drop_unconfirmed`). Until the
-    cache is primed, events wake no one (every object gets its own first step anyway).
+    cache is primed, events wake no one (every object gets its own first step anyway). An
+    object being deleted is left out: kopf calls no handler for it, and its first watch event,
+    finding it new to the cache, is what steps its release at once (`_update_cache`).
     Namespace patterns are not listed here (kopf resolves them): their objects are read as
     before.
     """
@@ -172,6 +174,8 @@ async def prime(st: OperatorState, namespaces: list[str]) -> int:
             scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
             for ns in scopes:
                 for body in await st.ctx.kube.list_all(plural, ns):
+                    if _deleting(body):
+                        continue  # its watch event (never seen before) steps its release at once
                     st.ctx.cache.prime(plural, body)
                     count += 1
     except Exception as exc:  # only a saving: steps read what is missing

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -154,6 +155,17 @@ def outside_rule(sim: Simulator, scope: str, name: str) -> str:
     return rule_id
 
 
+@contextmanager
+def fast_replication(sim: Simulator) -> Iterator[None]:
+    """Rucio rules replicate in 1 s while the block runs (the module's simulator is shared)."""
+    old = sim.config.replicate_s
+    sim.configure(replicate_s=1.0)
+    try:
+        yield
+    finally:
+        sim.configure(replicate_s=old)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -262,12 +274,8 @@ def test_rule_shared_by_two_namespaces_is_kept_until_the_last_data_goes(
     first: str,
 ) -> None:
     did_name = unique("obs")
-    old = sim.config.replicate_s
-    sim.configure(replicate_s=1.0)
-    try:
+    with fast_replication(sim):
         ids = two_data_on_one_did(api_client, sim, (namespace, other_namespace), did_name)
-    finally:
-        sim.configure(replicate_s=old)
     # One rule (Rucio refuses a duplicate): made by the first Data, adopted by the second.
     assert rules_on(sim, "user.alice", did_name) == [ids[0]] == [ids[1]]
     creator_uid = get(api_client, namespace, "Data", "obs")["metadata"]["uid"]  # type: ignore[index]
@@ -293,12 +301,8 @@ def test_two_datas_deleted_at_once_remove_their_shared_rule(
     must not keep the rule for the other, which is going too. Rucio answers its rule reads 2 s
     late, so both releases are in flight together and each finds the other still there."""
     did_name = unique("both")
-    old = sim.config.replicate_s
-    sim.configure(replicate_s=1.0)
-    try:
+    with fast_replication(sim):
         ids = two_data_on_one_did(api_client, sim, (namespace, other_namespace), did_name)
-    finally:
-        sim.configure(replicate_s=old)
     assert ids[0] == ids[1]
     sim.set_faults([{"route": "/rucio/rules/*", "method": "GET", "latency_ms": 2000}])
     try:
@@ -325,15 +329,11 @@ def test_same_rule_id_recorded_against_another_rucio_does_not_keep_the_rule(
     records the same id must not make the release keep ours: two simulators with the same seed
     hand out the same ids, and a clean-clone run kept a rule this way."""
     did_name = unique("solo")
-    old = sim.config.replicate_s
-    sim.configure(replicate_s=1.0)
-    try:
+    with fast_replication(sim):
         with_platform(api_client, namespace, sim, rucio=True)
         create(api_client, namespace, storage("st", f"rules/{did_name}", area="project"))
         create(api_client, namespace, rucio_data("obs", "st", f"user.alice:{did_name}"))
         rule_id = wait_phase(api_client, namespace, "Data", "obs", "Available", 150)["rule"]["id"]
-    finally:
-        sim.configure(replicate_s=old)
 
     # The other namespace's platform points at a Rucio that does not answer; its Data records
     # the same rule id (as a Data of another simulator with the same seed would).
@@ -374,13 +374,9 @@ def test_rule_made_outside_the_operator_survives_both_datas(
     operator: Any,
 ) -> None:
     did_name = unique("pinned")
-    old = sim.config.replicate_s
-    sim.configure(replicate_s=1.0)
-    try:
+    with fast_replication(sim):
         theirs = outside_rule(sim, "user.alice", did_name)
         ids = two_data_on_one_did(api_client, sim, (namespace, other_namespace), did_name)
-    finally:
-        sim.configure(replicate_s=old)
     # Both Data use the person's rule (DuplicateRule, adopted); neither made one of its own.
     assert ids == [theirs, theirs]
     assert rules_on(sim, "user.alice", did_name) == [theirs]

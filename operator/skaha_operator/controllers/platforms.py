@@ -94,7 +94,8 @@ class PlatformCache:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._building: dict[tuple[str, str], asyncio.Lock] = {}
         self._images: dict[tuple[str, str], tuple[float, asyncio.Task[list[SkahaImage]]]] = {}
-        self._closing: list[PlatformClients] = []  # dropped clients, closed at shut-down
+        self._closing: list[PlatformClients] = []  # replaced clients, closed a TTL later
+        self._retiring: set[asyncio.Task[None]] = set()
         # The token, or an OIDC token source that outlives the clients (controllers/credentials.py).
         self.credentials = CredentialBook(
             kube, on_call=on_call, http_timeout=http_timeout, ca_file=ca_file, hosts=hosts
@@ -145,8 +146,25 @@ class PlatformCache:
             token = _digest(settings.token.get_secret_value())
             self._entries[slot] = _Entry(key, clients, time.monotonic(), token)
         if entry is not None:
-            await entry.clients.aclose()
+            self._retire(entry.clients)
         return clients
+
+    def _retire(self, clients: PlatformClients) -> None:
+        """Close replaced clients later, not now: steps that took them before the rebuild may
+        still be sending with them (at N = 5000, closing at once broke thousands of requests in
+        flight or queued, each a failed step; docs/performance.md). One TTL later (or at
+        shut-down) every such step has long finished."""
+        self._closing.append(clients)
+
+        async def close_later() -> None:
+            await asyncio.sleep(self.ttl)
+            if clients in self._closing:
+                self._closing.remove(clients)
+                await clients.aclose()
+
+        task = asyncio.ensure_future(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def refusal(self, platform: SkahaPlatform) -> str | None:
         """Why the platform may not be used (a URL outside the allowed hosts), or None."""
@@ -243,13 +261,16 @@ class PlatformCache:
         """Drop a platform's clients (its token was refused): the next use reads the Secret."""
         entry = self._entries.pop((namespace, name), None)
         if entry is not None:
-            self._closing.append(entry.clients)
+            self._retire(entry.clients)
 
     async def aclose(self) -> None:
         """Close every cached client."""
         for entry in self._entries.values():
             await entry.clients.aclose()
         self._entries.clear()
+        for retiring in list(self._retiring):
+            retiring.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         for dropped in self._closing:
             await dropped.aclose()
         self._closing.clear()

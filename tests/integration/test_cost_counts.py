@@ -75,6 +75,24 @@ def _items(api: client.ApiClient, ns: str, plural: str) -> list[dict[str, Any]]:
     return items
 
 
+def _wait_platform(api: client.ApiClient, ns: str) -> None:
+    wait_for(
+        "the platform probe",
+        lambda: phase(api, ns, "SkahaPlatform", "local") == "Available",
+        timeout=90,
+    )
+
+
+def _wait_running(api: client.ApiClient, ns: str, n: int, timeout: float) -> None:
+    def all_running() -> bool:
+        items = _items(api, ns, "sessions")
+        return len(items) == n and all(
+            (s.get("status") or {}).get("phase") == "Running" for s in items
+        )
+
+    wait_for(f"{n} Sessions Running", all_running, timeout=timeout)
+
+
 def test_happy_path_costs_per_session(
     controlplane: ControlPlane,
     api_client: client.ApiClient,
@@ -91,23 +109,13 @@ def test_happy_path_costs_per_session(
     extra = ("-n", namespace, "--metrics-port", str(port), "--metrics-address", "127.0.0.1")
     extra += ("--metrics-insecure",)
     with operator_process(controlplane, tmp_path / "operator.log", *TIMINGS, *extra) as proc:
-        wait_for(
-            "the platform probe",
-            lambda: phase(api_client, namespace, "SkahaPlatform", "local") == "Available",
-            timeout=90,
-        )
+        _wait_platform(api_client, namespace)
         before = _quiet(controlplane)
         calls_before = operator_calls(url)
         for i in range(N):
             create(api_client, namespace, session(f"s{i}"))
 
-        def all_running() -> bool:
-            items = _items(api_client, namespace, "sessions")
-            return len(items) == N and all(
-                (s.get("status") or {}).get("phase") == "Running" for s in items
-            )
-
-        wait_for(f"{N} Sessions Running", all_running, timeout=120)
+        _wait_running(api_client, namespace, N, timeout=120)
         calls = operator_calls(url) - calls_before
         after = _quiet(controlplane)
         computes = _items(api_client, namespace, "computes")  # their poll counts, kept
@@ -185,21 +193,11 @@ def test_a_restart_reads_nothing_and_writes_nothing(
     base = ("-n", namespace, "--metrics-address", "127.0.0.1", "--metrics-insecure", *TIMINGS)
     first = ("--metrics-port", str(free_port()))
     with operator_process(controlplane, tmp_path / "first.log", *base, *first):
-        wait_for(
-            "the platform probe",
-            lambda: phase(api_client, namespace, "SkahaPlatform", "local") == "Available",
-            timeout=90,
-        )
+        _wait_platform(api_client, namespace)
         for i in range(RESTART_N):
             create(api_client, namespace, session(f"r{i}"))
 
-        def all_running() -> bool:
-            items = _items(api_client, namespace, "sessions")
-            return len(items) == RESTART_N and all(
-                (s.get("status") or {}).get("phase") == "Running" for s in items
-            )
-
-        wait_for(f"{RESTART_N} Sessions Running", all_running, timeout=180)
+        _wait_running(api_client, namespace, RESTART_N, timeout=180)
         _quiet(controlplane)
     before = ApiSnapshot.take(controlplane)
     port = free_port()

@@ -157,10 +157,9 @@ class Kube:
                 kwargs["_continue"] = token
             if namespace is None:
                 args: tuple[Any, ...] = (self.custom.list_cluster_custom_object, GROUP, VERSION)
-                result = await self._call(*args, plural, **kwargs)
             else:
                 args = (self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace)
-                result = await self._call(*args, plural, **kwargs)
+            result = await self._call(*args, plural, **kwargs)
             items.extend(result.get("items", []))
             token = (result.get("metadata") or {}).get("continue")
             if not token:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -154,6 +155,9 @@ def _election_args(run: argparse.ArgumentParser) -> None:
     run.add_argument("--lease-renew", type=float, default=3.0, help="Lease renewal period (s)")
 
 
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # an RFC 1123 label
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `skaha-operator` command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -259,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             hosts = HostPolicy.parse(args.allowed_hosts)
         except ValueError as exc:
             parser.error(f"--allowed-hosts: {exc}")
+        for ns in args.namespace:
+            if not NAMESPACE.fullmatch(ns):
+                # The operator lists and watches each namespace by name (runtime/watch.py).
+                parser.error(f"--namespace {ns!r}: a namespace name (patterns are not supported)")
         return _run(args, hosts)
     parser.error(f"unknown command {args.command}")
     return 2

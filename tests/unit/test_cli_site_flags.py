@@ -63,3 +63,15 @@ def test_ca_bundle_flag_is_checked_and_passed(
     with pytest.raises(FileNotFoundError):
         cli.main(["run", "--ca-bundle", str(tmp_path / "missing.crt")])
     assert len(started) == 1  # neither bad bundle started the operator
+
+
+def test_a_namespace_pattern_is_refused_with_the_flag_named(
+    started: list[OperatorConfig], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["run", "-n", "science", "-n", "team-a"]) == 0
+    for bad in ("team-*", "!kube-system", "Science"):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["run", "-n", "science", "-n", bad])
+        assert exited.value.code == 2
+        assert f"--namespace {bad!r}: a namespace name" in capsys.readouterr().err
+    assert len(started) == 1

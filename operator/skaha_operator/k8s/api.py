@@ -147,23 +147,33 @@ class Kube:
         items: list[dict[str, Any]] = result.get("items", [])
         return items
 
-    async def list_all(self, plural: str, namespace: str | None, page: int = 500) -> Items:
-        """Every object of one kind in a namespace (None: all namespaces), in pages."""
+    async def list_all(
+        self, plural: str, namespace: str | None, page: int = 500
+    ) -> tuple[Items, str]:
+        """Every object of one kind in a namespace (None: all namespaces), in pages of one
+        snapshot, and the snapshot's resourceVersion (where a watch goes on from)."""
         items: Items = []
         token: str | None = None
+        version = ""
+        if namespace is None:
+            args: tuple[Any, ...] = (self.custom.list_cluster_custom_object, GROUP, VERSION)
+        else:
+            args = (self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace)
         while True:
             kwargs: dict[str, Any] = {"limit": page}
             if token:
                 kwargs["_continue"] = token
-            if namespace is None:
-                args: tuple[Any, ...] = (self.custom.list_cluster_custom_object, GROUP, VERSION)
-            else:
-                args = (self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace)
             result = await self._call(*args, plural, **kwargs)
             items.extend(result.get("items", []))
-            token = (result.get("metadata") or {}).get("continue")
+            meta = result.get("metadata") or {}
+            version = version or str(meta.get("resourceVersion") or "")
+            token = meta.get("continue")
             if not token:
-                return items
+                return items, version
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        """Post one core/v1 Event (k8s/events.py)."""
+        await self._call(self.core.create_namespaced_event, namespace, event)
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create an object; False when one of that name exists already (idempotent).

@@ -52,7 +52,6 @@ class ObjectCache:
         self._reader = reader  # the fallback for a miss: a GET
         self._bodies: dict[Key, dict[str, Any]] = {}
         self._users: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-        self._unconfirmed: set[Key] = set()  # primed, not delivered by a watch since
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The body last seen by the watch; a GET when it was not seen (yet)."""
@@ -76,7 +75,6 @@ class ObjectCache:
             meta = {k: v for k, v in meta.items() if k != "managedFields"}
             body = {**body, "metadata": meta}
         key = (plural, meta["namespace"], meta["name"])
-        self._unconfirmed.discard(key)
         old = self._bodies.get(key)
         if old is not None and _older(body, old):
             return old  # a watch event from before our own write that is cached already
@@ -84,21 +82,6 @@ class ObjectCache:
         if plural == "computes":
             self._index(meta["namespace"], meta["name"], old, body)
         return old
-
-    def prime(self, plural: str, body: dict[str, Any]) -> None:
-        """Remember a listed body until the watch delivers the object (runtime/watch.py)."""
-        self.put(plural, body)
-        meta = body["metadata"]
-        self._unconfirmed.add((plural, meta["namespace"], meta["name"]))
-
-    def drop_unconfirmed(self, plural: str) -> int:
-        """Forget primed objects of `plural` that no watch event or write has shown since: they
-        were deleted between the priming LIST and the watch's own. How many."""
-        gone = [key for key in self._unconfirmed if key[0] == plural]
-        for key in gone:
-            self._unconfirmed.discard(key)
-            self.drop(*key)
-        return len(gone)
 
     def each(self, plural: str) -> list[dict[str, Any]]:
         """Every cached object of `plural`, in every watched namespace."""

@@ -39,5 +39,4 @@ async def resync_forever(st: OperatorState, plural: str, interval: float) -> Non
     """Sweep `plural` every `interval` seconds until cancelled."""
     while True:
         await asyncio.sleep(interval)
-        st.ctx.cache.drop_unconfirmed(plural)  # primed at start-up, deleted before the watch
         sweep(st, plural, interval)

@@ -1,4 +1,4 @@
-"""Run the operator: register every handler, then kopf's operator loop with our settings."""
+"""Run the operator: kopf's operator loop with our start-up, probe and clean-up handlers."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import kopf
 
 from skaha_operator.controllers.context import OperatorConfig
 
-# Importing these modules registers the handlers with kopf's default registry.
-from skaha_operator.runtime import register, startup  # noqa: F401
+# Importing it registers the start-up, probe and clean-up handlers with kopf's default registry.
+from skaha_operator.runtime import startup  # noqa: F401
 from skaha_operator.runtime.driver import RetryIsNotAnError
 from skaha_operator.runtime.shards import LeaseConfig
-from skaha_operator.runtime.watch import QuietCacheHandler
 
 
 def run_operator(
@@ -37,7 +36,6 @@ def run_operator(
     )
     for handler in logging.getLogger().handlers:  # kopf.configure's stream handler
         handler.addFilter(RetryIsNotAnError())
-    logging.getLogger("kopf.objects").addFilter(QuietCacheHandler())
     asyncio.run(
         kopf.operator(
             memo=kopf.Memo(config=config, namespaces=list(namespaces), leases=leases),

@@ -1,11 +1,10 @@
-"""Operator start-up and clean-up: kopf settings, shared state in memo, shards, resync sweeps.
+"""Operator start-up and clean-up: shared state in memo, shards, the watches, resync sweeps.
 
-The finalizer lives under `skaha.broker.dev` so it is recognisably ours (docs/kubernetes-notes.md
-§5), and the runtime, not kopf, puts it on and takes it off (runtime/driver.py); kopf is given a
-finalizer name of its own that no handler requires, so it never writes one. kopf's progress and
-diffbase bookkeeping is kept in memory (runtime/persistence.py), never in our status schema;
-requeues are in-memory timers (runtime/requeue.py), the resync is a sweep over the watch-fed cache
-(runtime/resync.py, runtime/watch.py), and the shards this replica steps are held on Leases
+kopf runs the process (signals, start-up and clean-up, the liveness endpoint); the objects are
+the runtime's own: it lists and watches every kind itself (runtime/watch.py), steps each object
+under its lock (runtime/driver.py), puts its own finalizer on and takes it off, keeps requeues as
+in-memory timers (runtime/requeue.py), resyncs with a sweep over the cache (runtime/resync.py),
+posts Events itself (k8s/events.py) and steps only the shards it holds on Leases
 (runtime/shards.py): see docs/performance.md for what each saves.
 """
 
@@ -23,21 +22,22 @@ import kopf
 
 from skaha_operator import GROUP, VERSION, metrics
 from skaha_operator.controllers.base import Controller
-from skaha_operator.controllers.context import Context, EventPoster, OperatorConfig
+from skaha_operator.controllers.context import Context, OperatorConfig
 from skaha_operator.controllers.platforms import PlatformCache
 from skaha_operator.controllers.registry import CONTROLLERS
 from skaha_operator.k8s.api import Kube, make_api_client
+from skaha_operator.k8s.events import EventPoster
 from skaha_operator.k8s.leases import Leases
 from skaha_operator.k8s.objects import ObjectCache
+from skaha_operator.k8s.watching import Streams
 from skaha_operator.platform.base import CallRecord
 from skaha_operator.runtime import trace
 from skaha_operator.runtime.driver import step_once
-from skaha_operator.runtime.persistence import MemoryDiffBaseStorage, MemoryProgressStorage
 from skaha_operator.runtime.requeue import Key, Runner
 from skaha_operator.runtime.resync import resync_forever
 from skaha_operator.runtime.shards import LeaseConfig, LeaseShards, default_identity
 from skaha_operator.runtime.state import OperatorState
-from skaha_operator.runtime.watch import observe_event, prime
+from skaha_operator.runtime.watch import observe_event, start_watches
 
 # Threads (and pooled connections) of the synchronous Kubernetes client: how many requests are in
 # flight at once. The API server answers a burst faster with more of them in flight (etcd commits
@@ -47,9 +47,7 @@ LEASE_THREADS = 8  # a round renews every held shard at once (k8s/leases.py)
 logger = logging.getLogger(__name__)
 # A platform is probed again now and then: options and the API version can change under us.
 PLATFORM_RESYNC = 300.0
-# kopf's own finalizer name: no handler of ours requires one, so kopf never writes it (and never
-# touches ours, docs/design.md §4.6).
-KOPF_FINALIZER = f"{GROUP}/kopf"
+COMPONENT = "skaha-operator"  # Events' reporting component
 
 
 def _record_call(call: CallRecord) -> None:
@@ -58,19 +56,10 @@ def _record_call(call: CallRecord) -> None:
 
 @kopf.on.startup()
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf and build the shared clients."""
+    """Build the shared clients, take the shards, list every kind and start the watches."""
     config = getattr(memo, "config", None) or OperatorConfig()
     leases: LeaseConfig | None = getattr(memo, "leases", None)
-    settings.persistence.finalizer = KOPF_FINALIZER
-    progress, diffbase = MemoryProgressStorage(prefix=GROUP), MemoryDiffBaseStorage(prefix=GROUP)
-    settings.persistence.progress_storage = progress
-    settings.persistence.diffbase_storage = diffbase
-    settings.posting.reporting_component = "skaha-operator"
-    # Events name the replica that wrote them (e.g. which one launched a Compute).
-    settings.posting.reporting_instance = (leases.identity if leases else default_identity())[:128]
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    # Our own CAS retries are short; kopf's default 60 s backoff for unexpected errors is too slow.
+    # kopf's own retries (of a failing probe, say) wait 5 s, not its default minute.
     settings.execution.default_backoff = 5
     kube = Kube(
         make_api_client(pool=API_THREADS),
@@ -95,8 +84,10 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         ),
         cache=cache,
     )
-    st = OperatorState(ctx=ctx, forgetters=[progress.forget, diffbase.forget])
-    ctx.post = _poster(st)
+    st = OperatorState(ctx=ctx)
+    # Events name the replica that wrote them (e.g. which one launched a Compute).
+    st.events = EventPoster(kube, COMPONENT, leases.identity if leases else default_identity())
+    ctx.post = st.events.post
     st.tracer = trace.from_env()
     if st.tracer is not None:
         _trace_hooks(st, st.tracer)
@@ -112,12 +103,12 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
             on_takeover=lambda shards: _take_over(st, shards),
             on_resume=lambda keys: _resume(st, keys),
         )
-        # Before kopf lists and hands over the objects: what is held now is stepped by the
-        # handlers directly, what comes later by the takeover.
+        # Before the objects are listed: what is held now is stepped at the listing, what
+        # comes later by the takeover.
         await st.shards.start()
-    # Before kopf's watches start: every step after a restart then reads from the cache.
-    primed = await prime(st, list(getattr(memo, "namespaces", None) or []))
-    logger.info("cache primed with %d objects", primed)
+    st.streams = Streams(kube)
+    listed = await start_watches(st, st.streams, list(getattr(memo, "namespaces", None) or []))
+    logger.info("listed %d objects; watching", listed)
     loop = asyncio.get_running_loop()
     for controller in CONTROLLERS:
         plural = controller.plural
@@ -172,25 +163,6 @@ def _take_over(st: OperatorState, shards: frozenset[int]) -> None:
     metrics.TAKEOVER_STEPS.inc(count)
 
 
-def _poster(st: OperatorState) -> EventPoster:
-    def post(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        # kopf's poster reads only the object's reference fields, which a plain dict has.
-        obj: Any = body
-        try:
-            kopf.event(obj, type=type_, reason=reason, message=message)
-        except LookupError:
-            # kopf finds its Event queue in context variables set while it processes an object;
-            # a step started elsewhere (a takeover, a resync sweep, a wake-up they scheduled)
-            # posts through a context captured from kopf's processing (runtime/watch.py).
-            if st.event_context is None:
-                logger.warning("Event %s on %s dropped: kopf's poster is not known yet",
-                               reason, body.get("metadata", {}).get("name"))  # fmt: skip
-                return
-            st.event_context.run(kopf.event, obj, type=type_, reason=reason, message=message)
-
-    return post
-
-
 def _runner(controller: Controller, st: OperatorState) -> Runner:
     async def run(key: Key) -> float | None:
         return await step_once(controller, st, key)
@@ -242,6 +214,10 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
             task.cancel()
         await asyncio.gather(*st.background, return_exceptions=True)
         await st.requeuer.aclose()
+        if st.events is not None:
+            await st.events.aclose()
+        if st.streams is not None:
+            await st.streams.aclose()
         await st.shards.aclose()  # stepped nothing since: released at once, for others to take
         if st.tracer is not None:
             st.tracer.close()

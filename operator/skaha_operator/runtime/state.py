@@ -7,14 +7,14 @@ Created at start-up, kept in kopf's `memo` (no module globals), closed at clean-
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from skaha_operator.controllers.context import Context
+from skaha_operator.k8s.events import EventPoster
+from skaha_operator.k8s.watching import Streams
 from skaha_operator.runtime.requeue import Requeuer
 from skaha_operator.runtime.shards import AllShards, Shards
 from skaha_operator.runtime.trace import Tracer
@@ -22,28 +22,22 @@ from skaha_operator.runtime.trace import Tracer
 
 @dataclass
 class OperatorState:
-    """The controllers' context, the in-memory wake-ups, the shards held and kopf's in-memory
-    bookkeeping."""
+    """The controllers' context, the in-memory wake-ups and the shards held."""
 
     ctx: Context
     requeuer: Requeuer = field(default_factory=Requeuer)
     shards: Shards = field(default_factory=AllShards)
-    # Whether the cache was primed at start-up (runtime/watch.py `prime`); before it, events
-    # fill the cache and wake no one.
+    # Whether every kind was listed at start-up (runtime/watch.py); before it, nothing is woken.
     listed: bool = False
-    # kopf's per-object processing context, to post Events from steps started outside it.
-    event_context: contextvars.Context | None = None
+    # The spec generation each object last had in a list or watch event (runtime/watch.py).
+    generations: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # The Events poster and the watch connections (None until start-up built them).
+    events: EventPoster | None = None
+    streams: Streams | None = None
     # SKAHA_OPERATOR_TRACE (runtime/trace.py); None: nothing is recorded.
     tracer: Tracer | None = None
-    # Long-running tasks of the runtime (resync sweeps), cancelled at clean-up.
+    # Long-running tasks of the runtime (watches, resync sweeps), cancelled at clean-up.
     background: list[asyncio.Task[None]] = field(default_factory=list)
-    # kopf bookkeeping kept in memory (runtime/persistence.py): told when an object is deleted.
-    forgetters: list[Callable[[str], None]] = field(default_factory=list)
-
-    def forget(self, uid: str) -> None:
-        """An object is gone: drop what we kept in memory about it."""
-        for forget in self.forgetters:
-            forget(uid)
 
 
 def state(memo: Any) -> OperatorState:

@@ -1,19 +1,23 @@
-"""Our objects as kopf's watches deliver them, and the wake-ups their changes cause.
+"""Our objects as the operator's own watches deliver them: the cache, the steps and the wake-ups.
+
+Per kind and watched namespace (or once for every namespace), one LIST and then a WATCH from the
+list's resourceVersion (k8s/watching.py): nothing is missed between the two and nothing is
+delivered twice. At start-up every kind is listed before anything is stepped, so every step, the
+first ones after a restart included, reads the objects it observes from this cache: a miss (an
+object not seen yet) falls back to a GET. Then every listed object is stepped once (the resume),
+and from the watches on, an object is stepped when it appears and when its spec changes (a
+Session edited), and at once when its deletion begins (its release is the same step,
+runtime/driver.py). Nothing else calls a step: the rest are wake-ups and the resync.
 
 Steps observe other objects (the platform, a Compute's dependencies, a Session's parts) on every
-run; reading them from this watch-fed cache instead of a GET each time removes most API reads
+run; reading them from this cache instead of a GET each time removes most API reads
 (docs/performance.md). The cache may lag the API server by one watch event; that is safe because
-observations only gate decisions and every transition is a guarded write on the object itself (a
-step's own object is always read fresh). At start-up one LIST per kind primes it (`prime`); a
-miss (not seen yet) falls back to a GET.
+observations only gate decisions and every transition is a guarded write on the object itself.
 
-Wake-ups replace waiting for the next requeue (once the cache is primed): a part whose state a
-Session shows (phase, reason, message, Ready/Stalled, connectors) wakes its Session; a
-DockerContainer, JupyterNotebook, Storage or Data whose phase changed wakes the Computes that use
-it. Wake-ups are
-scheduled a moment later so that a burst of events coalesces into one step (runtime/requeue.py).
-An object whose deletion has begun is stepped at once: its release is the same step
-(runtime/driver.py).
+Wake-ups replace waiting for the next requeue: a part whose state a Session shows (phase, reason,
+message, Ready/Stalled, connectors) wakes its Session; a DockerContainer, JupyterNotebook,
+Storage or Data whose phase changed wakes the Computes that use it. Wake-ups are scheduled a
+moment later so that a burst of events coalesces into one step (runtime/requeue.py).
 
 Every replica caches every object, the shards it does not hold included (runtime/shards.py): a
 wake-up of an object another replica holds is dropped by the step.
@@ -21,19 +25,18 @@ wake-up of an object another replica holds is dropped by the step.
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 import logging
 from typing import Any
 
-import kopf
-
-from skaha_operator import GROUP, VERSION
 from skaha_operator.controllers.skaha_platform import DEPENDENT_PLURALS
 from skaha_operator.domain.common import TERMINAL_PHASES, Phase
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, KINDS, PART_KINDS, plural_of
 from skaha_operator.k8s.objects import part_view
+from skaha_operator.k8s.watching import OnEvent, OnList, Scope, Streams, follow
 from skaha_operator.reconcile.compute import QUEUE_REASON
-from skaha_operator.runtime.state import OperatorState, state
+from skaha_operator.runtime.requeue import Key
+from skaha_operator.runtime.state import OperatorState
 
 logger = logging.getLogger(__name__)
 PLURALS = tuple(k.crd.plural for k in KINDS)
@@ -54,8 +57,8 @@ def observe_event(
     gone = event_type == "DELETED" or (_deleting(body) and not meta.get("finalizers"))
     changed, old = _update_cache(plural, ns, name, body, gone, st)
     if not changed or not st.listed:
-        # Before the cache is primed (start-up) nobody is woken: every object gets its own
-        # first step anyway, and a wake-up now would read what is not cached yet (`prime`).
+        # Before every kind is listed (start-up) nobody is woken: every object gets its own
+        # first step anyway, and a wake-up now would read what is not cached yet.
         return
     if plural in PART_PLURALS:
         # The controlling owner reference names the Session (the label may be shortened).
@@ -87,11 +90,10 @@ def _update_cache(
         old = cache.peek(plural, ns, name)
         cache.drop(plural, ns, name)
         st.requeuer.forget((plural, ns, name))
-        st.forget(str(body["metadata"].get("uid", "")))
         return True, old
     old = cache.put(plural, body)
     if _deleting(body) and (old is None or not _deleting(old)):
-        # Release is the same step; nothing else calls it (runtime/register.py).
+        # Release is the same step; nothing else calls it.
         st.requeuer.schedule((plural, ns, name), 0.0)
     return old is None or part_view(old) != part_view(body), old
 
@@ -135,62 +137,114 @@ def _wake_queue(
             st.requeuer.schedule(("computes", ns, meta["name"]), WAKE_DELAY)
 
 
-class QuietCacheHandler(logging.Filter):
-    """kopf logs every handler call; the cache handlers run on every watch event, so drop theirs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Handler 'cache")
-
-
-def register_watch(plural: str) -> None:
-    """Feed the cache from every watch event of `plural`."""
-
-    @kopf.on.event(GROUP, VERSION, plural, id="cache")
-    async def on_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """Keep the cache current and wake whoever waits for this object."""
-        kind = event.get("type") if isinstance(event, dict) else None
-        _observe(plural, kind, body, state(memo))
+def scopes(namespaces: list[str]) -> list[Scope]:
+    """What to list and watch: every kind in each namespace, or in every namespace."""
+    where: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
+    return [Scope(plural, ns) for plural in PLURALS for ns in where]
 
 
-async def prime(st: OperatorState, namespaces: list[str]) -> int:
-    """Fill the cache with one paged LIST per kind before kopf hands over the first object.
+async def start_watches(st: OperatorState, streams: Streams, namespaces: list[str]) -> int:
+    """List every kind, step every object once, then follow each kind's watch; how many listed.
 
-    kopf lists each kind on its own and steps each object as it arrives: a Session that came
-    before its parts read each of them with a GET, and the wake-ups its parts' events caused
-    read more (2 GETs per Session after a restart). Primed, every step after a restart reads
-    from the cache. An object deleted between this LIST and kopf's own is never delivered by
-    kopf: its entry is dropped at the first resync (`ObjectCache.drop_unconfirmed`). Until the
-    cache is primed, events wake no one (every object gets its own first step anyway). An
-    object being deleted is left out: kopf calls no handler for it, and its first watch event,
-    finding it new to the cache, is what steps its release at once (`_update_cache`).
-    Namespace patterns are not listed here (kopf resolves them): their objects are read as
-    before.
+    A LIST that fails (the CRDs not installed yet, the API server restarting) is retried with
+    the watch's backoff: nothing is stepped before every kind is listed, since a step reads what
+    it observes from the cache.
     """
+    listed: list[tuple[Scope, str]] = []
+    for scope in scopes(namespaces):
+        items, version = await _list_until_done(streams, scope)
+        for body in items:
+            st.ctx.cache.put(scope.plural, body)
+        listed.append((scope, version))
+    st.listed = True
     count = 0
-    try:
-        if any(ch in ns for ns in namespaces for ch in "*?[!"):
-            return 0
-        for plural in PLURALS:
-            scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
-            for ns in scopes:
-                for body in await st.ctx.kube.list_all(plural, ns):
-                    if _deleting(body):
-                        continue  # its watch event (never seen before) steps its release at once
-                    st.ctx.cache.prime(plural, body)
-                    count += 1
-    except Exception as exc:  # only a saving: steps read what is missing
-        logger.warning("the cache was not primed (%s); steps read what it lacks", exc)
-    finally:
-        st.listed = True
+    for scope, _ in listed:
+        for body in _cached(st, scope):
+            meta = body["metadata"]
+            key = (scope.plural, meta["namespace"], meta["name"])
+            st.generations[key] = int(meta.get("generation") or 0)
+            st.requeuer.schedule(key, 0.0)
+            count += 1
+    loop = asyncio.get_running_loop()
+    for scope, version in listed:
+        on_event, on_list = _handlers(scope, st)
+        st.background.append(loop.create_task(
+            follow(streams, scope, version, on_event, on_list),
+            name=f"watch-{scope.plural}-{scope.namespace or 'all'}"))  # fmt: skip
     return count
 
 
-def _observe(plural: str, kind: str | None, body: kopf.Body, st: OperatorState) -> None:
-    if st.event_context is None:
-        st.event_context = contextvars.copy_context()  # where kopf's Event queue is known
+def _handlers(scope: Scope, st: OperatorState) -> tuple[OnEvent, OnList]:
+    def on_event(kind: str, body: dict[str, Any]) -> None:
+        on_watch_event(scope.plural, kind, body, st)
+
+    def on_list(items: list[dict[str, Any]]) -> None:
+        on_relist(scope, items, st)
+
+    return on_event, on_list
+
+
+async def _list_until_done(streams: Streams, scope: Scope) -> tuple[list[dict[str, Any]], str]:
+    failures = 0
+    while True:
+        try:
+            return await streams.list(scope)
+        except Exception as exc:  # retried: nothing starts without it
+            failures += 1
+            delay = min(10.0, 0.5 * 2**failures)
+            logger.warning("listing %s failed (%s); again in %.1fs", scope, exc, delay)
+            await asyncio.sleep(delay)
+
+
+def _cached(st: OperatorState, scope: Scope) -> list[dict[str, Any]]:
+    bodies = st.ctx.cache.each(scope.plural)
+    if scope.namespace is None:
+        return bodies
+    return [b for b in bodies if b["metadata"].get("namespace") == scope.namespace]
+
+
+def on_watch_event(plural: str, kind: str, body: dict[str, Any], st: OperatorState) -> None:
+    """One watch event: the cache and wake-ups, and a step when the object is new to the watch
+    or its spec changed (an edit is applied or refused by the step, docs/design.md)."""
     if st.tracer is not None:
         meta, status = body.get("metadata") or {}, body.get("status") or {}
         st.tracer.record("event", p=plural, ns=meta.get("namespace"), n=meta.get("name"),
                          rv=meta.get("resourceVersion"), type=kind,
                          phase=status.get("phase"), reason=status.get("reason"))  # fmt: skip
-    observe_event(plural, kind, dict(body), st)
+    meta = body.get("metadata") or {}
+    ns, name = meta.get("namespace"), meta.get("name")
+    if not ns or not name:
+        return
+    observe_event(plural, kind, body, st)
+    key = (plural, str(ns), str(name))
+    if kind == "DELETED":
+        st.generations.pop(key, None)
+        return
+    if _spec_news(key, body, st) and not _deleting(body):
+        st.requeuer.schedule(key, 0.0)
+
+
+def _spec_news(key: Key, body: dict[str, Any], st: OperatorState) -> bool:
+    """Whether the watch shows this object for the first time, or a spec generation it has not
+    shown before (the API server counts spec changes in `metadata.generation`).
+
+    Not the cache: what our own writes stored is cached before its watch event arrives (a part
+    a Session created, say), and a later status write of ours carries a user's spec edit into
+    the cache before the edit's own event.
+    """
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    before = st.generations.get(key)
+    st.generations[key] = generation
+    return before is None or generation != before
+
+
+def on_relist(scope: Scope, items: list[dict[str, Any]], st: OperatorState) -> None:
+    """The watch lost its place and listed again: what changed meanwhile is handed over as
+    events, and what is no longer listed as deleted."""
+    present = {(b["metadata"]["namespace"], b["metadata"]["name"]) for b in items}
+    for body in _cached(st, scope):
+        meta = body["metadata"]
+        if (meta["namespace"], meta["name"]) not in present:
+            on_watch_event(scope.plural, "DELETED", body, st)
+    for body in items:
+        on_watch_event(scope.plural, "MODIFIED", body, st)

@@ -75,7 +75,7 @@ def _ssl_context(conf: client.Configuration) -> ssl.SSLContext | bool:
 def _headers(conf: client.Configuration) -> dict[str, str]:
     """The client's own authentication headers (a bearer token, basic auth), read now: the
     client's refresh hook runs first (an in-cluster token file that rotates)."""
-    settings: dict[str, dict[str, Any]] = conf.auth_settings()
+    settings: dict[str, dict[str, Any]] = dict(conf.auth_settings())  # type: ignore[arg-type]
     return {
         str(auth["key"]): str(auth["value"])
         for auth in settings.values()

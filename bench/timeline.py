@@ -186,7 +186,6 @@ def timeline(by: dict[tuple[str, str], list[dict[str, Any]]], name: str, created
         what = {
             "event": lambda r: f"watch event {r.get('type')} phase={r.get('phase')} "
             f"reason={r.get('reason')}",
-            "handler": lambda r: "kopf handler",
             "fire": lambda r: f"wake-up fires ({1000 * r['late']:.0f} ms late)",
             "step": lambda r: f"step (next in {r.get('next')})",
             "kube": lambda r: f"  API {r['m']}",

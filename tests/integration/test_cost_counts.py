@@ -184,8 +184,8 @@ def test_a_restart_reads_nothing_and_writes_nothing(
 ) -> None:
     """A fresh operator with Sessions present steps every object once from the watch-fed cache.
 
-    kopf lists every kind at start-up; the cache is fed before the first step (runtime/watch.py),
-    so no Session reads its parts, and no Compute its platform, with a GET. Before, a Session
+    Every kind is listed at start-up before the first step (runtime/watch.py), so no Session
+    reads its parts, and no Compute its platform, with a GET. Before, a Session
     stepped before its parts' list had arrived read each with a GET (about 2 per Session).
     """
     for obj in platform_objects(namespace, zero_latency_sim.base_url):  # type: ignore[attr-defined]

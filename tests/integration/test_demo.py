@@ -80,7 +80,7 @@ def test_once_reaches_all_usable_then_leaves_nothing(tmp_path: Path) -> None:
     assert strays(workdir) == []
     assert not (workdir / "demo.pid").exists()
     assert not (workdir / "cluster").exists()
-    # The operator logged JSON with object references (kopf's refkey "object").
+    # The operator logged JSON with object references (each Event's line, k8s/events.py).
     log = (workdir / "operator.log").read_text()
     assert '"object": {' in log or '"object":{' in log
 

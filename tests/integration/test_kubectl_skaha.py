@@ -195,7 +195,7 @@ def test_a_failed_session_names_its_cause_in_warning_events(
         items: list[dict[str, Any]] = json.loads(done.stdout)["items"]
         return items
 
-    # kopf posts Events in the background: wait for the Session's own.
+    # Events are posted in the background: wait for the Session's own.
     wait_for("the Session's Warning Event",
              lambda: any(e["involvedObject"]["name"] == "bad" for e in warnings()), 30)  # fmt: skip
     by_object = {(e["involvedObject"]["kind"], e["involvedObject"]["name"]): e["message"]

@@ -78,7 +78,7 @@ def test_session_in_a_terminating_namespace_waits_without_error(
             90,
         )
     text = log.read_text()
-    # Only Events may still be refused there (kopf retries posting them, at INFO); no create of
+    # Only Events may still be refused there (logged at INFO, not retried); no create of
     # a part is attempted as an error, nothing is logged as an error.
     refused = [
         line

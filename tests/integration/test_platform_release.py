@@ -190,7 +190,8 @@ def test_platform_truly_gone_blocks_release_until_abandoned(
 
     st = wait_for("Compute ReleaseBlocked", blocked, 60)
     assert ABANDON in st["message"], st["message"]
-    # Events are posted after the status write, by kopf's poster: wait for it, do not race it.
+    # Events are posted after the status write, in the background (k8s/events.py): wait for
+    # it, do not race it.
     wait_for(
         "a ReleaseBlocked Warning Event",
         lambda: any(

@@ -10,7 +10,6 @@ from typing import Any
 
 from skaha_operator.controllers.compute import FIRST_WAIT, ComputeController
 from skaha_operator.controllers.session import PROGRESS_INTERVAL, SessionController
-from skaha_operator.runtime.driver import newest
 from tests.unit.test_controllers import API, IMAGE, NS, READS, World, compute, stamp, world
 
 SESSION_UID = "5e55-0000-0000-0000-000000000001"
@@ -95,12 +94,3 @@ async def test_a_new_compute_holds_back_waiting_for_its_parts() -> None:
     body["metadata"]["creationTimestamp"] = stamp(datetime.now(UTC) - timedelta(minutes=1))
     await ComputeController().step(w.kube.put("computes", body), w.ctx)
     assert w.acts()[:1] == ["write_status computes/c"]
-
-
-def test_the_newest_body_wins_by_resource_version() -> None:
-    old = {"metadata": {"resourceVersion": "9"}}
-    new = {"metadata": {"resourceVersion": "10"}}
-    assert newest(old, new) is new
-    assert newest(new, old) is new
-    assert newest(old, None) is old
-    assert newest(old, {"metadata": {"resourceVersion": "x"}}) is old  # not a revision: keep

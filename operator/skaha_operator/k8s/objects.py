@@ -1,4 +1,4 @@
-"""The latest body of each of our objects as kopf's watches deliver them (see runtime/watch.py).
+"""The latest body of each of our objects as the watches deliver them (see runtime/watch.py).
 
 Also an index of which Computes wait for which dependency, so a dependency's change can wake
 exactly those Computes.

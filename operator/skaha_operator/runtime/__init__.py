@@ -1,7 +1,8 @@
-"""The kopf runtime, the only package that imports kopf.
+"""The runtime, the only package that imports kopf.
 
-It registers the same handlers for every kind from one registry (controllers/registry.py), keeps
-kopf's bookkeeping in memory, feeds a watch cache, runs each object's step under a per-object lock
-(driver.py) and turns a step's "look again in N s" into an in-memory wake-up, or, for an object
-being deleted, into kopf's retry of the delete handler until the controller says released.
+kopf runs the process: start-up, clean-up, signals and the liveness probe (startup.py, run.py).
+The objects are the runtime's own: it lists and watches every kind from one registry
+(controllers/registry.py) into a cache (watch.py), runs each object's step under a per-object
+lock (driver.py), and turns a step's "look again in N s" into an in-memory wake-up
+(requeue.py), for a live object as for one being released.
 """

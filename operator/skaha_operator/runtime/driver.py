@@ -1,14 +1,15 @@
 """The step driver: one step of one object at a time, conflicts and outages mapped to delays.
 
-Every kopf handler, in-memory wake-up and resync ends here (runtime/register.py). A step runs under
-the object's lock (runtime/requeue.py), so a release never overlaps a launch in flight in this
-process. A conflict re-reads the object and decides again in-process (a deletion that landed
-meanwhile is then seen by the same decision); an unavailable platform becomes a delay.
+Every first sighting, spec edit, deletion, wake-up and resync ends here (runtime/watch.py). A
+step runs under the object's lock (runtime/requeue.py), so a release never overlaps a launch in
+flight in this process. A conflict re-reads the object and decides again in-process (a deletion
+that landed meanwhile is then seen by the same decision); an unavailable platform becomes a
+delay.
 
 The finalizer is ours, not kopf's (docs/design.md §4.6): the first step of an object that lacks it
 puts it on before anything is launched, and the step that finds a deleting object released takes
 it off. A release that is not finished yet is an ordinary wake-up, as for a live object, so
-releasing costs no kopf bookkeeping write, and whichever operator holds the object's shard
+releasing costs no bookkeeping write, and whichever operator holds the object's shard
 (runtime/shards.py) carries the release on, including one that takes the shard over mid-release.
 """
 
@@ -36,25 +37,6 @@ UNAVAILABLE_DELAY = 5.0
 TERMINATING_DELAY = 30.0  # a namespace being deleted: its deletion event wakes the object sooner
 AUTH_DELAY = 10.0
 RELEASE_RETRY = 5.0  # a release that names no delay of its own looks again this soon
-
-
-def key_of(plural: str, body: Any) -> Key:
-    """The requeue key of an object."""
-    meta = body["metadata"]
-    return (plural, str(meta["namespace"]), str(meta["name"]))
-
-
-def newest(body: dict[str, Any], cached: dict[str, Any] | None) -> dict[str, Any]:
-    """The body with the later resourceVersion (etcd revisions; the given one when unsure)."""
-    if cached is None:
-        return body
-    try:
-        later = int(cached["metadata"]["resourceVersion"]) > int(
-            body["metadata"]["resourceVersion"]
-        )
-    except (KeyError, TypeError, ValueError):
-        return body
-    return cached if later else body
 
 
 def deleting(body: dict[str, Any]) -> bool:
@@ -103,39 +85,29 @@ async def _timed(kind: str) -> AsyncIterator[list[str]]:
         metrics.RECONCILE_TIME.labels(kind).observe(time.perf_counter() - started)
 
 
-async def step_once(
-    controller: Controller, st: OperatorState, key: Key, body: Any = None
-) -> float | None:
+async def step_once(controller: Controller, st: OperatorState, key: Key) -> float | None:
     """One step of one object, live or being deleted; returns when to step it again.
 
-    Never two at once for the same object in this process. Without a body (a wake-up) the object
-    comes from the watch-fed cache, which also holds what our own last write stored (a GET when
-    it is not cached); a stale view only costs a refused guarded write and a re-read. An object
-    in a shard this operator does not hold is not stepped: its holder steps it.
+    Never two at once for the same object in this process. The object comes from the watch-fed
+    cache, which also holds what our own last write stored (a GET when it is not cached); a stale
+    view only costs a refused guarded write and a re-read. An object in a shard this operator
+    does not hold is not stepped: its holder steps it.
     """
     if st.tracer is None:
-        return await _step_once(controller, st, key, body)
+        return await _step_once(controller, st, key)
     started = time.time()
     token = trace.current.set(key)
     try:
-        delay = await _step_once(controller, st, key, body)
+        delay = await _step_once(controller, st, key)
     finally:
         trace.current.reset(token)
     st.tracer.record("step", p=key[0], ns=key[1], n=key[2], t0=started, next=delay)
     return delay
 
 
-async def _step_once(
-    controller: Controller, st: OperatorState, key: Key, body: Any = None
-) -> float | None:
+async def _step_once(controller: Controller, st: OperatorState, key: Key) -> float | None:
     async with st.requeuer.lock(key):
-        if body is None:
-            body = await st.ctx.cache.get(*key)
-        else:
-            # A kopf handler's body may have waited for the lock behind a step that wrote a
-            # newer one (a launch, say): decide from the newer one, not from the stale one (a
-            # refused write and a re-read at best, an adoption listing at worst).
-            body = newest(body, st.ctx.cache.peek(*key))
+        body = await st.ctx.cache.get(*key)
         if body is None or not st.shards.holds(key[1], body, key):
             return None
         async with _timed(controller.kind) as result:
@@ -176,15 +148,6 @@ async def _step_once(
             if outcome.requeue_after is not None:
                 result[0] = "requeue_after"
             return outcome.requeue_after
-
-
-async def drive(controller: Controller, body: Any, st: OperatorState) -> None:
-    """Step an object now (from a kopf handler), then keep it going with in-memory wake-ups."""
-    key = key_of(controller.plural, body)
-    if st.tracer is not None:
-        rv = body.get("metadata", {}).get("resourceVersion")
-        st.tracer.record("handler", p=key[0], ns=key[1], n=key[2], rv=rv)
-    st.requeuer.schedule(key, await step_once(controller, st, key, body))
 
 
 class RetryIsNotAnError(logging.Filter):

@@ -5,8 +5,8 @@ after the delay with a touch patch: two API writes per wait, per object (docs/pe
 a wait is an asyncio timer keyed by (plural, namespace, name). When it fires the object is read
 fresh and the same idempotent step runs again, so correctness still rests on the guarded status
 writes. Steps of one object never overlap inside this process (a lock per key), whichever of
-kopf's handler, a resync timer or a wake-up started them. A restart loses only the timers: kopf's
-resume handler steps every object again and the resync timers cover anything missed.
+a first sighting, a resync timer or a wake-up started them. A restart loses only the timers: the
+start-up listing steps every object again and the resync timers cover anything missed.
 """
 
 from __future__ import annotations

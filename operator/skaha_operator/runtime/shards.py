@@ -23,7 +23,7 @@ guarded status writes stay the safety net if they do not). A replica that dies i
 within `duration + renew` seconds; one that stops cleanly releases its Leases at once.
 
 When a shard is acquired every cached object in it is stepped at once (the takeover): wake-ups,
-resyncs and kopf handlers skipped while another replica held it are not lost. The rounds run in a
+resyncs and first steps skipped while another replica held it are not lost. The rounds run in a
 thread of their own, so a busy operator loop does not delay them; should a renewal still come too
 late (the hold lapsed, though no one else took the shard), the steps refused meanwhile are taken
 as soon as it lands. With election off (`--no-election`) every shard is held and no Lease is used.
@@ -283,7 +283,7 @@ class LeaseShards:
     # -- start and stop (operator thread) ------------------------------------------------
 
     async def start(self) -> None:
-        """The lease thread; returns after its first round (before kopf hands objects over)."""
+        """The lease thread; returns after its first round (before the objects are listed)."""
         self._main = asyncio.get_running_loop()
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(

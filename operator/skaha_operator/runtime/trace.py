@@ -1,6 +1,6 @@
 """An optional trace of what the runtime does, for the time-to-usable profile (bench/timeline.py).
 
-With `SKAHA_OPERATOR_TRACE=<file>` every watch event received, kopf handler call, wake-up fired,
+With `SKAHA_OPERATOR_TRACE=<file>` every watch event received, wake-up fired,
 step, Kubernetes request and platform call is written as one JSON line with wall-clock times, so
 one Session can be followed from its create to its usable status across its parts (the benchmark
 client uses the same clock on the same machine). Off by default: then every hook is a single

@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
+from skaha_operator.controllers.compute import FIRST_WAIT
 from skaha_operator.simulator import Simulator
 from tests.integration.conftest import Kubectl
 from tests.integration.operator_harness import (
@@ -147,7 +148,11 @@ def test_future_start_waits_then_launches_on_time(
     api_client: client.ApiClient, namespace: str, sim: Simulator, operator: Path
 ) -> None:
     with_platform(api_client, namespace, sim)
-    start = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    # A new Compute holds back "waiting" for FIRST_WAIT seconds from its creation (one write
+    # for nothing when the wait is short): the start lies well beyond it, or Waiting is never
+    # shown (a start 6 s away raced that hold-back on a loaded machine).
+    ahead = timedelta(seconds=FIRST_WAIT + 6)
+    start = (datetime.now(UTC) + ahead).replace(microsecond=0)
     create(
         api_client,
         namespace,

@@ -45,7 +45,6 @@ async def stepped_by(
         st.generations[key(item["metadata"]["name"])] = item["metadata"]["generation"]
     for item in stored:
         cache.put("skahaplatforms", item)
-    st.listed = True
     stepped: list[Key] = []
 
     async def runner(key: Key) -> float | None:
@@ -92,7 +91,6 @@ async def test_a_fresh_list_deletes_what_it_lacks_and_steps_what_is_new_or_edite
     cache.put("skahaplatforms", other_ns)
     st = OperatorState(ctx=Context(config=OperatorConfig(), kube=None, platforms=None,  # type: ignore[arg-type]
                                    cache=cache))  # fmt: skip
-    st.listed = True
     st.generations.update(generations)
     stepped: list[Key] = []
 

@@ -105,16 +105,12 @@ class EventPoster:
         try:
             await self.kube.create_event(event["metadata"]["namespace"], event)
             self.posted += 1
-        except client.ApiException as exc:
-            self.dropped += 1
-            logger.info("Event %s on %s/%s not posted: %s %s", event["reason"],
-                        event["metadata"]["namespace"], event["involvedObject"]["name"],
-                        exc.status, exc.reason)  # fmt: skip
         except Exception as exc:  # a report is lost, nothing else
             self.dropped += 1
             ref = event["involvedObject"]
+            why = f"{exc.status} {exc.reason}" if isinstance(exc, client.ApiException) else exc
             logger.info("Event %s on %s/%s not posted: %s",
-                        event["reason"], ref["namespace"], ref["name"], exc)  # fmt: skip
+                        event["reason"], ref["namespace"], ref["name"], why)  # fmt: skip
 
     async def aclose(self) -> None:
         """Wait a little (CLOSE_WAIT) for the Events still being posted (clean shutdown)."""

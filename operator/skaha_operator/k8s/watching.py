@@ -40,6 +40,11 @@ SERVER_TIMEOUT = 300  # the API server ends each watch after this long; it is re
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # between failed attempts, then the last one again
 
 
+def backoff(failures: int) -> float:
+    """Seconds to wait after `failures` failed attempts in a row (at least 1)."""
+    return BACKOFF[min(failures, len(BACKOFF)) - 1]
+
+
 class Gone(Exception):
     """The resourceVersion is too old for the API server: list again."""
 
@@ -174,13 +179,13 @@ async def follow(
             except Exception as err:  # logged, retried after a pause
                 failures += 1
                 logger.warning("listing %s failed: %s", scope, err)
-                await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF)) - 1])
+                await asyncio.sleep(backoff(failures))
                 continue
             on_list(items)
             failures = 0
         except Exception as exc:  # connection or API error: reopen
             failures += 1
-            delay = BACKOFF[min(failures, len(BACKOFF)) - 1]
+            delay = backoff(failures)
             logger.info("watch of %s ended (%s: %s); reopening in %.1fs",
                         scope, type(exc).__name__, exc, delay)  # fmt: skip
             await asyncio.sleep(delay)

@@ -27,8 +27,6 @@ class OperatorState:
     ctx: Context
     requeuer: Requeuer = field(default_factory=Requeuer)
     shards: Shards = field(default_factory=AllShards)
-    # Whether every kind was listed at start-up (runtime/watch.py); before it, nothing is woken.
-    listed: bool = False
     # The spec generation each object last had in a list or watch event (runtime/watch.py).
     generations: dict[tuple[str, str, str], int] = field(default_factory=dict)
     # The Events poster and the watch connections (None until start-up built them).

@@ -33,7 +33,7 @@ from skaha_operator.controllers.skaha_platform import DEPENDENT_PLURALS
 from skaha_operator.domain.common import TERMINAL_PHASES, Phase
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, KINDS, PART_KINDS, plural_of
 from skaha_operator.k8s.objects import part_view
-from skaha_operator.k8s.watching import OnEvent, OnList, Scope, Streams, follow
+from skaha_operator.k8s.watching import OnEvent, OnList, Scope, Streams, backoff, follow
 from skaha_operator.reconcile.compute import QUEUE_REASON
 from skaha_operator.runtime.requeue import Key
 from skaha_operator.runtime.state import OperatorState
@@ -56,9 +56,7 @@ def observe_event(
         return
     gone = event_type == "DELETED" or (_deleting(body) and not meta.get("finalizers"))
     changed, old = _update_cache(plural, ns, name, body, gone, st)
-    if not changed or not st.listed:
-        # Before every kind is listed (start-up) nobody is woken: every object gets its own
-        # first step anyway, and a wake-up now would read what is not cached yet.
+    if not changed:
         return
     if plural in PART_PLURALS:
         # The controlling owner reference names the Session (the label may be shortened).
@@ -156,7 +154,6 @@ async def start_watches(st: OperatorState, streams: Streams, namespaces: list[st
         for body in items:
             st.ctx.cache.put(scope.plural, body)
         listed.append((scope, version))
-    st.listed = True
     count = 0
     for scope, _ in listed:
         for body in _cached(st, scope):
@@ -191,7 +188,7 @@ async def _list_until_done(streams: Streams, scope: Scope) -> tuple[list[dict[st
             return await streams.list(scope)
         except Exception as exc:  # retried: nothing starts without it
             failures += 1
-            delay = min(10.0, 0.5 * 2**failures)
+            delay = backoff(failures)
             logger.warning("listing %s failed (%s); again in %.1fs", scope, exc, delay)
             await asyncio.sleep(delay)
 

@@ -26,6 +26,7 @@ from kubernetes import client
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
 from skaha_operator.controlplane.processes import free_port
+from skaha_operator.runtime.resync import offset
 from skaha_operator.simulator import Simulator, SimulatorConfig
 from tests.integration.operator_harness import (
     create,
@@ -174,6 +175,14 @@ def test_happy_path_costs_per_session(
 RESTART_N = 20
 
 
+def _looks(url: str) -> int:
+    """The operator's looks at one Skaha session by id so far."""
+    return sum(v for (m, r, _), v in operator_calls(url).items() if (m, r) == LOOK)
+
+
+LOOK = ("GET", "/v1/session/{id}")
+
+
 def test_a_restart_reads_nothing_and_writes_nothing(
     controlplane: ControlPlane,
     api_client: client.ApiClient,
@@ -187,6 +196,10 @@ def test_a_restart_reads_nothing_and_writes_nothing(
     Every kind is listed at start-up before the first step (runtime/watch.py), so no Session
     reads its parts, and no Compute its platform, with a GET. Before, a Session
     stepped before its parts' list had arrived read each with a GET (about 2 per Session).
+
+    Nor does it look at every running Compute's Skaha session at once: each first look waits for
+    its own moment within the poll cap (controllers/first_look.py). Before, the resume sent one
+    GET per running Compute in its first steps (1,000 together at N = 1000).
     """
     for obj in platform_objects(namespace, zero_latency_sim.base_url):  # type: ignore[attr-defined]
         create(api_client, namespace, obj)
@@ -202,6 +215,11 @@ def test_a_restart_reads_nothing_and_writes_nothing(
     before = ApiSnapshot.take(controlplane)
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
+    # Each running Compute's first look waits for its moment within the poll cap (30 s), counted
+    # from when the operator listed it, which is after `started`.
+    moments = sorted(offset(("computes", namespace, c["metadata"]["name"]), 30.0)
+                     for c in _items(api_client, namespace, "computes"))  # fmt: skip
+    started = time.monotonic()
     with operator_process(
         controlplane, tmp_path / "second.log", *base, "--metrics-port", str(port)
     ) as proc:
@@ -214,7 +232,14 @@ def test_a_restart_reads_nothing_and_writes_nothing(
             return all(seen[k] >= RESTART_N for k in ("Session", "Compute", "DockerContainer"))
 
         wait_for("every object stepped after the restart", stepped, timeout=120)
+        looked, elapsed = _looks(url), time.monotonic() - started
+        due = sum(1 for m in moments if m <= elapsed)
+        # Not all at once (before: one look per Compute in the resume's first steps).
+        assert due < RESTART_N, f"every moment passed before the check ({elapsed:.1f}s)"
+        assert looked <= due, f"{looked} looks, {due} due {elapsed:.1f}s after the start"
         after = _quiet(controlplane)
+        # And each does look, once its moment comes.
+        wait_for("every running Compute looked", lambda: _looks(url) >= RESTART_N, timeout=90)
         assert proc.poll() is None, (tmp_path / "second.log").read_text()[-3000:]
     cost = ApiCost.between(before, after)
     table = cost.table(RESTART_N)

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from skaha_operator.controllers import skaha_sessions
 from skaha_operator.controllers.base import Outcome, dump, tell, write
 from skaha_operator.controllers.context import Context, abandoned
+from skaha_operator.controllers.first_look import first_look_wait
 from skaha_operator.controllers.platforms import platform_model
 from skaha_operator.controllers.slots import count_slots
 from skaha_operator.domain.common import Phase, SessionType
@@ -64,6 +65,11 @@ class ComputeController:
         """Observe, decide once, act, write with a guarded write."""
         compute = Compute.model_validate(body)
         clients, platform_body = await _clients(compute, ctx)
+        timing = ctx.config.timing
+        now = datetime.now(UTC)
+        wait = first_look_wait(ctx.first_looks, compute, _platform_view(platform_body), now, timing)
+        if wait is not None:
+            return Outcome(wait)
         if _queued(compute):
             # Count the slots and write the launch marker under the platform's lock, so that
             # this operator's Computes never pass the interactive cap together.

@@ -62,6 +62,9 @@ class Context:
     cache: ObjectCache
     post: EventPoster = _no_events
     slots: SlotBook = field(default_factory=SlotBook)
+    # Running Computes' first Skaha look after a start or take-over: uid -> monotonic time
+    # (controllers/first_look.py).
+    first_looks: dict[str, float] = field(default_factory=dict)
 
 
 def abandoned(*bodies: dict[str, Any] | None) -> bool:

@@ -11,8 +11,12 @@ shards this replica does not hold are left to their holder (runtime/shards.py).
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
+from collections.abc import Iterable
+from typing import Any
 
+from skaha_operator.controllers.first_look import IN_USE
 from skaha_operator.runtime.requeue import Key
 from skaha_operator.runtime.state import OperatorState
 
@@ -20,6 +24,20 @@ from skaha_operator.runtime.state import OperatorState
 def offset(key: Key, interval: float) -> float:
     """Where in the interval this object's resync falls (stable for the object)."""
     return (zlib.crc32("/".join(key).encode()) % 1000) / 1000 * interval
+
+
+def spread_first_looks(st: OperatorState, computes: Iterable[dict[str, Any]]) -> int:
+    """Give each running Compute among `computes` a moment within the poll cap for its first look
+    at Skaha, its step being due at once (controllers/first_look.py); how many."""
+    cap, now, count = st.ctx.config.timing.poll_cap, time.monotonic(), 0
+    for body in computes:
+        meta = body["metadata"]
+        if ((body.get("status") or {}).get("phase")) not in IN_USE or not meta.get("uid"):
+            continue
+        key = ("computes", str(meta["namespace"]), str(meta["name"]))
+        st.ctx.first_looks[str(meta["uid"])] = now + offset(key, cap)
+        count += 1
+    return count
 
 
 def sweep(st: OperatorState, plural: str, interval: float) -> int:

@@ -34,7 +34,7 @@ from skaha_operator.platform.base import CallRecord
 from skaha_operator.runtime import trace
 from skaha_operator.runtime.driver import step_once
 from skaha_operator.runtime.requeue import Key, Runner
-from skaha_operator.runtime.resync import resync_forever
+from skaha_operator.runtime.resync import resync_forever, spread_first_looks
 from skaha_operator.runtime.shards import LeaseConfig, LeaseShards, default_identity
 from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import observe_event, start_watches
@@ -155,11 +155,17 @@ def _take_over(st: OperatorState, shards: frozenset[int]) -> None:
         return
     count = 0
     for controller in CONTROLLERS:
-        for body in st.ctx.cache.each(controller.plural):
+        taken = [
+            body
+            for body in st.ctx.cache.each(controller.plural)
+            if st.shards.shard(str(body["metadata"]["namespace"]), body) in shards
+        ]
+        if controller.plural == "computes":
+            spread_first_looks(st, taken)
+        for body in taken:
             meta = body["metadata"]
-            if st.shards.shard(str(meta["namespace"]), body) in shards:
-                st.requeuer.schedule((controller.plural, meta["namespace"], meta["name"]), 0.0)
-                count += 1
+            st.requeuer.schedule((controller.plural, meta["namespace"], meta["name"]), 0.0)
+            count += 1
     metrics.TAKEOVER_STEPS.inc(count)
 
 

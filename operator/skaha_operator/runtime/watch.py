@@ -36,6 +36,7 @@ from skaha_operator.k8s.objects import part_view
 from skaha_operator.k8s.watching import OnEvent, OnList, Scope, Streams, backoff, follow
 from skaha_operator.reconcile.compute import QUEUE_REASON
 from skaha_operator.runtime.requeue import Key
+from skaha_operator.runtime.resync import spread_first_looks
 from skaha_operator.runtime.state import OperatorState
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,12 @@ async def start_watches(st: OperatorState, streams: Streams, namespaces: list[st
         listed.append((scope, version))
     count = 0
     for scope, _ in listed:
-        for body in _cached(st, scope):
+        bodies = _cached(st, scope)
+        if scope.plural == "computes":
+            spread_first_looks(
+                st, (b for b in bodies if st.shards.holds(b["metadata"]["namespace"], b))
+            )
+        for body in bodies:
             meta = body["metadata"]
             key = (scope.plural, meta["namespace"], meta["name"])
             st.generations[key] = int(meta.get("generation") or 0)
@@ -216,6 +222,7 @@ def on_watch_event(plural: str, kind: str, body: dict[str, Any], st: OperatorSta
     key = (plural, str(ns), str(name))
     if kind == "DELETED":
         st.generations.pop(key, None)
+        st.ctx.first_looks.pop(str(meta.get("uid") or ""), None)
         return
     if _spec_news(key, body, st) and not _deleting(body):
         st.requeuer.schedule(key, 0.0)

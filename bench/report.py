@@ -128,6 +128,11 @@ def _breakdown(results: list[Result]) -> list[str]:
                     if r.resume_rss_kib is not None
                     else ""
                 )
+                + (
+                    f", {r.resume_looks} Skaha looks by then (the others spread over the poll cap)"
+                    if r.resume_looks is not None
+                    else ""
+                )
             )
     return out
 

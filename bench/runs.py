@@ -64,6 +64,7 @@ class Result:
     resume_s: float | None = None
     resume_writes: float | None = None
     resume_rss_kib: int | None = None  # the restarted operator's peak, N present
+    resume_looks: int | None = None  # Skaha looks by id made by then (the rest come spread)
     instances: int = 1
     polls: int | None = None  # Skaha polls until Running, summed from the Computes' status
     server_cpu_s: float | None = None  # kube-apiserver + etcd over the window
@@ -324,13 +325,13 @@ def run_operator(
             )
             result.idle_calls = sum(_sum_calls(urls).values()) - calls1
     if restart and len(namespaces) == 1:
-        result.resume_s, result.resume_writes, result.resume_rss_kib = _resume(
-            cp, namespaces[0], n, workdir
-        )
+        (result.resume_s, result.resume_writes, result.resume_rss_kib,
+         result.resume_looks) = _resume(cp, namespaces[0], n, workdir)  # fmt: skip
     return result
 
 
 LAUNCH = ("POST", "/v1/session")
+LOOK = ("GET", "/v1/session/{id}")
 
 
 def wait_balanced(cp: ControlPlane, ns: str, identities: list[str], timeout: float = 120) -> None:
@@ -361,9 +362,12 @@ def _polls(cp: ControlPlane, namespaces: list[str]) -> int:
         )
 
 
-def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, float, int]:
+def _resume(
+    cp: ControlPlane, ns: str, n: int, workdir: Path
+) -> tuple[float, float, int, int | None]:
     """Start a fresh operator with N Sessions present: seconds until every Session and Compute
-    was reconciled once, the API writes per Session that cost, and its peak RSS (KiB)."""
+    was reconciled once, the API writes per Session that cost, its peak RSS (KiB) and how many
+    running Computes had looked at their Skaha session by then."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     before = ApiSnapshot.take(cp)
@@ -373,7 +377,7 @@ def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, fl
         "--metrics-port", str(port), "--metrics-address", "127.0.0.1", "--metrics-insecure",
     ) as proc:  # fmt: skip
         deadline = started + 600
-        took = float("inf")
+        took, looks = float("inf"), None
         while time.monotonic() < deadline:
             try:
                 seen = reconciles(url)
@@ -381,12 +385,13 @@ def _resume(cp: ControlPlane, ns: str, n: int, workdir: Path) -> tuple[float, fl
                 seen = Counter()
             if seen["Session"] >= n and seen["Compute"] >= n:
                 took = time.monotonic() - started
+                looks = sum(v for (m, r, _), v in operator_calls(url).items() if (m, r) == LOOK)
                 break
             time.sleep(0.2)
         time.sleep(SETTLE_S)
         cost = ApiCost.between(before, ApiSnapshot.take(cp))
         peak = memory_kib(proc.pid)["VmHWM"]
-    return took, cost.per(n, WRITE_VERBS), peak
+    return took, cost.per(n, WRITE_VERBS), peak, looks
 
 
 def run_bare(

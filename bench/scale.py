@@ -156,6 +156,7 @@ def _raw(r: Result) -> dict[str, object]:
         "calls": dict(r.calls), "cpu_s": r.cpu_s, "peak_rss_kib": r.peak_rss_kib,
         "rss_growth_kib": r.rss_growth_kib, "resume_s": r.resume_s,
         "resume_writes": r.resume_writes, "resume_rss_kib": r.resume_rss_kib,
+        "resume_looks": r.resume_looks,
         "shares": r.shares,
         "lease_writes_per_s": r.lease_writes_per_s, "server_cpu_s": r.server_cpu_s,
         "server_memory": r.server_memory,

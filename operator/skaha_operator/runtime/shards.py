@@ -328,12 +328,18 @@ class LeaseShards:
                 await asyncio.wait_for(self._stopping.wait(), next_at - self._loop.time())
             if self._stopping.is_set():
                 break
-            next_at = self._loop.time() + self.cfg.renew  # a round's own time is in the period
+            started = self._loop.time()
+            late = started - next_at
+            next_at = started + self.cfg.renew  # a round's own time is in the period
             try:
                 await asyncio.wait_for(self.round(), timeout=self.cfg.duration)
             except Exception:
                 logger.exception("lease round failed")
                 metrics.LEASE_ERRORS.inc()
+            took = self._loop.time() - started
+            if took + late > self.cfg.renew:
+                logger.warning("lease round started %.1fs late and took %.1fs (renewed every %ss)",
+                               late, took, self.cfg.renew)  # fmt: skip
         if self._release:
             await self._release_all()
 

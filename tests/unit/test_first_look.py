@@ -83,7 +83,8 @@ def test_the_end_after_the_moment_lets_it_wait() -> None:
 def test_the_wait_is_what_remains_until_the_moment_given() -> None:
     looks = {UID: time.monotonic() + 25.0}
     wait = first_look_wait(looks, compute(), READY, NOW, T)
-    assert wait is not None and 20.0 < wait <= 25.0
+    assert wait is not None
+    assert 20.0 < wait <= 25.0
     # An early wake-up waits for the rest; the moment stays recorded until it is used.
     assert first_look_wait(looks, compute(), READY, NOW, T) is not None
     assert UID in looks

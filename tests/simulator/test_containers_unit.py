@@ -13,7 +13,9 @@ import pytest
 from skaha_operator.simulator import SimulatorConfig
 from skaha_operator.simulator.cli import build_parser, config_from_args
 from skaha_operator.simulator.containers import (
+    ContainerRunner,
     Engine,
+    Running,
     container_env,
     decide_runner,
     expand,
@@ -173,3 +175,26 @@ def test_the_served_simulator_runs_jobs_for_real_unless_told(tmp_path: Path) -> 
     file = tmp_path / "sim.json"
     file.write_text(json.dumps({"job_mode": "container"}))
     assert config_from_args(parse(["--config", str(file)])).job_mode == "container"
+
+
+async def test_a_finished_jobs_logs_are_what_was_captured_while_its_container_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between a job's end (its logs captured, the session Completed) and the removal of its
+    container, `podman logs` on the container being removed can answer 0 with nothing: the
+    captured text is what a GET ?view=logs returns (once, in CI, the setup job's pip output
+    came back empty this way)."""
+    runner = ContainerRunner(Engine("podman", {}, "5", True, True), SimulatorConfig())
+    session = SimSession(
+        id="s1", user="alice", name="j", image="img", type=SessionType.HEADLESS, created=0.0,
+        start_at=1.0, end_at=2.0, end_phase=Phase.COMPLETED, deadline_s=3600.0, ttl_s=60.0,
+        terminate_s=0.0, fixed=True, cores=1, ram=1, gpus=0, uid=1000, gid=1000, real=True,
+        log_text="Successfully installed skop-probe-1.0\n",
+    )  # fmt: skip
+    runner.running["s1"] = Running(session, "skaha-sim-x-s1")  # its `rm` not finished yet
+
+    async def engine(*args: str, limit_s: float | None = None) -> tuple[int, str]:
+        return 0, ""  # the container's logs already gone
+
+    monkeypatch.setattr(runner, "_engine", engine)
+    assert await runner.logs(session) == "Successfully installed skop-probe-1.0\n"

@@ -397,9 +397,11 @@ class ContainerRunner:
                 self._spawn(self._stop(entry))
 
     async def logs(self, session: SimSession) -> str:
-        """The container's stdout and stderr so far (cached once it has exited)."""
+        """The container's stdout and stderr so far; once it has ended, what was captured then
+        (the container may be being removed, and `logs` on it can answer 0 with nothing)."""
         entry = self.running.get(session.id)
-        if entry is None or session.start_at is None:
+        captured = session.end_at is not None and session.log_text is not None
+        if entry is None or session.start_at is None or captured:
             return session.log_text or ""
         code, out = await self._engine("logs", entry.name)
         return out if code == 0 else (session.log_text or "")

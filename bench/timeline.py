@@ -136,9 +136,9 @@ def segments(
     c_steps = [r for r in c_recs if r["k"] == "step"]
     s_event = next(r for r in s_recs if r["k"] == "event")
     first = s_steps[0]
-    made = [r for r in s_recs if r["k"] == "kube" and r["m"] == "create_namespaced_custom_object"][
-        -1
-    ]  # the Compute, created last
+    made = [
+        r for r in s_recs if r["k"] == "kube" and r["m"] == "create_namespaced_custom_object"
+    ][-1]  # the Compute, created last
     post = next(r for r in c_recs if r["k"] == "skaha" and r["m"] == "POST")
     launch = _step_with(c_steps, post)
     running_event = next(r for r in c_recs if r["k"] == "event" and r.get("phase") == "Running")
@@ -184,9 +184,8 @@ def timeline(by: dict[tuple[str, str], list[dict[str, Any]]], name: str, created
         start = r.get("t0", r["t"]) - created
         took = f" ({1000 * (r['t'] - r['t0']):.0f} ms)" if "t0" in r else ""
         what = {
-            "event": lambda r: (
-                f"watch event {r.get('type')} phase={r.get('phase')} reason={r.get('reason')}"
-            ),
+            "event": lambda r: f"watch event {r.get('type')} phase={r.get('phase')} "
+            f"reason={r.get('reason')}",
             "fire": lambda r: f"wake-up fires ({1000 * r['late']:.0f} ms late)",
             "step": lambda r: f"step (next in {r.get('next')})",
             "kube": lambda r: f"  API {r['m']}",

@@ -11,6 +11,7 @@ shards this replica does not hold are left to their holder (runtime/shards.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import zlib
 from collections.abc import Iterable
@@ -19,6 +20,8 @@ from typing import Any
 from skaha_operator.controllers.first_look import IN_USE
 from skaha_operator.runtime.requeue import Key
 from skaha_operator.runtime.state import OperatorState
+
+logger = logging.getLogger(__name__)
 
 
 def offset(key: Key, interval: float) -> float:
@@ -37,6 +40,10 @@ def spread_first_looks(st: OperatorState, computes: Iterable[dict[str, Any]]) ->
         key = ("computes", str(meta["namespace"]), str(meta["name"]))
         st.ctx.first_looks[str(meta["uid"])] = now + offset(key, cap)
         count += 1
+    if count:
+        logger.info(
+            "the first Skaha looks of %d running Computes are spread over %.0fs", count, cap
+        )
     return count
 
 

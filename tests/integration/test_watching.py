@@ -54,9 +54,11 @@ async def until(what: str, probe: Any, deadline_s: float = 60.0) -> None:
 
 @pytest.fixture
 async def streams(api_client: client.ApiClient) -> AsyncIterator[Streams]:
-    found = Streams(Kube(api_client))
+    kube = Kube(api_client)
+    found = Streams(kube)
     yield found
     await found.aclose()
+    await kube.http.aclose()  # the shared api_client stays open for other tests
 
 
 async def test_a_watch_reopened_every_second_loses_nothing_and_repeats_nothing(

@@ -5,7 +5,8 @@ through `write_status`: a JSON patch to `/status` that first `test`s the phase t
 made from (or the resourceVersion, for the first write and for create-pending markers). A failed
 test is a 422 and a stale resourceVersion a 409 (both shown in tests/integration/
 test_concurrency_primitives.py); either raises `ConflictError`: re-read and requeue, never
-overwrite. The official client is synchronous, so calls run in worker threads.
+overwrite. Our kinds and Events go over `k8s/http.py` on the event loop; Secrets and ConfigMaps
+(rare) over the official client, which is synchronous, in worker threads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
+from skaha_operator.k8s.http import JSON_PATCH, MERGE_PATCH, Http
 
 
 class ConflictError(Exception):
@@ -96,8 +98,16 @@ def _escape(key: str) -> str:
 Items = list[dict[str, Any]]
 
 
+def path(plural: str, namespace: str | None, name: str = "", sub: str = "") -> str:
+    """The URL path of one of our kinds' collections, objects or subresources."""
+    where = f"/namespaces/{namespace}" if namespace else ""
+    tail = "".join(f"/{part}" for part in (name, sub) if part)
+    return f"/apis/{GROUP}/{VERSION}{where}/{plural}{tail}"
+
+
 class Kube:
-    """Async facade over the official client for our custom resources, Secrets and Events."""
+    """Async access to our custom resources and Events (aiohttp, on the loop) and to Secrets
+    and ConfigMaps (the official client, in threads)."""
 
     def __init__(
         self,
@@ -108,6 +118,8 @@ class Kube:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        # As many connections as the official client pools (make_api_client's `pool`).
+        self.http = Http(api.configuration, int(api.configuration.connection_pool_maxsize or 16))
         self._on_conflict = on_conflict or (lambda kind: None)
         # Told of every object a status write stored (the handlers' watch-fed cache).
         self.on_stored = on_stored or (lambda plural, body: None)
@@ -124,11 +136,26 @@ class Kube:
         finally:
             self.on_request(fn.__name__, started, time.time())
 
+    async def _send(self, name: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        # `name` is what the trace calls the request (the official client's method name).
+        if self.on_request is None:
+            return await self.http.request(method, url, **kwargs)
+        started = time.time()
+        try:
+            return await self.http.request(method, url, **kwargs)
+        finally:
+            self.on_request(name, started, time.time())
+
+    async def aclose(self) -> None:
+        """Close the connections of both clients."""
+        await self.http.aclose()
+        self.api.close()
+
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
         try:
-            obj: dict[str, Any] = await self._call(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            obj = await self._send(
+                "get_namespaced_custom_object", "GET", path(plural, namespace, name)
             )
         except client.ApiException as exc:
             if exc.status == 404:
@@ -140,9 +167,9 @@ class Kube:
         self, plural: str, namespace: str, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
         """Objects of one kind in a namespace, optionally filtered by labels."""
-        kwargs = {"label_selector": label_selector} if label_selector else {}
-        result = await self._call(
-            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, **kwargs
+        query = {"labelSelector": label_selector} if label_selector else None
+        result = await self._send(
+            "list_namespaced_custom_object", "GET", path(plural, namespace), query=query
         )
         items: list[dict[str, Any]] = result.get("items", [])
         return items
@@ -155,15 +182,12 @@ class Kube:
         items: Items = []
         token: str | None = None
         version = ""
-        if namespace is None:
-            args: tuple[Any, ...] = (self.custom.list_cluster_custom_object, GROUP, VERSION)
-        else:
-            args = (self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace)
+        name = "list_namespaced_custom_object" if namespace else "list_cluster_custom_object"
         while True:
-            kwargs: dict[str, Any] = {"limit": page}
+            query: dict[str, Any] = {"limit": page}
             if token:
-                kwargs["_continue"] = token
-            result = await self._call(*args, plural, **kwargs)
+                query["continue"] = token
+            result = await self._send(name, "GET", path(plural, namespace), query=query)
             items.extend(result.get("items", []))
             meta = result.get("metadata") or {}
             version = version or str(meta.get("resourceVersion") or "")
@@ -173,7 +197,8 @@ class Kube:
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
         """Post one core/v1 Event (k8s/events.py)."""
-        await self._call(self.core.create_namespaced_event, namespace, event)
+        url = f"/api/v1/namespaces/{namespace}/events"
+        await self._send("create_namespaced_event", "POST", url, body=event)
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create an object; False when one of that name exists already (idempotent).
@@ -182,8 +207,8 @@ class Kube:
         (its Session) finds it without a GET, before its watch event arrives.
         """
         try:
-            made: dict[str, Any] = await self._call(
-                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+            made = await self._send(
+                "create_namespaced_custom_object", "POST", path(plural, namespace), body=body
             )
         except client.ApiException as exc:
             if exc.status == 409:
@@ -197,15 +222,10 @@ class Kube:
     async def delete(self, plural: str, namespace: str, name: str) -> bool:
         """Ask for deletion (finalizers still run); False when it is already gone."""
         try:
-            await self._call(
-                self.custom.delete_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                propagation_policy="Background",
-            )
+            await self._send(
+                "delete_namespaced_custom_object", "DELETE", path(plural, namespace, name),
+                query={"propagationPolicy": "Background"},
+            )  # fmt: skip
         except client.ApiException as exc:
             if exc.status == 404:
                 return False
@@ -217,9 +237,9 @@ class Kube:
     ) -> str | None:
         """Merge `spec` into an object's spec; the API server's refusal message, if refused."""
         try:
-            await self._call(
-                self.custom.patch_namespaced_custom_object,
-                GROUP, VERSION, namespace, plural, name, {"spec": spec},
+            await self._send(
+                "patch_namespaced_custom_object", "PATCH", path(plural, namespace, name),
+                body={"spec": spec}, content_type=MERGE_PATCH,
             )  # fmt: skip
         except client.ApiException as exc:
             if exc.status in (404, 422):
@@ -241,16 +261,11 @@ class Kube:
             return None
         meta = observed["metadata"]
         try:
-            stored: dict[str, Any] = await self._call(
-                self.custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                plural,
-                meta["name"],
-                ops,
-                _content_type="application/json-patch+json",
-            )
+            stored = await self._send(
+                "patch_namespaced_custom_object_status", "PATCH",
+                path(plural, meta["namespace"], meta["name"], "status"),
+                body=ops, content_type=JSON_PATCH,
+            )  # fmt: skip
         except client.ApiException as exc:
             if exc.status in (409, 422) and _is_conflict(exc):
                 self._on_conflict(str(observed.get("kind", plural)))
@@ -306,16 +321,11 @@ class Kube:
     ) -> dict[str, Any] | None:
         meta = observed["metadata"]
         try:
-            stored: dict[str, Any] = await self._call(
-                self.custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                plural,
-                meta["name"],
-                ops,
-                _content_type="application/json-patch+json",
-            )
+            stored = await self._send(
+                "patch_namespaced_custom_object", "PATCH",
+                path(plural, meta["namespace"], meta["name"]),
+                body=ops, content_type=JSON_PATCH,
+            )  # fmt: skip
         except client.ApiException as exc:
             if exc.status == 404:
                 return None

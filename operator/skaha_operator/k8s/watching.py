@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.k8s.api import Kube
+from skaha_operator.k8s.http import Http, auth_headers
 
 logger = logging.getLogger(__name__)
 
@@ -65,44 +65,13 @@ class Scope:
         return f"{self.plural} in {self.namespace or 'every namespace'}"
 
 
-def _ssl_context(conf: client.Configuration) -> ssl.SSLContext | bool:
-    if not str(conf.host).startswith("https"):
-        return False
-    ctx = ssl.create_default_context(cafile=conf.ssl_ca_cert or None)
-    if conf.cert_file:
-        ctx.load_cert_chain(conf.cert_file, conf.key_file or None)
-    if not conf.verify_ssl:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _headers(conf: client.Configuration) -> dict[str, str]:
-    """The client's own authentication headers (a bearer token, basic auth), read now: the
-    client's refresh hook runs first (an in-cluster token file that rotates)."""
-    settings: dict[str, dict[str, Any]] = dict(conf.auth_settings())  # type: ignore[arg-type]
-    return {
-        str(auth["key"]): str(auth["value"])
-        for auth in settings.values()
-        if auth.get("in") == "header" and auth.get("value")
-    }
-
-
 class Streams:
-    """The watch connections of one operator: one aiohttp session, credentials from `kube`."""
+    """The watch connections of one operator: an aiohttp session of their own (one long request
+    per kind and namespace, so no limit), credentials from `kube`."""
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self._conf: client.Configuration = kube.api.configuration
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=_ssl_context(self._conf), limit=0)
-            self._session = aiohttp.ClientSession(
-                base_url=str(self._conf.host).rstrip("/") + "/", connector=connector
-            )
-        return self._session
+        self._http = Http(kube.api.configuration, limit=0)
 
     async def list(self, scope: Scope) -> tuple[list[Body], str]:
         """Every object in the scope and the version to watch from (paged, one snapshot)."""
@@ -117,7 +86,8 @@ class Streams:
                            "timeoutSeconds": SERVER_TIMEOUT})  # fmt: skip
         timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=SERVER_TIMEOUT + 30)
         url = scope.path().lstrip("/") + "?" + query
-        async with self._client().get(url, headers=_headers(self._conf), timeout=timeout) as resp:
+        headers = auth_headers(self._http.conf)
+        async with self._http.session().get(url, headers=headers, timeout=timeout) as resp:
             if resp.status == 410:
                 raise Gone(await resp.text())
             if resp.status != 200:
@@ -134,8 +104,7 @@ class Streams:
 
     async def aclose(self) -> None:
         """Close the connections."""
-        if self._session is not None:
-            await self._session.close()
+        await self._http.aclose()
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:

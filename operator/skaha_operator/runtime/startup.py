@@ -39,9 +39,10 @@ from skaha_operator.runtime.shards import LeaseConfig, LeaseShards, default_iden
 from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import observe_event, start_watches
 
-# Threads (and pooled connections) of the synchronous Kubernetes client: how many requests are in
-# flight at once. The API server answers a burst faster with more of them in flight (etcd commits
-# them together); measured in docs/performance.md. SKAHA_OPERATOR_API_THREADS overrides it.
+# How many requests to the API server are in flight at once: the connections of the event loop's
+# client (k8s/http.py) and the threads of the synchronous one (Secrets, ConfigMaps). The API server
+# answers a burst faster with more of them in flight (etcd commits them together); measured in
+# docs/performance.md. SKAHA_OPERATOR_API_THREADS overrides it.
 API_THREADS = int(os.environ.get("SKAHA_OPERATOR_API_THREADS", "16"))
 LEASE_THREADS = 8  # a round renews every held shard at once (k8s/leases.py)
 logger = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         on_conflict=lambda kind: metrics.CAS_CONFLICTS.labels(kind).inc(),
     )
     cache = ObjectCache(kube.get)
-    # The synchronous client runs in the loop's default executor; its default size
-    # (CPUs + 4) queues the API calls of hundreds of objects behind a handful of threads.
+    # The synchronous client (Secrets, ConfigMaps) runs in the loop's default executor; its
+    # default size (CPUs + 4) would queue those calls behind a handful of threads.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="kube")
     )
@@ -228,4 +229,4 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         if st.tracer is not None:
             st.tracer.close()
         await st.ctx.platforms.aclose()
-        st.ctx.kube.api.close()
+        await st.ctx.kube.aclose()

@@ -1,0 +1,124 @@
+"""Requests to the API server on the operator's event loop, with aiohttp.
+
+The official client is synchronous: each of its calls runs in a worker thread, and a request
+costs the operator about 1.9 ms of CPU (urllib3, the thread hand-over both ways, the GIL passed
+around); the same create or status PATCH sent with aiohttp on the loop costs about 0.8 ms
+(docs/performance.md, "Writes on the event loop"). The operator's hot path (its custom resources
+and Events) goes through here; the rare calls (Secrets, ConfigMaps) stay on the official client.
+
+aiohttp is what kopf itself and the operator's watch use (docs/design.md §4.12), so it adds no
+dependency; it is maintained by aio-libs. The credentials are the official client's
+(`make_api_client`: in-cluster ServiceAccount or KUBECONFIG), read again at every request, so a
+rotated ServiceAccount token is picked up. A refusal raises `kubernetes.client.ApiException` with
+the status, reason and body, as the official client does, so callers handle both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from kubernetes import client
+
+JSON = "application/json"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+# A request that waits for a free connection is not late; one whose answer stalls this long is.
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+
+
+def ssl_context(conf: client.Configuration) -> ssl.SSLContext | bool:
+    """The TLS context the official client's configuration describes (False for plain HTTP)."""
+    if not str(conf.host).startswith("https"):
+        return False
+    ctx = ssl.create_default_context(cafile=conf.ssl_ca_cert or None)
+    if conf.cert_file:
+        ctx.load_cert_chain(conf.cert_file, conf.key_file or None)
+    if not conf.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def auth_headers(conf: client.Configuration) -> dict[str, str]:
+    """The client's own authentication headers (a bearer token, basic auth), read now: the
+    client's refresh hook runs first (an in-cluster token file that rotates)."""
+    settings: dict[str, dict[str, Any]] = dict(conf.auth_settings())  # type: ignore[arg-type]
+    return {
+        str(auth["key"]): str(auth["value"])
+        for auth in settings.values()
+        if auth.get("in") == "header" and auth.get("value")
+    }
+
+
+class Http:
+    """One aiohttp session to the API server; at most `limit` requests in flight (0: no limit).
+
+    Requests beyond the limit wait their turn in order (a FIFO semaphore, as the official
+    client's worker threads take queued calls in order). aiohttp's own connection limit does not
+    keep that order: a request that finds an idle connection in the pool takes it at once
+    (`BaseConnector.connect` looks there first), even while others wait to be woken for it. A
+    step that writes again as soon as its last write is answered then overtakes every waiting
+    request; at N = 1000 the spread of waits made Sessions write their progress more often (17.5
+    writes per Session instead of 15.0, docs/performance.md, "Writes on the event loop").
+    Created on first use, so on the loop that uses it.
+    """
+
+    def __init__(self, conf: client.Configuration, limit: int) -> None:
+        self.conf = conf
+        self.limit = limit
+        self._session: aiohttp.ClientSession | None = None
+        self._turns: asyncio.Semaphore | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session (its base URL is the API server's)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=ssl_context(self.conf), limit=0)
+            self._session = aiohttp.ClientSession(
+                base_url=str(self.conf.host).rstrip("/") + "/", connector=connector
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str = JSON,
+    ) -> dict[str, Any]:
+        """Send one request; its JSON answer. A status of 400 or more raises ApiException."""
+        url = path.lstrip("/")
+        if query:
+            url += "?" + urlencode(query)
+        headers = {"Accept": JSON, **auth_headers(self.conf)}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
+        if self.limit and self._turns is None:
+            self._turns = asyncio.Semaphore(self.limit)
+        async with (
+            self._turns or contextlib.nullcontext(),
+            self.session().request(
+                method, url, data=data, headers=headers, timeout=TIMEOUT
+            ) as resp,
+        ):
+            raw = await resp.read()
+        if resp.status >= 400:
+            text = raw.decode(errors="replace")
+            raise client.ApiException(status=resp.status, reason=resp.reason, body=text)
+        answer: dict[str, Any] = json.loads(raw) if raw else {}
+        return answer
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

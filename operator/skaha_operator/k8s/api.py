@@ -16,13 +16,15 @@ import base64
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
 from skaha_operator.k8s.http import JSON_PATCH, MERGE_PATCH, Http
+
+T = TypeVar("T")
 
 
 class ConflictError(Exception):
@@ -126,25 +128,24 @@ class Kube:
         # Told of every request (client method, wall-clock start and end): the runtime's trace.
         self.on_request: Callable[[str, float, float], None] | None = None
 
-    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        # The official client blocks; keep the event loop free (docs/design.md §7.7).
+    async def _traced(self, name: str, request: Awaitable[T]) -> T:
+        # Told to the trace by `name` (the official client's method name for the same call).
         if self.on_request is None:
-            return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+            return await request
         started = time.time()
         try:
-            return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
-        finally:
-            self.on_request(fn.__name__, started, time.time())
-
-    async def _send(self, name: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        # `name` is what the trace calls the request (the official client's method name).
-        if self.on_request is None:
-            return await self.http.request(method, url, **kwargs)
-        started = time.time()
-        try:
-            return await self.http.request(method, url, **kwargs)
+            return await request
         finally:
             self.on_request(name, started, time.time())
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # The official client blocks; keep the event loop free (docs/design.md §7.7).
+        return await self._traced(
+            fn.__name__, asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        )
+
+    async def _send(self, name: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        return await self._traced(name, self.http.request(method, url, **kwargs))
 
     async def aclose(self) -> None:
         """Close the connections of both clients."""

@@ -1,6 +1,7 @@
 """The shared HTTP plumbing of the Skaha, Cavern and Rucio clients.
 
-Owns: building one pooled `httpx.AsyncClient` per service with explicit timeouts, sending a
+Owns: building one pooled `httpx.AsyncClient` per service (its bytes carried by aiohttp,
+`transport.py`) with explicit timeouts, sending a
 request with the retry policy, mapping failures to `errors.py` (httpx error chained as cause),
 the per-attempt call counter hook, the allowed-hosts guard on every request (`hosts.py`), and
 keeping secrets out of every message and log line; server text is cut to
@@ -38,6 +39,7 @@ from skaha_operator.platform.errors import (
 )
 from skaha_operator.platform.hosts import HostPolicy
 from skaha_operator.platform.retry import RetryPolicy, call_with_retry
+from skaha_operator.platform.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +123,11 @@ def make_http_client(
     """One pooled client for one service, with explicit timeouts; `hosts` guards every request.
 
     Redirects are never followed (httpx's default): a 3xx cannot move a request to a host the
-    check did not see.
+    check did not see. The bytes go through aiohttp (`transport.py`) unless a test passes its
+    own transport.
     """
+    if transport is None:
+        transport = AiohttpTransport(verify=verify, limits=limits)
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         verify=verify,

@@ -23,11 +23,14 @@ class Server:
         self.most_inside = 0
         self.pause = 0.02
         self.arrived = asyncio.Event()  # set at the first request
+        self.valid: str | None = None  # when set, any other credential is answered 401
 
     async def handle(self, request: web.Request) -> web.Response:
         self.order.append(request.query.get("i", ""))
         self.arrived.set()
         self.auth.append(request.headers.get("Authorization", ""))
+        if self.valid is not None and self.auth[-1] != self.valid:
+            return web.Response(status=401, text='{"kind":"Status","reason":"Unauthorized"}')
         self.inside += 1
         self.most_inside = max(self.most_inside, self.inside)
         try:
@@ -100,18 +103,46 @@ async def test_a_refusal_raises_the_api_exception_with_its_status_and_body(
                   "type": "application/json-patch+json"}  # fmt: skip
 
 
-async def test_the_credentials_are_read_again_for_every_request(
+async def test_the_credentials_are_read_again_once_a_second_has_passed(
     served: tuple[Server, client.Configuration],
 ) -> None:
     server, conf = served
-    http = Http(conf, limit=0)
+    now = [100.0]
+    http = Http(conf, limit=0, clock=lambda: now[0])
     try:
         await http.request("GET", "/a")
         conf.api_key = {"authorization": "Bearer two"}  # a rotated ServiceAccount token
+        now[0] += 0.5
         await http.request("GET", "/b")
+        now[0] += 0.5
+        await http.request("GET", "/c")
     finally:
         await http.aclose()
-    assert server.auth == ["Bearer one", "Bearer two"]
+    assert server.auth == ["Bearer one", "Bearer one", "Bearer two"]
+
+
+async def test_a_401_reads_the_credentials_again_and_sends_once_more(
+    served: tuple[Server, client.Configuration],
+) -> None:
+    """An exec-plugin token is refreshed only once it has expired: the API server may refuse
+    the one read a moment ago. The request goes again with the credentials read now."""
+    server, conf = served
+    now = [100.0]
+    http = Http(conf, limit=1, clock=lambda: now[0])
+    try:
+        await http.request("GET", "/a")
+        conf.api_key = {"authorization": "Bearer two"}
+        server.valid = "Bearer two"
+        answer = await http.request("PATCH", "/b/status", body={"x": 1})
+        server.valid = "Bearer nobody has"
+        now[0] += 2  # read again before sending: a 401 then is the answer, not sent again
+        with pytest.raises(client.ApiException) as refused:
+            await http.request("GET", "/c")
+    finally:
+        await http.aclose()
+    assert answer["got"] == {"x": 1}
+    assert server.auth == ["Bearer one", "Bearer one", "Bearer two", "Bearer two"]
+    assert refused.value.status == 401
 
 
 async def test_a_request_asked_later_never_overtakes_one_waiting_for_its_turn(

@@ -8,9 +8,12 @@ and Events) goes through here; the rare calls (Secrets, ConfigMaps) stay on the 
 
 aiohttp is what kopf itself and the operator's watch use (docs/design.md §4.12), so it adds no
 dependency; it is maintained by aio-libs. The credentials are the official client's
-(`make_api_client`: in-cluster ServiceAccount or KUBECONFIG), read again at every request, so a
-rotated ServiceAccount token is picked up. A refusal raises `kubernetes.client.ApiException` with
-the status, reason and body, as the official client does, so callers handle both alike.
+(`make_api_client`: in-cluster ServiceAccount or KUBECONFIG), read again when a second has passed
+since the last read or when the API server answers 401, so a rotated ServiceAccount token or a
+refreshed exec-plugin token is picked up. (Reading them runs the client's refresh hook, about
+0.15 ms from a kubeconfig; once per request that was 4% of the operator's CPU.) A refusal raises
+`kubernetes.client.ApiException` with the status, reason and body, as the official client does,
+so callers handle both alike.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import asyncio
 import contextlib
 import json
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,6 +35,8 @@ JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 # A request that waits for a free connection is not late; one whose answer stalls this long is.
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+# How long credentials read from the client's configuration are used before reading them again.
+CREDENTIALS_SECONDS = 1.0
 
 
 def ssl_context(conf: client.Configuration) -> ssl.SSLContext | bool:
@@ -69,11 +76,19 @@ class Http:
     Created on first use, so on the loop that uses it.
     """
 
-    def __init__(self, conf: client.Configuration, limit: int) -> None:
+    def __init__(
+        self,
+        conf: client.Configuration,
+        limit: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.conf = conf
         self.limit = limit
+        self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._turns: asyncio.Semaphore | None = None
+        self._credentials: dict[str, str] = {}
+        self._read_at: float | None = None
 
     def session(self) -> aiohttp.ClientSession:
         """The session (its base URL is the API server's)."""
@@ -97,25 +112,43 @@ class Http:
         url = path.lstrip("/")
         if query:
             url += "?" + urlencode(query)
-        headers = {"Accept": JSON, **auth_headers(self.conf)}
+        headers = {"Accept": JSON}
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body).encode()
         if self.limit and self._turns is None:
             self._turns = asyncio.Semaphore(self.limit)
-        async with (
-            self._turns or contextlib.nullcontext(),
-            self.session().request(
-                method, url, data=data, headers=headers, timeout=TIMEOUT
-            ) as resp,
-        ):
-            raw = await resp.read()
+        async with self._turns or contextlib.nullcontext():
+            fresh = self._stale()
+            resp, raw = await self._send(method, url, data, headers)
+            if resp.status == 401 and not fresh:  # credentials changed within the second
+                self._read_at = None
+                self._stale()
+                resp, raw = await self._send(method, url, data, headers)
         if resp.status >= 400:
             text = raw.decode(errors="replace")
             raise client.ApiException(status=resp.status, reason=resp.reason, body=text)
         answer: dict[str, Any] = json.loads(raw) if raw else {}
         return answer
+
+    def _stale(self) -> bool:
+        """Read the credentials again if a second has passed; True if they were just read."""
+        now = self._clock()
+        if self._read_at is not None and now - self._read_at < CREDENTIALS_SECONDS:
+            return False
+        self._credentials = auth_headers(self.conf)
+        self._read_at = now
+        return True
+
+    async def _send(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        with_credentials = {**headers, **self._credentials}
+        async with self.session().request(
+            method, url, data=data, headers=with_credentials, timeout=TIMEOUT
+        ) as resp:
+            return resp, await resp.read()
 
     async def aclose(self) -> None:
         """Close the connections."""

@@ -18,7 +18,8 @@ from skaha_operator.platform.transport import AiohttpTransport
 
 
 class Server:
-    """Records each request; `/slow` answers late, `/cut` drops the connection unanswered."""
+    """Records each request; `/slow` answers late, `/cut` drops the connection unanswered, `/half`
+    drops it halfway through the answer."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
@@ -43,6 +44,13 @@ class Server:
             assert request.transport is not None
             request.transport.close()
             return web.Response()
+        if request.path == "/half":  # the head and half the body, then the connection ends
+            answer = web.StreamResponse(headers={"Content-Length": "100"})
+            await answer.prepare(request)
+            await answer.write(b"x" * 50)
+            assert request.transport is not None
+            request.transport.abort()
+            return answer
         if request.path == "/gzip":
             packed = gzip.compress(json.dumps({"id": "s1"}).encode())
             return web.Response(body=packed, headers={"Content-Encoding": "gzip"})
@@ -153,6 +161,18 @@ async def test_a_connection_dropped_unanswered_may_have_been_sent(
         await http.aclose()
     assert isinstance(caught.value, httpx.RemoteProtocolError)
     assert [s[1] for s in server.seen] == ["/cut"]
+
+
+async def test_an_answer_cut_halfway_is_a_protocol_error(served: tuple[Server, str]) -> None:
+    """As httpcore reported it: the fault metrics and the chaos campaign count it by this name."""
+    server, base = served
+    http = client(base)
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/half", data={"name": "x"})
+    finally:
+        await http.aclose()
+    assert [s[1] for s in server.seen] == ["/half"]
 
 
 async def test_connections_stay_within_the_limit_and_are_reused(

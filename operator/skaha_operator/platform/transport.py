@@ -63,7 +63,10 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
         return httpx.ConnectError(text, request=request)
     if isinstance(exc, TimeoutError):  # SocketTimeoutError, a late answer
         return httpx.ReadTimeout(text, request=request)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+    if isinstance(
+        exc,
+        aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientResponseError,
+    ):  # closed before or during the answer, or an answer that is not HTTP
         return httpx.RemoteProtocolError(text, request=request)
     return httpx.ReadError(text, request=request)
 

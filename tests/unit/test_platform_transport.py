@@ -201,3 +201,60 @@ async def test_a_closed_client_opens_a_fresh_session_when_used_again(
     await http.get("/two")
     await http.aclose()
     assert [s[1] for s in server.seen] == ["/one", "/two"]
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[tuple[list[str], str]]:
+    """A forward proxy that answers itself, recording the absolute URL each request names."""
+    asked: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        asked.append(f"{request.url} {request.headers.get('Proxy-Authorization', '-')}")
+        return web.Response(text="from the proxy")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield asked, f"127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_environment_proxy_carries_requests_unless_no_proxy_names_the_host(
+    proxy: tuple[list[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's httpProxy/noProxy reach the clients as HTTP_PROXY/NO_PROXY; httpx reads them
+    only for its own transport, so this one must (names under .invalid never resolve)."""
+    asked, where = proxy
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://site:pw@{where}")
+    monkeypatch.setenv("NO_PROXY", "direct.invalid,localhost")
+    http = client("http://skaha.invalid")
+    try:
+        answer = await http.get("/skaha/v1/session")
+        with pytest.raises(httpx.ConnectError):  # straight to a name that does not resolve
+            await http.get("http://x.direct.invalid/skaha/v1/session")
+    finally:
+        await http.aclose()
+    assert answer.text == "from the proxy"
+    assert asked == ["http://skaha.invalid/skaha/v1/session Basic c2l0ZTpwdw=="]
+
+
+async def test_without_proxy_settings_requests_go_direct(
+    served: tuple[Server, str], proxy: tuple[list[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, base = served
+    asked, where = proxy
+    monkeypatch.setenv("HTTP_PROXY", f"http://{where}")
+    transport = AiohttpTransport(trust_env=False)  # as httpx's trust_env=False
+    http = httpx.AsyncClient(base_url=base, transport=transport)
+    try:
+        await http.get("/direct")
+    finally:
+        await http.aclose()
+    assert ([s[1] for s in server.seen], asked) == (["/direct"], [])

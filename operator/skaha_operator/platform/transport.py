@@ -17,13 +17,17 @@ What httpx's transport did and this one keeps:
 - the body as received: content-encoding is left for httpx to decode, as before.
 - the URL as httpx built it (already percent-encoded; aiohttp must not encode it again).
 - the pool limits: at most `max_connections`, idle ones kept `keepalive_expiry` seconds.
-Proxies from the environment stay with httpx's own proxy transports (httpx mounts them apart).
+- proxies from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, as the
+  chart's `httpProxy`/`httpsProxy`/`noProxy` set them, docs/install.md): httpx reads them only
+  for its own transport, so this one reads them itself, once, when it is made.
 """
 
 from __future__ import annotations
 
 import ssl
+import urllib.request
 from typing import Any
+from urllib.request import getproxies_environment
 
 import aiohttp
 import certifi
@@ -71,12 +75,40 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
     return httpx.ReadError(text, request=request)
 
 
+class Proxies:
+    """The proxy for a URL from the environment's settings, read once (urllib's reading of them,
+    which is httpx's too: scheme or `all`, unless `no_proxy` names the host or `*`)."""
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        self._settings = settings
+
+    def __bool__(self) -> bool:
+        return any(key != "no" for key in self._settings)
+
+    def options(self, url: httpx.URL) -> dict[str, Any]:
+        """aiohttp's `proxy` for `url`; none when it goes direct."""
+        host = url.host if url.port is None else f"{url.host}:{url.port}"
+        # Public in urllib, though missing from its type stubs.
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if not self or bypass(host, self._settings):
+            return {}
+        found = self._settings.get(url.scheme) or self._settings.get("all")
+        if not found:
+            return {}
+        # Credentials in the proxy URL go as Proxy-Authorization (aiohttp moves them there).
+        return {"proxy": URL(found if "://" in found else f"http://{found}")}
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session per httpx client, created on first use (so on the loop using it)."""
 
     def __init__(
-        self, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None
+        self,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits | None = None,
+        trust_env: bool = True,
     ) -> None:
+        self._proxies = Proxies(getproxies_environment() if trust_env else {})
         self._ssl = client_ssl(verify)
         limits = limits or httpx.Limits()
         self._limit = limits.max_connections or 0
@@ -101,6 +133,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             "data": body or None,
             "allow_redirects": False,
             "timeout": _timeout(request),
+            **self._proxies.options(request.url),
         }
         url = URL(str(request.url), encoded=True)
         try:

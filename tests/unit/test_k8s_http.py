@@ -11,6 +11,7 @@ from aiohttp import web
 from kubernetes import client
 
 from skaha_operator.k8s.http import Http
+from tests.unit.local_server import serving
 
 
 class Server:
@@ -50,20 +51,11 @@ class Server:
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Server, client.Configuration]]:
     server = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    conf = client.Configuration()
-    conf.host = f"http://127.0.0.1:{port}"
-    conf.api_key = {"authorization": "Bearer one"}
-    try:
+    async with serving(server.handle) as base:
+        conf = client.Configuration()
+        conf.host = base
+        conf.api_key = {"authorization": "Bearer one"}
         yield server, conf
-    finally:
-        await runner.cleanup()
 
 
 async def test_requests_beyond_the_limit_wait_their_turn_in_order(

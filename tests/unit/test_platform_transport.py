@@ -15,6 +15,7 @@ from aiohttp import web
 
 from skaha_operator.platform.base import make_http_client
 from skaha_operator.platform.transport import AiohttpTransport
+from tests.unit.local_server import serving
 
 
 class Server:
@@ -60,16 +61,8 @@ class Server:
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Server, str]]:
     server = Server()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield server, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(server.handle) as base:
+        yield server, base
 
 
 def client(base: str, read: float = 5.0, connections: int = 20) -> httpx.AsyncClient:
@@ -84,16 +77,13 @@ async def test_the_default_transport_is_aiohttp_and_a_form_post_arrives_as_sent(
     served: tuple[Server, str],
 ) -> None:
     server, base = served
-    http = client(base)
-    try:
+    async with client(base) as http:
         assert isinstance(http._transport, AiohttpTransport)
         answer = await http.post(
             "/skaha/v1/session",
             data={"name": "nb 1", "image": "images.example/x:1"},
             headers={"Authorization": "Bearer t0"},
         )
-    finally:
-        await http.aclose()
     assert (answer.status_code, answer.text, answer.reason_phrase) == (201, "abc123\n", "Created")
     assert answer.headers["content-type"].startswith("text/plain")
     method, path, headers, body = server.seen[0]
@@ -106,21 +96,15 @@ async def test_the_default_transport_is_aiohttp_and_a_form_post_arrives_as_sent(
 
 async def test_an_encoded_path_and_query_arrive_unchanged(served: tuple[Server, str]) -> None:
     server, base = served
-    http = client(base)
-    try:
+    async with client(base) as http:
         await http.get("/cavern/home/a%20b/c%2Fd", params={"q": "x y&z"})
-    finally:
-        await http.aclose()
     assert server.seen[0][1] == "/cavern/home/a%20b/c%2Fd?q=x+y%26z"
 
 
 async def test_a_compressed_answer_is_decoded_by_httpx(served: tuple[Server, str]) -> None:
     _, base = served
-    http = client(base)
-    try:
+    async with client(base) as http:
         answer = await http.get("/gzip")
-    finally:
-        await http.aclose()
     assert answer.json() == {"id": "s1"}
 
 
@@ -128,24 +112,18 @@ async def test_a_refused_connection_is_a_connect_error_not_sent() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    http = client(f"http://127.0.0.1:{port}")
-    try:
+    async with client(f"http://127.0.0.1:{port}") as http:
         with pytest.raises(httpx.ConnectError):
             await http.post("/skaha/v1/session", data={"name": "x"})
-    finally:
-        await http.aclose()
 
 
 async def test_a_late_answer_is_a_read_timeout_after_the_request_arrived(
     served: tuple[Server, str],
 ) -> None:
     server, base = served
-    http = client(base, read=0.2)
-    try:
+    async with client(base, read=0.2) as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post("/slow", data={"name": "x"})
-    finally:
-        await http.aclose()
     assert [s[1] for s in server.seen] == ["/slow"]
 
 
@@ -153,12 +131,9 @@ async def test_a_connection_dropped_unanswered_may_have_been_sent(
     served: tuple[Server, str],
 ) -> None:
     server, base = served
-    http = client(base)
-    try:
+    async with client(base) as http:
         with pytest.raises(httpx.TransportError) as caught:
             await http.post("/cut", data={"name": "x"})
-    finally:
-        await http.aclose()
     assert isinstance(caught.value, httpx.RemoteProtocolError)
     assert [s[1] for s in server.seen] == ["/cut"]
 
@@ -166,12 +141,9 @@ async def test_a_connection_dropped_unanswered_may_have_been_sent(
 async def test_an_answer_cut_halfway_is_a_protocol_error(served: tuple[Server, str]) -> None:
     """As httpcore reported it: the fault metrics and the chaos campaign count it by this name."""
     server, base = served
-    http = client(base)
-    try:
+    async with client(base) as http:
         with pytest.raises(httpx.RemoteProtocolError):
             await http.post("/half", data={"name": "x"})
-    finally:
-        await http.aclose()
     assert [s[1] for s in server.seen] == ["/half"]
 
 
@@ -179,12 +151,9 @@ async def test_connections_stay_within_the_limit_and_are_reused(
     served: tuple[Server, str],
 ) -> None:
     server, base = served
-    http = client(base, connections=3)
-    try:
+    async with client(base, connections=3) as http:
         answers = await asyncio.gather(*(http.get("/pause") for _ in range(30)))
         await http.get("/pause")
-    finally:
-        await http.aclose()
     assert [a.status_code for a in answers] == [201] * 30
     assert server.most_inside == 3
     assert len(server.peers) == 3
@@ -212,16 +181,8 @@ async def proxy() -> AsyncIterator[tuple[list[str], str]]:
         asked.append(f"{request.url} {request.headers.get('Proxy-Authorization', '-')}")
         return web.Response(text="from the proxy")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield asked, f"127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(handle) as base:
+        yield asked, base.removeprefix("http://")
 
 
 async def test_the_environment_proxy_carries_requests_unless_no_proxy_names_the_host(
@@ -234,13 +195,10 @@ async def test_the_environment_proxy_carries_requests_unless_no_proxy_names_the_
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", f"http://site:pw@{where}")
     monkeypatch.setenv("NO_PROXY", "direct.invalid,localhost")
-    http = client("http://skaha.invalid")
-    try:
+    async with client("http://skaha.invalid") as http:
         answer = await http.get("/skaha/v1/session")
         with pytest.raises(httpx.ConnectError):  # straight to a name that does not resolve
             await http.get("http://x.direct.invalid/skaha/v1/session")
-    finally:
-        await http.aclose()
     assert answer.text == "from the proxy"
     assert asked == ["http://skaha.invalid/skaha/v1/session Basic c2l0ZTpwdw=="]
 
@@ -252,9 +210,6 @@ async def test_without_proxy_settings_requests_go_direct(
     asked, where = proxy
     monkeypatch.setenv("HTTP_PROXY", f"http://{where}")
     transport = AiohttpTransport(trust_env=False)  # as httpx's trust_env=False
-    http = httpx.AsyncClient(base_url=base, transport=transport)
-    try:
+    async with httpx.AsyncClient(base_url=base, transport=transport) as http:
         await http.get("/direct")
-    finally:
-        await http.aclose()
     assert ([s[1] for s in server.seen], asked) == (["/direct"], [])

@@ -120,11 +120,10 @@ class Http:
         if self.limit and self._turns is None:
             self._turns = asyncio.Semaphore(self.limit)
         async with self._turns or contextlib.nullcontext():
-            fresh = self._stale()
+            fresh = self._read_credentials()
             resp, raw = await self._send(method, url, data, headers)
             if resp.status == 401 and not fresh:  # credentials changed within the second
-                self._read_at = None
-                self._stale()
+                self._read_credentials(now=True)
                 resp, raw = await self._send(method, url, data, headers)
         if resp.status >= 400:
             text = raw.decode(errors="replace")
@@ -132,13 +131,13 @@ class Http:
         answer: dict[str, Any] = json.loads(raw) if raw else {}
         return answer
 
-    def _stale(self) -> bool:
-        """Read the credentials again if a second has passed; True if they were just read."""
-        now = self._clock()
-        if self._read_at is not None and now - self._read_at < CREDENTIALS_SECONDS:
+    def _read_credentials(self, now: bool = False) -> bool:
+        """Read the credentials again if a second has passed (or `now`); True if it did."""
+        at = self._clock()
+        if not now and self._read_at is not None and at - self._read_at < CREDENTIALS_SECONDS:
             return False
         self._credentials = auth_headers(self.conf)
-        self._read_at = now
+        self._read_at = at
         return True
 
     async def _send(

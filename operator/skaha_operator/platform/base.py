@@ -1,11 +1,11 @@
 """The shared HTTP plumbing of the Skaha, Cavern and Rucio clients.
 
 Owns: building one pooled `httpx.AsyncClient` per service (its bytes carried by aiohttp,
-`transport.py`) with explicit timeouts, sending a
-request with the retry policy, mapping failures to `errors.py` (httpx error chained as cause),
-the per-attempt call counter hook, the allowed-hosts guard on every request (`hosts.py`), and
-keeping secrets out of every message and log line; server text is cut to
-`errors.MAX_SERVER_TEXT`. Logs name the route template, never the headers or a secret.
+`transport.py`) with explicit timeouts, sending a request with the retry policy, mapping
+failures to `errors.py` (httpx error chained as cause), the per-attempt call counter hook, the
+allowed-hosts guard on every request (`hosts.py`), and keeping secrets out of every message and
+log line; server text is cut to `errors.MAX_SERVER_TEXT`. Logs name the route template, never
+the headers or a secret.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from skaha_operator.controllers.base import Outcome
 from skaha_operator.controllers.compute import ComputeController
 from skaha_operator.controllers.context import ABANDON_ANNOTATION, Context, OperatorConfig
 from skaha_operator.controllers.platforms import PlatformCache
+from skaha_operator.controllers.skaha_platform import SkahaPlatformController
 from skaha_operator.domain.skaha_platform import SkahaPlatform
 from skaha_operator.k8s.api import ConflictError, Kube, SecretError, status_patch
 from skaha_operator.k8s.objects import ObjectCache
@@ -564,3 +565,21 @@ async def test_an_adopted_session_is_recorded_without_a_second_post() -> None:
     assert not any(c.startswith("POST") for c in w.log)
     assert w.acts() == ["write_status computes/c"]
     assert w.kube.stored("computes", "c")["status"]["launch"]["id"] == sid
+
+
+# -- the platform ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+async def test_a_platform_holds_its_secret_before_its_status_tells_anything(
+    reachable: bool,
+) -> None:
+    # A status a reader sees means the token Secret already carries our finalizer, however long
+    # the probe took (a 503 is retried for seconds before the status is written).
+    w = world(reachable=reachable)
+    w.kube.secrets[(NS, "token")] = {"token": "t"}
+    await SkahaPlatformController().step(w.kube.stored("skahaplatforms", "local"), w.ctx)
+    acts = w.acts()
+    assert acts[0] == "hold_secret token on"
+    assert "write_status skahaplatforms/local" in acts[1:]
+    assert w.kube.held[(NS, "token")] == {w.ctx.config.finalizer}

@@ -48,7 +48,11 @@ class SkahaPlatformController:
         self._held: set[tuple[str, str]] = set()
 
     async def step(self, body: dict[str, Any], ctx: Context) -> Outcome:
-        """Probe once, decide, write, hold the Secrets; or release once nothing uses it."""
+        """Hold the Secrets, probe once, decide, write; or release once nothing uses it.
+
+        The Secrets are held first: a probe of a platform that answers 503 retries for seconds,
+        and whoever reads the status then may rely on the Secret being kept.
+        """
         platform = SkahaPlatform.model_validate(body)
         if platform.metadata.get("deletionTimestamp"):
             users = await _dependents(platform, ctx)
@@ -56,11 +60,11 @@ class SkahaPlatformController:
             if released:
                 await self._hold_secrets(platform, ctx, hold=False)
             return Outcome(requeue, released)
+        await self._hold_secrets(platform, ctx, hold=True)
         probe = await probe_platform(platform, ctx)
         decision = decide_platform(platform, probe, datetime.now(UTC), ctx.config.timing)
         await write(ctx, self.plural, body, decision.status)
         tell(ctx, body, self.kind, decision.status, decision.events)
-        await self._hold_secrets(platform, ctx, hold=True)
         return Outcome(decision.requeue_after)
 
     async def _hold_secrets(self, platform: SkahaPlatform, ctx: Context, *, hold: bool) -> None:

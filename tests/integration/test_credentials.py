@@ -110,10 +110,9 @@ def wait_all(view: View, check: Any, what: str, timeout: float) -> None:
 
 
 def ready(_: str, st: dict[str, Any]) -> bool:
-    return (
-        condition(st, "Ready").get("status") == "True"
-        and condition(st, "Stalled").get("status") == "False"
-    )
+    return condition(st, "Ready").get("status") == "True" and "Stalled" not in {
+        c.get("type") for c in st.get("conditions") or []
+    }
 
 
 def refused(what: str, st: dict[str, Any]) -> bool:

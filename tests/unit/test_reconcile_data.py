@@ -168,7 +168,7 @@ def test_the_last_failed_job_fails_the_data_with_its_log_tail() -> None:
     assert (d.status.phase, d.status.reason) == (Phase.FAILED, "DownloadFailed")
     assert d.status.message is not None
     assert d.status.message.endswith("curl: (22) ... error: 404")
-    assert conditions(d) == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+    assert conditions(d) == {"Ready": "False", "Stalled": "True"}
 
 
 def test_a_failed_job_with_a_retry_left_is_relaunched_under_the_next_name() -> None:
@@ -205,7 +205,7 @@ def test_a_refused_create_fails_the_data_with_the_answer(
     d = decide(make(source), obs(rucio_configured=True, refused="400: image not allowed"))
     assert (d.status.phase, d.status.reason) == (Phase.FAILED, reason)
     assert (d.status.message or "").endswith("400: image not allowed")
-    assert conditions(d)["Reconciling"] == "False"
+    assert "Reconciling" not in conditions(d)
 
 
 def test_an_available_data_is_not_polled_again() -> None:

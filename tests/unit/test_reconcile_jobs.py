@@ -220,7 +220,6 @@ def test_with_phase_sets_conditions_times_and_one_event() -> None:
     assert new.phase_times == {Phase.FAILED: NOW}
     assert {c.type: c.status for c in new.conditions or []} == {
         "Ready": "False",
-        "Reconciling": "False",
-        "Stalled": "True",
+        "Stalled": "True",  # Reconciling is absent: it is there only while True
     }
     assert events == ("Initializing->Failed: DownloadFailed",)

@@ -182,7 +182,7 @@ def test_the_setup_job_decides_the_notebook(
     assert d.status.job.observed == state
     if detail:
         assert (d.status.message or "").endswith(detail)
-        assert conditions(d) == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+        assert conditions(d) == {"Ready": "False", "Stalled": "True"}
 
 
 def test_a_setup_job_removed_before_its_outcome_was_seen() -> None:

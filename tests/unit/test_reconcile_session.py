@@ -177,7 +177,6 @@ def test_new_session_creates_every_owned_part_never_a_shared_one() -> None:
     assert conditions(d) == {
         "Ready": (ConditionStatus.FALSE, "CreatingParts"),
         "Reconciling": (ConditionStatus.TRUE, "CreatingParts"),
-        "Stalled": (ConditionStatus.FALSE, "CreatingParts"),
         "ExecutableReady": (ConditionStatus.FALSE, "Creating"),
         "StorageReady.work": (ConditionStatus.FALSE, "Creating"),
         "StorageReady.shared": (ConditionStatus.TRUE, "Available"),
@@ -249,7 +248,7 @@ def test_usable_copies_the_connectors(compute: Phase, phase: SessionPhase, reaso
     assert d.status.connectors == [conn]
     assert (d.create, d.delete, d.requeue_after) == ((), (), T.resync)
     assert condition_status(d.status.conditions, "Ready") is True
-    assert condition_status(d.status.conditions, "Reconciling") is False
+    assert condition_status(d.status.conditions, "Reconciling") is None  # absent once settled
     assert condition_status(d.status.conditions, "ComputeReady") is True
     summaries = {(str(p.kind), p.name): (p.phase, p.ready, p.shared) for p in d.status.parts or []}
     assert summaries[("Compute", "s1-compute")] == (compute, True, False)

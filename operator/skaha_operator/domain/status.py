@@ -36,7 +36,10 @@ class StatusBase(WireModel):
 
     conditions: list[Condition] | None = Field(
         None,
-        description="Observations: Ready, Reconciling, Stalled and per-dependency conditions.",
+        description=(
+            "Observations: Ready (always), Reconciling and Stalled (only while True) and"
+            " per-dependency conditions."
+        ),
         max_length=32,
         json_schema_extra=CONDITIONS_EXTRA,
     )

@@ -71,14 +71,22 @@ def summary_conditions(
     usable: bool = True,
 ) -> list[Condition]:
     """Ready / Reconciling / Stalled derived from the phase (kstatus: Stalled=True is Failed);
-    `usable=False` says a usable phase cannot be used now (its platform refuses us)."""
+    `usable=False` says a usable phase cannot be used now (its platform refuses us).
+
+    Ready is always present. Reconciling and Stalled are "abnormal-true": present only while
+    True, absent otherwise, which kstatus, Argo CD and Flux read as False (docs/gitops.md). The
+    two written False made a Session's status about 750 bytes longer with their managedFields,
+    on every write and every watch event (docs/performance.md, "Status size").
+    """
     ready = phase in _USABLE and usable
     broken = stalled or phase in _BROKEN
     out = set_condition(conditions, READY, ready, reason, message, now, generation)
-    out = set_condition(
-        out, RECONCILING, phase not in _SETTLED and not broken, reason, message, now, generation
-    )
-    return set_condition(out, STALLED, broken, reason, message, now, generation)
+    for type_, value in ((RECONCILING, phase not in _SETTLED and not broken), (STALLED, broken)):
+        if value:
+            out = set_condition(out, type_, True, reason, message, now, generation)
+        else:
+            out = [c for c in out if c.type != type_]
+    return out
 
 
 def condition_status(conditions: list[Condition] | None, type_: str) -> bool | None:

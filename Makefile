@@ -47,17 +47,17 @@ setup: venv controlplane podman ## Everything the tests and the demo need.
 
 .PHONY: lint
 lint: venv ## ruff (lint + format check) and the import-linter layer contracts.
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/lint-imports
 
 .PHONY: format
 format: venv ## Apply ruff's formatter and safe fixes.
-	$(BIN)/ruff check --fix operator tests
-	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests bench
+	$(BIN)/ruff format operator tests bench
 
 .PHONY: typecheck
-typecheck: venv ## mypy, strict, on the package.
+typecheck: venv ## mypy, strict, on the package and bench/.
 	$(BIN)/mypy
 
 .PHONY: crds

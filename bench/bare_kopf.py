@@ -46,7 +46,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="bare.bench")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="bare.bench")
     settings.posting.reporting_component = "bare-kopf"
-    config.load_kube_config()
+    config.load_kube_config()  # type: ignore[no-untyped-call]  # kubernetes leaves it unannotated
     memo.custom = client.CustomObjectsApi(client.ApiClient())
     memo.skaha = PlatformClients.create(
         PlatformSettings(skaha_url=memo.skaha_url, cavern_url=memo.skaha_url,
@@ -59,7 +59,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Write the platform call counts for the benchmark."""
     await memo.skaha.aclose()
-    Path(memo.calls_file).write_text(json.dumps(CALLS))
+    await asyncio.to_thread(Path(memo.calls_file).write_text, json.dumps(CALLS))
 
 
 @kopf.on.create(GROUP, VERSION, "sessions")
@@ -97,6 +97,7 @@ async def dc_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 async def compute_created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Launch, poll until Running, mark the Compute and its Session Running."""
     ns, name = body.metadata.namespace, body.metadata.name
+    assert ns is not None  # Computes are namespaced
     kopf.info(body, reason="Launching", message="Initializing->Preparing")
     tmpl = body.spec
     params = SessionParams(
@@ -105,7 +106,8 @@ async def compute_created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
         env=dict(tmpl.get("env") or {}),
     )  # fmt: skip
     sid = await memo.skaha.skaha.create_session(params)
-    while (await memo.skaha.skaha.get_session(sid)).status != "Running":
+    # Polling Skaha until Running is part of the work measured.
+    while (await memo.skaha.skaha.get_session(sid)).status != "Running":  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     patch.status.update(phase="Running", launch={"id": sid})
     kopf.info(body, reason="SessionRunning", message="Preparing->Running")
@@ -114,12 +116,12 @@ async def compute_created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
         memo.custom.patch_namespaced_custom_object_status, GROUP, VERSION, ns, "sessions",
         session, {"status": {"phase": "Running", "reason": "SessionRunning"}},
     )  # fmt: skip
-    owner = {
+    owner: kopf.RawBody = {
         "apiVersion": API,
         "kind": "Session",
         "metadata": {"name": session, "namespace": ns, "uid": ""},
     }
-    kopf.info(owner, reason="SessionRunning", message=f"Preparing->Running ({name})")
+    kopf.info(kopf.Body(owner), reason="SessionRunning", message=f"Preparing->Running ({name})")
 
 
 @kopf.on.delete(GROUP, VERSION, "sessions")

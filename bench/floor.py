@@ -3,8 +3,9 @@
 Per Session: create the Session, its DockerContainer and its Compute; write the same phase
 transitions the operator writes with the same guards (resourceVersion `test` on a first write and
 on the create-pending marker, phase `test` afterwards); post the one Event per transition the
-design requires (docs/design.md §3); launch once and poll the simulator until Running. No finalizers,
-no image check, no re-reads, no bookkeeping: nothing a correct operator could skip beyond this.
+design requires (docs/design.md §3); launch once and poll the simulator until Running. No
+finalizers, no image check, no re-reads, no bookkeeping: nothing a correct operator could skip
+beyond this.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ async def floor_one(
     session_id = await skaha.skaha.create_session(params)
     launched = {**marker, "launch": {**marker["launch"], "id": session_id}, "reason": "Launched"}
     compute = await api.patch_status("computes", ns, cname, _next(compute, launched))
-    while (await skaha.skaha.get_session(session_id)).status != "Running":
+    # Polling Skaha until Running is part of the work measured.
+    while (await skaha.skaha.get_session(session_id)).status != "Running":  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     running = _status("Running", "SessionRunning", "running", True, launch=launched["launch"])
     compute = await api.patch_status("computes", ns, cname, _next(compute, running))

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 
@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics_port = free_port()
     with ControlPlane() as cp, api_client(cp) as api, tempfile.TemporaryDirectory() as tmp:
         install_crds(api, sorted(Path("crds").glob("*.yaml")))
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name="bench"))
+        )
         for obj in platform_objects("bench", handle.base_url):
             create(api, "bench", obj)
         with operator_process(
@@ -126,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             custom = client.CustomObjectsApi(api)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # the platform probe is not per-Session cost
-                got = custom.get_namespaced_custom_object(
-                    GROUP, VERSION, "bench", "skahaplatforms", "local"
+                got = cast(
+                    dict[str, Any],
+                    custom.get_namespaced_custom_object(
+                        GROUP, VERSION, "bench", "skahaplatforms", "local"
+                    ),
                 )
                 if (got.get("status") or {}).get("phase") == "Available":
                     break
@@ -140,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                 create(api, "bench", session(f"s{i}"))
             deadline = started + args.timeout
             while time.monotonic() < deadline:
-                items = custom.list_namespaced_custom_object(GROUP, VERSION, "bench", "sessions")
+                items = cast(
+                    dict[str, Any],
+                    custom.list_namespaced_custom_object(GROUP, VERSION, "bench", "sessions"),
+                )
                 phases = Counter((i.get("status") or {}).get("phase") for i in items["items"])
                 if phases.get("Running", 0) == args.sessions:
                     break

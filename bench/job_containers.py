@@ -41,7 +41,7 @@ async def one(http: aiohttp.ClientSession, base: str, name: str) -> float:
 
 
 async def measure(mode: str, runs: int, parallel: int) -> dict[str, float]:
-    sim = Simulator(SimulatorConfig(job_mode=mode, pending_s=0, run_s=0))  # type: ignore[arg-type]
+    sim = Simulator(SimulatorConfig(job_mode=mode, pending_s=0, run_s=0))
     try:
         async with sim.serve() as running, aiohttp.ClientSession() as http:
             await one(http, running.base_url, "warm-up")

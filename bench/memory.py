@@ -83,10 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         for plural, _ in bodies:
             requeuer.register(plural, runner)
         keys = [(p, "ns", b["metadata"]["name"]) for p, b in bodies]
-        held_timer, _ = measure(lambda: [requeuer.schedule(k, 3600.0) for k in keys])
+
+        def schedule_all() -> list[None]:
+            # Held with the timers: a list of N Nones, as the comprehension this replaces.
+            made: list[None] = []
+            for k in keys:
+                requeuer.schedule(k, 3600.0)
+                made.append(None)
+            return made
+
+        held_timer, _ = measure(schedule_all)
 
         async def forever() -> None:
-            while True:
+            while True:  # noqa: ASYNC110 (the parked sleeping task is what is measured)
                 await asyncio.sleep(3600)
 
         held_task, tasks = measure(lambda: [asyncio.create_task(forever()) for _ in keys])

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.timeout,
                     False,
                     replicas=2,
-                )  # fmt: skip
+                )
             )
             _progress(results[-1])
     text = render(results, note)

@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 
@@ -59,9 +59,15 @@ SEGMENTS = {
     "J": "-> client sees usable (watch delivery)",
 }
 STATUS_WRITE = "patch_namespaced_custom_object_status"
+CREATE = "create_namespaced_custom_object"
 
 
-async def create_all(cp: ControlPlane, ns: str, n: int, timeout: float) -> dict[str, list[float]]:
+async def create_all(
+    cp: ControlPlane,
+    ns: str,
+    n: int,
+    timeout: float,  # noqa: ASYNC109 (bounds only the wait for usable; a timeout is reported)
+) -> dict[str, list[float]]:
     """Create N Sessions at once; name -> [created, usable] (wall clock, as the trace)."""
     api = KubeApi(cp)
     out: dict[str, list[float]] = {}
@@ -107,7 +113,9 @@ def dump_objects(cp: ControlPlane, ns: str) -> dict[str, list[dict[str, Any]]]:
     with api_client(cp) as api:
         custom = client.CustomObjectsApi(api)
         return {
-            plural: custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural)["items"]
+            plural: cast(
+                dict[str, Any], custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural)
+            )["items"]
             for plural in ("sessions", "computes", "dockercontainers")
         }
 
@@ -136,9 +144,8 @@ def segments(
     c_steps = [r for r in c_recs if r["k"] == "step"]
     s_event = next(r for r in s_recs if r["k"] == "event")
     first = s_steps[0]
-    made = [
-        r for r in s_recs if r["k"] == "kube" and r["m"] == "create_namespaced_custom_object"
-    ][-1]  # the Compute, created last
+    # the Compute, created last
+    made = [r for r in s_recs if r["k"] == "kube" and r["m"] == CREATE][-1]
     post = next(r for r in c_recs if r["k"] == "skaha" and r["m"] == "POST")
     launch = _step_with(c_steps, post)
     running_event = next(r for r in c_recs if r["k"] == "event" and r.get("phase") == "Running")
@@ -184,8 +191,9 @@ def timeline(by: dict[tuple[str, str], list[dict[str, Any]]], name: str, created
         start = r.get("t0", r["t"]) - created
         took = f" ({1000 * (r['t'] - r['t0']):.0f} ms)" if "t0" in r else ""
         what = {
-            "event": lambda r: f"watch event {r.get('type')} phase={r.get('phase')} "
-            f"reason={r.get('reason')}",
+            "event": lambda r: (
+                f"watch event {r.get('type')} phase={r.get('phase')} reason={r.get('reason')}"
+            ),
             "fire": lambda r: f"wake-up fires ({1000 * r['late']:.0f} ms late)",
             "step": lambda r: f"step (next in {r.get('next')})",
             "kube": lambda r: f"  API {r['m']}",

@@ -1,4 +1,4 @@
-"""The kstatus conditions: Ready always, Reconciling and Stalled only while True (docs/gitops.md)."""
+"""kstatus conditions: Ready always, Reconciling and Stalled only while True (docs/gitops.md)."""
 
 from __future__ import annotations
 

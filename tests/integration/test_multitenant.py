@@ -152,15 +152,20 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return found
 
 
-def messages(api: client.ApiClient, ns: str, name: str) -> list[str]:
-    """Every message the operator wrote about a platform: status, 3 conditions, Events."""
-    status = status_of(api, ns, name)
-    texts = [str(status.get("message") or "")]
-    texts += [str(c.get("message") or "") for c in status.get("conditions") or []]
+def events_of(api: client.ApiClient, ns: str, name: str) -> list[str]:
+    """The messages of the Events about one object."""
     events = client.CoreV1Api(api).list_namespaced_event(
         ns, field_selector=f"involvedObject.name={name}"
     )
-    return texts + [e.message or "" for e in events.items]
+    return [e.message or "" for e in events.items]
+
+
+def messages(api: client.ApiClient, ns: str, name: str) -> list[str]:
+    """Every message the operator wrote about a platform: status, its conditions, Events."""
+    status = status_of(api, ns, name)
+    texts = [str(status.get("message") or "")]
+    texts += [str(c.get("message") or "") for c in status.get("conditions") or []]
+    return texts + events_of(api, ns, name)
 
 
 def token() -> str:
@@ -277,7 +282,9 @@ def test_long_error_replies_stay_bounded_and_scrubbed(
         assert rec.requests()  # the reply really was sent, and long
         assert "denied: AAAA" in status["message"]
         assert "more characters]" in status["message"]
-        wait_for("an Event about the platform", lambda: len(messages(api_client, ns, "loud")) > 4)
+        wait_for("an Event about the platform", lambda: events_of(api_client, ns, "loud"))
+        # The status message, Ready and Stalled (Reconciling is absent while False), the Events.
+        assert len(messages(api_client, ns, "loud")) >= 4
         for text in messages(api_client, ns, "loud"):
             assert len(text) <= MAX_SERVER_TEXT + CONTEXT, text[:300]
             assert value not in text

@@ -75,8 +75,8 @@ def summary_conditions(
 
     Ready is always present. Reconciling and Stalled are "abnormal-true": present only while
     True, absent otherwise, which kstatus, Argo CD and Flux read as False (docs/gitops.md). The
-    two written False made a Session's status about 750 bytes longer with their managedFields,
-    on every write and every watch event (docs/performance.md, "Status size").
+    two written False made each object 630-760 bytes longer with their managedFields, on every
+    write and every watch event (docs/performance.md, "Status size").
     """
     ready = phase in _USABLE and usable
     broken = stalled or phase in _BROKEN

@@ -110,9 +110,8 @@ def wait_all(view: View, check: Any, what: str, timeout: float) -> None:
 
 
 def ready(_: str, st: dict[str, Any]) -> bool:
-    return condition(st, "Ready").get("status") == "True" and "Stalled" not in {
-        c.get("type") for c in st.get("conditions") or []
-    }
+    # Stalled is written only while True: a usable object has none.
+    return condition(st, "Ready").get("status") == "True" and not condition(st, "Stalled")
 
 
 def refused(what: str, st: dict[str, Any]) -> bool:

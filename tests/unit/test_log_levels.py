@@ -58,3 +58,26 @@ def test_the_operator_installs_the_retry_filter_on_kopfs_handler() -> None:
         )
     finally:
         root.handlers[:] = saved
+
+
+@pytest.mark.parametrize(("verbose", "shown"), [(False, False), (True, True)])
+def test_httpx_request_lines_only_with_verbose(verbose: bool, shown: bool) -> None:
+    """httpx logs each request at INFO with its URL (a Skaha session id; our own lines name the
+    route template): one line per look at every running job. Shown only with --verbose."""
+    import kopf
+
+    from skaha_operator.runtime import run
+
+    root, httpx_log = logging.getLogger(), logging.getLogger("httpx")
+    saved, saved_level = root.handlers[:], httpx_log.level
+    mp = pytest.MonkeyPatch()
+    try:
+        kopf.configure(verbose=False)
+        mp.setattr(run.asyncio, "run", lambda coro: coro.close())
+        run.run_operator(run.OperatorConfig(), verbose=verbose)
+        assert httpx_log.isEnabledFor(logging.INFO) is shown
+        assert httpx_log.isEnabledFor(logging.WARNING)
+    finally:
+        mp.undo()
+        httpx_log.setLevel(saved_level)
+        root.handlers[:] = saved

@@ -36,6 +36,10 @@ def run_operator(
     )
     for handler in logging.getLogger().handlers:  # kopf.configure's stream handler
         handler.addFilter(RetryIsNotAnError())
+    # httpx logs every request at INFO: a line per Skaha look at every running job, 33 a second
+    # with 1,000 headless jobs at the 30 s poll cap. skaha_requests_total counts them; a failed
+    # one is logged by our client (platform/base.py). --verbose shows them again.
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
     asyncio.run(
         kopf.operator(
             memo=kopf.Memo(config=config, namespaces=list(namespaces), leases=leases),

@@ -32,7 +32,8 @@ def render(results: list[Result], conditions: str) -> str:
         "(`SIM_RUN_SECONDS=3600`), created at once; a Session counts when its phase is "
         "Available or Running. API requests from the API server's `apiserver_request_total` "
         "(every client, the benchmark's own creates and watch included); Skaha calls from "
-        "the operator's `skaha_requests_total`.",
+        "the operator's `skaha_requests_total`. The operator runs' namespaces have the chart's "
+        "finalizer policy, as `helm install` makes it on Kubernetes 1.36 (docs/design.md §4.6).",
         "",
         "| run | N | usable | sessions/s | vs floor | p50 s | p95 s | max s | API writes/S "
         "| writes vs floor | API reads/S | Skaha calls/S to usable | CPU s/S | peak RSS MiB "

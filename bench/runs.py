@@ -38,7 +38,12 @@ from bench.measure import (
 )
 from skaha_operator import GROUP, VERSION
 from skaha_operator.controlplane import ControlPlane
-from skaha_operator.controlplane.kit import create, operator_process, platform_objects
+from skaha_operator.controlplane.kit import (
+    create,
+    install_finalizer_policy,
+    operator_process,
+    platform_objects,
+)
 from skaha_operator.controlplane.processes import free_port
 from skaha_operator.platform.clients import PlatformClients, PlatformSettings
 
@@ -268,6 +273,8 @@ def run_operator(
     result = Result(who, n, instances=instances)
     for ns in namespaces:
         prepare_namespace(cp, ns, sim_url)
+    with api_client(cp) as api:  # as `helm install` makes it on Kubernetes 1.36 (design.md §4.6)
+        install_finalizer_policy(api, f"bench-{namespaces[0]}", namespaces)
     ports = [free_port() for _ in placed]
     with ExitStack() as stack:
         procs = [

@@ -56,8 +56,32 @@ def test_default_render_has_every_object_once() -> None:
     assert kinds == [
         "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
         *["CustomResourceDefinition"] * len(crd_plurals()),
-        "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount",
+        "Deployment", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "Role",
+        "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
+
+
+def test_finalizer_policy_covers_every_kind_and_is_bound_to_the_watched_namespaces() -> None:
+    """docs/design.md §4.6: the API server adds our finalizer in the create, only where the
+    operator watches; from Kubernetes 1.36 (v1), and not when turned off."""
+    docs = objects(render("watchNamespaces={a,b}"))
+    [policy] = by_kind(docs, "MutatingAdmissionPolicy")
+    [binding] = by_kind(docs, "MutatingAdmissionPolicyBinding")
+    spec = yaml.safe_load((CHART / "files" / "finalizer-policy.yaml").read_text())
+    assert policy["spec"] == spec
+    [rule] = spec["matchConstraints"]["resourceRules"]
+    assert (rule["operations"], set(rule["resources"])) == (["CREATE"], crd_plurals())
+    assert spec["failurePolicy"] == "Ignore"  # the operator's own patch is the fallback
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    named = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+    assert binding["spec"]["matchResources"] == {"namespaceSelector": {"matchExpressions": [named]}}
+    # Cluster mode: every namespace.
+    [binding] = by_kind(objects(render()), "MutatingAdmissionPolicyBinding")
+    assert "matchResources" not in binding["spec"]
+    # Turned off, or a cluster before 1.36: nothing rendered (the operator patches).
+    assert not by_kind(objects(render("finalizerPolicy.enabled=false")), "MutatingAdmissionPolicy")
+    older = helm("template", "x", str(CHART), "--kube-version", "1.35.2").stdout
+    assert not by_kind(objects(older), "MutatingAdmissionPolicy")
 
 
 def test_deployment_is_one_replica_with_election_restricted_with_liveness() -> None:

@@ -160,3 +160,69 @@ def install_crds(api: client.ApiClient, paths: list[Path]) -> list[str]:
     for name in names:
         _wait_established(ext, name)
     return names
+
+
+# The chart's MutatingAdmissionPolicy spec (docs/design.md §4.6), read from the repository.
+CHART_FILES = Path(__file__).resolve().parents[3] / "helm" / "skaha-operator" / "files"
+FINALIZER_POLICY = CHART_FILES / "finalizer-policy.yaml"
+FINALIZER = "skaha.broker.dev/finalizer"
+
+
+def install_finalizer_policy(
+    api: client.ApiClient, name: str, namespaces: list[str] | None, timeout: float = 30
+) -> None:
+    """The policy and a binding to `namespaces` (None: every namespace), as the chart makes
+    them on Kubernetes 1.36; returns once a create in the first namespace gets the finalizer
+    (the API server picks policies up in the background)."""
+    adm = client.AdmissionregistrationV1Api(api)
+    spec = yaml.safe_load(FINALIZER_POLICY.read_text())
+    policy: Any = {"metadata": {"name": name}, "spec": spec}  # the client sends plain dicts
+    adm.create_mutating_admission_policy(policy)
+    binding: dict[str, Any] = {"policyName": name}
+    if namespaces is not None:
+        named = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}
+        binding["matchResources"] = {"namespaceSelector": {"matchExpressions": [named]}}
+    bound: Any = {"metadata": {"name": name}, "spec": binding}
+    adm.create_mutating_admission_policy_binding(bound)
+    probe_ns = namespaces[0] if namespaces else "default"
+    deadline = time.monotonic() + timeout
+    while FINALIZER not in finalizers_at_create(api, probe_ns):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"finalizer policy {name} not in force within {timeout}s")
+        time.sleep(0.2)
+
+
+def remove_finalizer_policy(api: client.ApiClient, name: str) -> None:
+    """Delete the policy and its binding (either may be gone already)."""
+    adm = client.AdmissionregistrationV1Api(api)
+    for delete in (adm.delete_mutating_admission_policy_binding,
+                   adm.delete_mutating_admission_policy):  # fmt: skip
+        try:
+            delete(name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def finalizers_at_create(
+    api: client.ApiClient, namespace: str, finalizers: list[str] | None = None
+) -> list[str]:
+    """The finalizers a Session created in `namespace` (with `finalizers`) would carry: a
+    dry-run create, which admission mutates as it would a real one."""
+    meta: dict[str, Any] = {"generateName": "probe-"}
+    if finalizers is not None:
+        meta["finalizers"] = finalizers
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Session",
+        "metadata": meta,
+        "spec": {
+            "platformRef": "probe",
+            "executable": {"template": {"dockerContainer": {"image": "images.canfar.net/x:1"}}},
+            "compute": {"template": {"type": "headless", "command": "true"}},
+        },
+    }
+    made: Any = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "sessions", body, dry_run="All"
+    )
+    return list((made.get("metadata") or {}).get("finalizers") or [])

@@ -44,9 +44,11 @@ def test_base_renders_and_passes_server_side_dry_run(kubectl: Kubectl, crds: lis
     assert kinds.count("CustomResourceDefinition") == 7
     assert [k for k in kinds if k != "CustomResourceDefinition"] == [
         # The operator's ClusterRole, its metrics reader, and two aggregated into view/edit/admin.
-        # The Role and RoleBinding: the replicas' shard Leases in skaha-system.
+        # The Role and RoleBinding: the replicas' shard Leases in skaha-system. The finalizer
+        # policy and its binding (Kubernetes 1.36, docs/design.md §4.6).
         "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-        "Deployment", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount",
+        "Deployment", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "Namespace",
+        "Role", "RoleBinding", "Service", "ServiceAccount",
     ]  # fmt: skip
     assert not any("helm.sh/chart" in (d["metadata"].get("labels") or {}) for d in docs)
     kubectl("create", "namespace", "skaha-system", check=False)

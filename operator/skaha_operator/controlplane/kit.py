@@ -117,15 +117,28 @@ def platform_objects(
     return objects
 
 
-def create(api: client.ApiClient, namespace: str, obj: dict[str, Any]) -> None:
-    """Create a Secret or one of our objects."""
-    if obj["kind"] == "Secret":
-        body: Any = obj  # the client accepts a plain manifest dict
-        client.CoreV1Api(api).create_namespaced_secret(namespace, body)
-        return
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural_of(obj["kind"]), obj
-    )
+def create(api: client.ApiClient, namespace: str, obj: dict[str, Any], retry: float = 30) -> None:
+    """Create a Secret or one of our objects.
+
+    A 503 is retried for up to `retry` seconds: the API server's way of saying "not yet", as for
+    a few seconds after our CRDs are first created while the finalizer policy exists
+    (docs/kubernetes-notes.md §11).
+    """
+    deadline = time.monotonic() + retry
+    while True:
+        try:
+            if obj["kind"] == "Secret":
+                body: Any = obj  # the client accepts a plain manifest dict
+                client.CoreV1Api(api).create_namespaced_secret(namespace, body)
+                return
+            client.CustomObjectsApi(api).create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural_of(obj["kind"]), obj
+            )
+            return
+        except client.ApiException as exc:
+            if exc.status != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _wait_established(ext: client.ApiextensionsV1Api, name: str, timeout: float = 30) -> None:

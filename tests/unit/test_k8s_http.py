@@ -38,6 +38,10 @@ class Server:
             await asyncio.sleep(self.pause)
         finally:
             self.inside -= 1
+        if request.path.endswith("/busy"):
+            body = '{"kind":"Status","reason":"TooManyRequests"}'
+            headers = {"Retry-After": "3"}
+            return web.Response(status=429, text=body, headers=headers)
         if request.path.endswith("/absent"):
             body = '{"kind":"Status","reason":"NotFound","message":"absent not found"}'
             return web.Response(status=404, text=body, content_type="application/json")
@@ -93,6 +97,20 @@ async def test_a_refusal_raises_the_api_exception_with_its_status_and_body(
     assert "absent not found" in str(refused.value.body)
     assert ok == {"path": "/x/status", "got": [{"op": "test"}],
                   "type": "application/json-patch+json"}  # fmt: skip
+
+
+async def test_a_refusal_keeps_the_response_headers_for_retry_after(
+    served: tuple[Server, client.Configuration],
+) -> None:
+    _, conf = served
+    http = Http(conf, limit=4)
+    try:
+        with pytest.raises(client.ApiException) as refused:
+            await http.request("POST", "/apis/g/v1/namespaces/ns/busy", body={})
+    finally:
+        await http.aclose()
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"] == "3"
 
 
 async def test_the_credentials_are_read_again_once_a_second_has_passed(

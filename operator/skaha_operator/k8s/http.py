@@ -127,7 +127,9 @@ class Http:
                 resp, raw = await self._send(method, url, data, headers)
         if resp.status >= 400:
             text = raw.decode(errors="replace")
-            raise client.ApiException(status=resp.status, reason=resp.reason, body=text)
+            exc = client.ApiException(status=resp.status, reason=resp.reason, body=text)
+            exc.headers = dict(resp.headers)  # Retry-After of a 429 or 503 (runtime/driver.py)
+            raise exc
         answer: dict[str, Any] = json.loads(raw) if raw else {}
         return answer
 

@@ -16,10 +16,13 @@ releasing costs no bookkeeping write, and whichever operator holds the object's 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+
+from kubernetes import client
 
 from skaha_operator import metrics
 from skaha_operator.controllers.base import Controller, Outcome
@@ -37,6 +40,13 @@ UNAVAILABLE_DELAY = 5.0
 TERMINATING_DELAY = 30.0  # a namespace being deleted: its deletion event wakes the object sooner
 AUTH_DELAY = 10.0
 RELEASE_RETRY = 5.0  # a release that names no delay of its own looks again this soon
+# Answers of an API server that is busy or not ready, each a routine wait (docs/kubernetes-notes.md
+# §11): 429 from priority and fairness, 503 while a just-created CRD's schema is not yet known to
+# admission or the server shuts down, 504 when storage is slow. Stepped again after the server's
+# Retry-After, else BUSY_DELAY; creates are idempotent and status writes guarded, so a 504 whose
+# request did commit costs one refused write at most.
+BUSY = frozenset({429, 503, 504})
+BUSY_DELAY = 1.0
 
 
 def deleting(body: dict[str, Any]) -> bool:
@@ -138,6 +148,15 @@ async def _step_once(controller: Controller, st: OperatorState, key: Key) -> flo
             except Unavailable as exc:
                 result[0] = "requeue_after"
                 return exc.retry_after if exc.retry_after is not None else UNAVAILABLE_DELAY
+            except client.ApiException as exc:
+                if exc.status not in BUSY:
+                    raise
+                # The API server is busy or not ready: a routine wait, the step is idempotent.
+                result[0] = "requeue_after"
+                delay = _retry_after(exc)
+                logger.info("%s %s/%s: the API server answered %s %s; again in %g s",
+                            controller.kind, *key[1:], exc.status, exc.reason, delay)  # fmt: skip
+                return delay
             except NamespaceTerminating:
                 # Nothing can be created there any more; the namespace's deletion deletes this
                 # object next, and that event steps it again (its release needs no create).
@@ -148,6 +167,16 @@ async def _step_once(controller: Controller, st: OperatorState, key: Key) -> flo
             if outcome.requeue_after is not None:
                 result[0] = "requeue_after"
             return outcome.requeue_after
+
+
+def _retry_after(exc: client.ApiException) -> float:
+    """The server's Retry-After in seconds (kept within 1-30 s), else BUSY_DELAY."""
+    value = (exc.headers or {}).get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return BUSY_DELAY
+    return min(max(seconds, 1.0), 30.0) if math.isfinite(seconds) else BUSY_DELAY
 
 
 class RetryIsNotAnError(logging.Filter):

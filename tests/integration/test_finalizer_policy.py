@@ -10,8 +10,8 @@ import uuid
 import pytest
 from kubernetes import client
 
+from skaha_operator import FINALIZER
 from skaha_operator.controlplane.kit import (
-    FINALIZER,
     finalizers_at_create,
     install_finalizer_policy,
     remove_finalizer_policy,

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from skaha_operator import GROUP, VERSION
+from skaha_operator import FINALIZER, GROUP, VERSION
 from skaha_operator.platform.errors import MAX_SERVER_TEXT
 from skaha_operator.simulator import Simulator
 from tests.integration.operator_harness import MARKED, create, get, platform_objects, wait_for
@@ -30,7 +30,6 @@ from tests.integration.operator_harness import MARKED, create, get, platform_obj
 pytestmark = pytest.mark.integration
 
 CREDENTIALS_LABEL = "skaha.broker.dev/credentials"
-FINALIZER = "skaha.broker.dev/finalizer"
 # Room for our own words around a platform's (bounded) text in a status message.
 CONTEXT = 200
 

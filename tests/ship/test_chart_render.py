@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 import yaml
 
+from skaha_operator import FINALIZER
 from tests.ship.chart import (
     CHART,
     KUBE_VERSION,
@@ -72,6 +74,9 @@ def test_finalizer_policy_covers_every_kind_and_is_bound_to_the_watched_namespac
     [rule] = spec["matchConstraints"]["resourceRules"]
     assert (rule["operations"], set(rule["resources"])) == (["CREATE"], crd_plurals())
     assert spec["failurePolicy"] == "Ignore"  # the operator's own patch is the fallback
+    # It spells the operator's finalizer in its condition and in both patches, and no other.
+    spelled = re.findall(r'"([^"]*/finalizer)"', yaml.safe_dump(spec))
+    assert spelled == [FINALIZER] * 3
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     named = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
     assert binding["spec"]["matchResources"] == {"namespaceSelector": {"matchExpressions": [named]}}

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from skaha_operator import FINALIZER
 from skaha_operator.controllers.platforms import PlatformCache
 from skaha_operator.controllers.slots import SlotBook
 from skaha_operator.k8s.api import Kube
@@ -34,7 +35,7 @@ class OperatorConfig:
     timing: Timing = field(default_factory=Timing)
     resync_interval: float = 60.0
     http_timeout: float = 30.0
-    finalizer: str = "skaha.broker.dev/finalizer"
+    finalizer: str = FINALIZER
     # PEM CAs trusted for every platform on top of the public ones (--ca-bundle).
     ca_bundle: str | None = None
     # Hosts a SkahaPlatform may name (--allowed-hosts); the default allows public hosts only.

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from skaha_operator import GROUP, VERSION
+from skaha_operator import FINALIZER, GROUP, VERSION
 from skaha_operator.controlplane.launcher import ControlPlane
 from skaha_operator.domain.kinds import plural_of
 
@@ -121,8 +121,8 @@ def create(api: client.ApiClient, namespace: str, obj: dict[str, Any], retry: fl
     """Create a Secret or one of our objects.
 
     A 503 is retried for up to `retry` seconds: the API server's way of saying "not yet", as for
-    a few seconds after our CRDs are first created while the finalizer policy exists
-    (docs/kubernetes-notes.md §11).
+    a few seconds after our CRDs are first created while the finalizer policy exists, and briefly
+    after a CRD changes (docs/kubernetes-notes.md §11).
     """
     deadline = time.monotonic() + retry
     while True:
@@ -178,7 +178,6 @@ def install_crds(api: client.ApiClient, paths: list[Path]) -> list[str]:
 # The chart's MutatingAdmissionPolicy spec (docs/design.md §4.6), read from the repository.
 CHART_FILES = Path(__file__).resolve().parents[3] / "helm" / "skaha-operator" / "files"
 FINALIZER_POLICY = CHART_FILES / "finalizer-policy.yaml"
-FINALIZER = "skaha.broker.dev/finalizer"
 
 
 def install_finalizer_policy(

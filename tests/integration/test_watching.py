@@ -19,6 +19,7 @@ from skaha_operator import GROUP, VERSION
 from skaha_operator.k8s import watching
 from skaha_operator.k8s.api import Kube
 from skaha_operator.k8s.watching import Scope, Streams, follow
+from skaha_operator.runtime.watch import _why
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +132,14 @@ async def test_a_version_the_api_server_no_longer_has_is_listed_again(
         await asyncio.gather(task, return_exceptions=True)
     assert seen == [("MODIFIED", "edited"), ("DELETED", "kept")]
     assert len(relisted) == 1
+
+
+async def test_a_kind_the_api_server_does_not_serve_is_named_as_missing_crds(
+    streams: Streams,
+) -> None:
+    """What the start-up list logs when the CRDs are not installed (runtime/watch.py): the API
+    server answers a kind it does not serve with 404, which reads as "install the CRDs"."""
+    with pytest.raises(client.ApiException) as refused:
+        await streams.list(Scope("notinstalleds", None))
+    assert refused.value.status == 404
+    assert "our CRDs are not installed" in _why(refused.value)

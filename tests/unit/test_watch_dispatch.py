@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
 
 from skaha_operator.controllers.context import Context, OperatorConfig
 from skaha_operator.k8s.events import EventPoster, shorten
 from skaha_operator.k8s.objects import ObjectCache
 from skaha_operator.k8s.watching import Scope, _lines
+from skaha_operator.runtime import watch
 from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import on_relist, on_watch_event
 
@@ -164,3 +169,34 @@ def test_a_long_message_keeps_its_head_and_its_tail() -> None:
     assert short.startswith("head ")
     assert short.endswith(" tail")
     assert shorten("short") == "short"
+
+
+class Refusing:
+    """Streams whose LIST is refused with each status in turn, then answers."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+
+    async def list(self, scope: Scope) -> tuple[list[Any], str]:
+        if self.statuses:
+            raise ApiException(status=self.statuses.pop(0), reason="refused")
+        return [], "7"
+
+
+async def test_a_refused_start_up_list_says_what_to_do_and_is_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(watch, "backoff", lambda failures: 0.0)
+    streams = Refusing(404, 403, 500)
+    with caplog.at_level(logging.WARNING, logger="skaha_operator"):
+        done = await asyncio.wait_for(
+            watch._list_until_done(streams, Scope("sessions", None)),  # type: ignore[arg-type]
+            10,
+        )
+    assert done == ([], "7")
+    said = [r.getMessage() for r in caplog.records if "listing sessions" in r.getMessage()]
+    assert len(said) == 3
+    assert "our CRDs are not installed" in said[0]
+    assert "kubectl apply -f crds/" in said[0]
+    assert "lacks the chart's RBAC" in said[1]
+    assert "ApiException" in said[2]

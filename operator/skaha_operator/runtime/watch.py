@@ -29,6 +29,7 @@ import asyncio
 import logging
 from typing import Any
 
+from skaha_operator import GROUP, VERSION
 from skaha_operator.controllers.skaha_platform import DEPENDENT_PLURALS
 from skaha_operator.domain.common import TERMINAL_PHASES, Phase
 from skaha_operator.domain.kinds import DEPENDENCY_KIND_NAMES, KINDS, PART_KINDS, plural_of
@@ -195,8 +196,21 @@ async def _list_until_done(streams: Streams, scope: Scope) -> tuple[list[dict[st
         except Exception as exc:  # retried: nothing starts without it
             failures += 1
             delay = backoff(failures)
-            logger.warning("listing %s failed (%s); again in %.1fs", scope, exc, delay)
+            logger.warning("listing %s failed (%s); again in %.1fs", scope, _why(exc), delay)
             await asyncio.sleep(delay)
+
+
+def _why(exc: Exception) -> str:
+    """Why a LIST failed, in the words of what a person does about it (docs/install.md)."""
+    status = getattr(exc, "status", None)
+    if status == 404:
+        return (
+            f"404: the API server does not serve {GROUP}/{VERSION}: our CRDs are not installed; "
+            "install them with the chart or kubectl apply -f crds/"
+        )
+    if status == 403:
+        return "403: not allowed; the operator's ServiceAccount lacks the chart's RBAC"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _cached(st: OperatorState, scope: Scope) -> list[dict[str, Any]]:

@@ -55,8 +55,9 @@ def _state() -> OperatorState:
         (429, {"Retry-After": "120"}, 30.0),  # priority and fairness; capped
         (429, {"Retry-After": "0"}, 1.0),
         (504, None, BUSY_DELAY),
-        (503, {"Retry-After": "Fri, 04 Dec 2026 17:00:00 GMT"}, BUSY_DELAY),
-        (503, {"Retry-After": "nan"}, BUSY_DELAY),
+        (503, {"Retry-After": "Fri, 04 Dec 2026 17:00:00 GMT"}, 1.0),  # a date gone by: soon
+        (503, {"Retry-After": "nan"}, 1.0),
+        (503, {"Retry-After": "soon"}, BUSY_DELAY),
     ],
 )
 async def test_a_busy_api_server_steps_the_object_again_after_its_retry_after(

@@ -16,7 +16,6 @@ releasing costs no bookkeeping write, and whichever operator holds the object's 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from kubernetes import client
 from skaha_operator import metrics
 from skaha_operator.controllers.base import Controller, Outcome
 from skaha_operator.k8s.api import ConflictError, NamespaceTerminating
+from skaha_operator.platform.base import retry_after_seconds
 from skaha_operator.platform.errors import AuthError, Unavailable
 from skaha_operator.runtime import trace
 from skaha_operator.runtime.requeue import Key
@@ -171,12 +171,8 @@ async def _step_once(controller: Controller, st: OperatorState, key: Key) -> flo
 
 def _retry_after(exc: client.ApiException) -> float:
     """The server's Retry-After in seconds (kept within 1-30 s), else BUSY_DELAY."""
-    value = (exc.headers or {}).get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return BUSY_DELAY
-    return min(max(seconds, 1.0), 30.0) if math.isfinite(seconds) else BUSY_DELAY
+    seconds = retry_after_seconds((exc.headers or {}).get("Retry-After"))
+    return BUSY_DELAY if seconds is None else min(max(seconds, 1.0), 30.0)
 
 
 class RetryIsNotAnError(logging.Filter):

@@ -14,19 +14,19 @@ def types(conditions: list[Condition]) -> dict[str, str]:
     return {c.type: c.status.value for c in conditions}
 
 
-def test_a_status_written_by_an_earlier_version_loses_its_false_conditions() -> None:
-    # Earlier versions wrote Reconciling=False and Stalled=False; the next step removes them and
-    # keeps every other condition as it was.
+def test_a_status_written_by_an_earlier_version_loses_its_false_and_per_part_conditions() -> None:
+    # Earlier versions wrote Reconciling=False and Stalled=False, and one condition per part or
+    # dependency (ComputeReady, StorageReady.<name>, ...); the next step removes them and keeps
+    # Ready's transition time.
     old = [
         Condition(type=t, status=ConditionStatus(s), reason="R", last_transition_time=T0)
         for t, s in (("Ready", "True"), ("Reconciling", "False"), ("Stalled", "False"))
     ] + [
-        Condition(
-            type="ComputeReady", status=ConditionStatus.TRUE, reason="Up", last_transition_time=T0
-        )
+        Condition(type=t, status=ConditionStatus.TRUE, reason="Up", last_transition_time=T0)
+        for t in ("ComputeReady", "StorageReady.work", "DockerContainerReady")
     ]
     out = summary_conditions(old, Phase.RUNNING, "R", None, T0 + timedelta(hours=1), None)
-    assert types(out) == {"Ready": "True", "ComputeReady": "True"}
+    assert types(out) == {"Ready": "True"}
     assert out[0].last_transition_time == T0  # Ready did not change
 
 

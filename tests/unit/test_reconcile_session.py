@@ -102,6 +102,11 @@ def conditions(d: SessionDecision) -> dict[str, tuple[ConditionStatus, str]]:
     return {c.type: (c.status, c.reason) for c in d.status.conditions or []}
 
 
+def summaries(d: SessionDecision) -> dict[str, tuple[str | None, bool, str | None]]:
+    """status.parts by part name: (phase, ready, reason)."""
+    return {p.name: (p.phase, p.ready, p.reason) for p in d.status.parts or []}
+
+
 # -- the precedence (docs/design.md §3) --------------------------------------------------------
 
 A, R = st(Phase.AVAILABLE), st(Phase.RUNNING)
@@ -177,11 +182,10 @@ def test_new_session_creates_every_owned_part_never_a_shared_one() -> None:
     assert conditions(d) == {
         "Ready": (ConditionStatus.FALSE, "CreatingParts"),
         "Reconciling": (ConditionStatus.TRUE, "CreatingParts"),
-        "ExecutableReady": (ConditionStatus.FALSE, "Creating"),
-        "StorageReady.work": (ConditionStatus.FALSE, "Creating"),
-        "StorageReady.shared": (ConditionStatus.TRUE, "Available"),
-        "DataReady.cat": (ConditionStatus.FALSE, "Creating"),
-        "ComputeReady": (ConditionStatus.FALSE, "Creating"),
+    }
+    # Each part's state is in status.parts (no per-part conditions, docs/design.md §3).
+    assert {p.name: (p.phase, p.ready, p.shared) for p in d.status.parts or []} == {
+        r.name: ((Phase.AVAILABLE, True, True) if r.shared else (None, False, False)) for r in ALL
     }
     assert d.status.observed_generation == 4
     # The whole status is valid on the wire (condition types match the metav1 pattern).
@@ -249,11 +253,11 @@ def test_usable_copies_the_connectors(compute: Phase, phase: SessionPhase, reaso
     assert (d.create, d.delete, d.requeue_after) == ((), (), T.resync)
     assert condition_status(d.status.conditions, "Ready") is True
     assert condition_status(d.status.conditions, "Reconciling") is None  # absent once settled
-    assert condition_status(d.status.conditions, "ComputeReady") is True
-    summaries = {(str(p.kind), p.name): (p.phase, p.ready, p.shared) for p in d.status.parts or []}
-    assert summaries[("Compute", "s1-compute")] == (compute, True, False)
-    assert summaries[("Storage", "survey-inputs")] == (Phase.AVAILABLE, True, True)
-    assert len(summaries) == 5
+    assert set(conditions(d)) == {"Ready"}
+    by_part = {(str(p.kind), p.name): (p.phase, p.ready, p.shared) for p in d.status.parts or []}
+    assert by_part[("Compute", "s1-compute")] == (compute, True, False)
+    assert by_part[("Storage", "survey-inputs")] == (Phase.AVAILABLE, True, True)
+    assert len(by_part) == 5
 
 
 def test_missing_shared_part_is_a_wait_naming_it() -> None:
@@ -264,7 +268,7 @@ def test_missing_shared_part_is_a_wait_naming_it() -> None:
         "waiting for shared Storage survey-inputs: not found",
     )
     assert d.create == ()  # a shared part is never created
-    assert conditions(d)["StorageReady.shared"] == (ConditionStatus.FALSE, "NotFound")
+    assert summaries(d)["survey-inputs"] == (None, False, None)
 
 
 def test_a_stalled_part_stalls_the_session() -> None:
@@ -272,7 +276,7 @@ def test_a_stalled_part_stalls_the_session() -> None:
         session(), obs(A, compute=st(Phase.PREPARING, "LaunchLost", stalled=True)), T
     )
     assert condition_status(d.status.conditions, "Stalled") is True
-    assert conditions(d)["ComputeReady"] == (ConditionStatus.FALSE, "LaunchLost")
+    assert summaries(d)["s1-compute"] == (Phase.PREPARING, False, "LaunchLost")
 
 
 # -- ending: deadline, failure, completion, cancel; owned parts released in order -----------------
@@ -438,12 +442,13 @@ def test_a_session_moves_up_again_once_the_view_catches_up() -> None:
 
 def test_release_resumes_from_the_status_reason() -> None:
     # A restart in Releasing: the reason says how it ends, whatever the parts now show.
-    s = session({"phase": "Releasing", "reason": "Cancelled", "message": "cancelled"})
+    was = {"kind": "Compute", "name": "s1-compute", "phase": "Running", "ready": True}
+    s = session({"phase": "Releasing", "reason": "Cancelled", "message": "cx", "parts": [was]})
     d = decide_session(s, obs(None, storage_shared=A), T)
     assert (d.status.phase, d.status.reason, d.delete) == (SessionPhase.CANCELLED, "Cancelled", ())
     assert d.requeue_after is None
     assert d.events == ("Releasing->Cancelled: Cancelled",)
-    assert conditions(d)["ComputeReady"] == (ConditionStatus.FALSE, "Released")
+    assert summaries(d)["s1-compute"] == (None, False, "Released")
 
 
 def test_a_releasing_part_is_not_an_ending() -> None:

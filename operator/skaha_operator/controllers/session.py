@@ -6,11 +6,12 @@ cancel, on failure and when it is deleted (so release happens even where no garb
 runs). Deletion is the same step: the decision deletes the parts and says released once they are
 gone (their own controllers release what they launched first).
 
-While a Session prepares it mirrors its parts' progress (their reasons and messages, the per-part
-conditions); that progress is written at most once per PROGRESS_INTERVAL, folded into the next
-write, while a change of phase, of the Session's own Ready/Reconciling/Stalled, of its
-observedGeneration or of its connectors is written at once: a happy-path Session writes its status
-two or three times instead of once per part event (docs/performance.md).
+While a Session prepares it mirrors its parts' progress (their phases and reasons in
+`status.parts`, the waiting part's message); that progress is written at most once per
+PROGRESS_INTERVAL, folded into the next write, while a change of phase, of the Session's own
+Ready/Reconciling/Stalled, of its observedGeneration or of its connectors is written at once: a
+happy-path Session writes its status two or three times instead of once per part event
+(docs/performance.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from skaha_operator.domain.common import (
 )
 from skaha_operator.domain.compute import Compute, ComputeStatus
 from skaha_operator.domain.launch import Launch
-from skaha_operator.reconcile.conditions import set_condition, summary_conditions
+from skaha_operator.reconcile.conditions import summary_conditions
 from skaha_operator.reconcile.launch import (
     REFUSED,
     LaunchPolicy,
@@ -267,24 +267,6 @@ class _Step:
             stalled=stalled,
             usable=usable,
         )
-        # One condition per kind (StorageReady, DataReady, ...): True only when every
-        # dependency of that kind is usable, otherwise explained by the first one that is not.
-        by_kind: dict[str, list[DependencyView]] = {}
-        for dep in self.obs.dependencies:
-            by_kind.setdefault(dep.kind, []).append(dep)
-        for kind, deps in by_kind.items():
-            blocking = [d for d in deps if d.phase not in {Phase.AVAILABLE, Phase.RUNNING}]
-            first = blocking[0] if blocking else None
-            why = (first.reason or first.phase or "Missing") if first else "Available"
-            conditions = set_condition(
-                conditions,
-                f"{kind}Ready",
-                not blocking,
-                _camel(why),
-                "; ".join(_dependency_text(d) for d in deps),
-                self.now,
-                gen,
-            )
         times = dict(self.status.phase_times or {})
         if phase != old or not times:
             times.setdefault(phase, self.now)
@@ -367,7 +349,7 @@ class _Step:
             d for d in self.obs.dependencies if d.phase not in {Phase.AVAILABLE, Phase.RUNNING}
         ]
         if platform is None or not platform.ready or waiting:
-            what = [f"{d.kind} {d.name}" for d in waiting]
+            what = [_dependency_text(d) for d in waiting]
             if platform is None or not platform.ready:
                 why = "not found" if platform is None else platform.reason
                 ref = self.compute.spec.platform_ref
@@ -788,9 +770,10 @@ class _Step:
 
 
 def _dependency_text(dep: DependencyView) -> str:
-    """`Data obs: Preparing (Replicating)`: what the Compute waits for, and why it waits."""
-    text = f"{dep.kind} {dep.name}: {dep.phase or 'not found'}"
-    return text + (f" ({dep.reason})" if dep.reason and dep.phase else "")
+    """`Data obs (Preparing: Replicating)`: what the Compute waits for, and why it waits."""
+    if not dep.phase:
+        return f"{dep.kind} {dep.name} (not found)"
+    return f"{dep.kind} {dep.name} ({dep.phase}" + (f": {dep.reason})" if dep.reason else ")")
 
 
 def open_file_url(connect_url: str, path: str) -> str:
@@ -806,11 +789,6 @@ def open_file_url(connect_url: str, path: str) -> str:
 
 def _scheme(url: str) -> str:
     return url.split(":", 1)[0] if ":" in url else "https"
-
-
-def _camel(text: str) -> str:
-    word = "".join(part[:1].upper() + part[1:] for part in text.replace("-", " ").split())
-    return word if word and word[0].isalpha() else "Unknown"
 
 
 __all__ = [

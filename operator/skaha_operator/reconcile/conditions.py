@@ -1,4 +1,4 @@
-"""Conditions as the API for tools: Ready, Reconciling, Stalled (kstatus) plus per-dependency ones.
+"""Conditions as the API for tools: Ready, Reconciling and Stalled (kstatus), and no others.
 
 Pure helpers over lists of `Condition`: setting a condition keeps its lastTransitionTime when its
 status did not change (metav1.Condition semantics, docs/kubernetes-notes.md §5).
@@ -13,6 +13,7 @@ from skaha_operator.domain.common import Condition, ConditionStatus, Phase, Sess
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
+_SUMMARY = frozenset({READY, RECONCILING, STALLED})
 
 _USABLE = {Phase.AVAILABLE, Phase.RUNNING, SessionPhase.AVAILABLE, SessionPhase.RUNNING}
 _SETTLED = _USABLE | {
@@ -77,10 +78,15 @@ def summary_conditions(
     True, absent otherwise, which kstatus, Argo CD and Flux read as False (docs/gitops.md). The
     two written False made each object 630-760 bytes longer with their managedFields, on every
     write and every watch event (docs/performance.md, "Status size").
+
+    No other condition is kept: the per-part and per-dependency ones earlier versions wrote
+    (ComputeReady, StorageReady.<name>, DockerContainerReady, ...) repeated `status.parts` and
+    the parts' own Ready, and go on the next write (docs/design.md §3, "Status").
     """
     ready = phase in _USABLE and usable
     broken = stalled or phase in _BROKEN
-    out = set_condition(conditions, READY, ready, reason, message, now, generation)
+    kept = [c for c in conditions if c.type in _SUMMARY]
+    out = set_condition(kept, READY, ready, reason, message, now, generation)
     for type_, value in ((RECONCILING, phase not in _SETTLED and not broken), (STALLED, broken)):
         if value:
             out = set_condition(out, type_, True, reason, message, now, generation)

@@ -12,30 +12,26 @@ Pure: imports neither kopf, kubernetes nor httpx.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from skaha_operator.domain.common import (
-    REASON_PATTERN,
     TERMINAL_SESSION_PHASES,
-    Condition,
     Connector,
     Phase,
     SessionPhase,
 )
 from skaha_operator.domain.session import PartKind, PartSummary, Session, SessionStatus
 from skaha_operator.reconcile.builders import PartRef, make_children, part_refs
-from skaha_operator.reconcile.conditions import set_condition, summary_conditions
+from skaha_operator.reconcile.conditions import summary_conditions
 from skaha_operator.reconcile.timing import Timing, schedule_bounds
 from skaha_operator.reconcile.transitions import SESSION_TRANSITIONS, check_transition
 
 _USABLE = frozenset({Phase.AVAILABLE, Phase.RUNNING})
 _USABLE_SESSION = frozenset({SessionPhase.AVAILABLE, SessionPhase.RUNNING})
 _SETTLED = _USABLE | {Phase.RELEASING, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED}
-_REASON = re.compile(REASON_PATTERN)
 
 # Release order: the Skaha session first, then what was placed into storage, then the storage.
 _RELEASE_STAGES: tuple[frozenset[str], ...] = (
@@ -287,7 +283,7 @@ class _Step:
             else "deleting: every part the session owned is released"
         )
         return self._result(
-            SessionPhase.RELEASING, DELETING, message, delete=delete, requeue=requeue, ending=True
+            SessionPhase.RELEASING, DELETING, message, delete=delete, requeue=requeue
         )
 
     # -- ending -------------------------------------------------------------------------------
@@ -330,9 +326,8 @@ class _Step:
                 message,
                 delete=delete,
                 requeue=self.timing.poll_base,
-                ending=True,
             )
-        return self._result(final_phase(reason), reason, message, ending=True)
+        return self._result(final_phase(reason), reason, message)
 
     # -- living -------------------------------------------------------------------------------
 
@@ -413,7 +408,6 @@ class _Step:
         delete: tuple[PartRef, ...] = (),
         requeue: float | None = None,
         stalled: bool = False,
-        ending: bool = False,
         usable: bool = True,
     ) -> SessionDecision:
         check_transition(SESSION_TRANSITIONS, self.old, phase)
@@ -428,7 +422,6 @@ class _Step:
             stalled=stalled,
             usable=usable,
         )
-        conditions = self._part_conditions(conditions, gen, ending)
         times = dict(self.status.phase_times or {})
         if phase != self.old or not times:
             times.setdefault(phase, self.now)
@@ -466,26 +459,6 @@ class _Step:
                 out.append(_summary(ref, st))
         return out
 
-    def _part_conditions(
-        self, conditions: list[Condition], gen: int | None, ending: bool
-    ) -> list[Condition]:
-        wanted = {part_condition_type(r) for r in self.refs}
-        # Drop per-part conditions of parts no longer in the spec (the lists are editable).
-        out = [c for c in conditions if "." not in c.type or c.type in wanted]
-        for ref, st in self.states:
-            if st is None:
-                why = "Released" if ending and not ref.shared else None
-                why = why or ("NotFound" if ref.shared else "Creating")
-                text = f"{ref.kind} {ref.name}: " + ("not found" if ref.shared else why.lower())
-            else:
-                why = _reason_word(st.reason) or _reason_word(st.phase) or "Pending"
-                text = f"{ref.kind} {ref.name}: {st.phase or 'new'}"
-                if st.message:
-                    text += f": {st.message}"
-            ready = st is not None and st.ready
-            out = set_condition(out, part_condition_type(ref), ready, why, text, self.now, gen)
-        return out
-
     def _compute_reason(self) -> str | None:
         compute = next((s for r, s in self.states if r.kind == PartKind.COMPUTE), None)
         return compute.reason if compute is not None else None
@@ -495,21 +468,6 @@ class _Step:
         if isinstance(created, str):
             return datetime.fromisoformat(created.replace("Z", "+00:00"))
         return self.now
-
-
-def part_condition_type(ref: PartRef) -> str:
-    """The per-part condition type: ExecutableReady, ComputeReady, StorageReady.<name>, ..."""
-    if ref.part.startswith("storage-"):
-        return f"StorageReady.{ref.part.removeprefix('storage-')}"
-    if ref.part.startswith("data-"):
-        return f"DataReady.{ref.part.removeprefix('data-')}"
-    if ref.kind == PartKind.COMPUTE:
-        return "ComputeReady"
-    return "ExecutableReady"
-
-
-def _reason_word(text: str | None) -> str | None:
-    return text if text and _REASON.match(text) else None
 
 
 _FINAL_PART_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
@@ -544,6 +502,5 @@ __all__ = [
     "derive_session_phase",
     "derive_session_verdict",
     "final_phase",
-    "part_condition_type",
     "release_step",
 ]

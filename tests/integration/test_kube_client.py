@@ -88,6 +88,27 @@ async def test_a_status_write_that_lost_its_race_is_a_conflict(kube: Kube, names
     assert await kube.write_status(PLURAL, now, {"phase": "Available"}) is None
 
 
+async def test_the_status_is_owned_whole_by_the_operator(
+    kube: Kube, api_client: client.ApiClient, namespace: str
+) -> None:
+    """One managedFields entry for the status, `f:status` alone, under the operator's name
+    (docs/kubernetes-notes.md §12); before, one path per field under aiohttp's "Python"."""
+    await kube.create(PLURAL, namespace, platform("p1"))
+    fresh = await kube.get(PLURAL, namespace, "p1")
+    assert fresh is not None
+    written = await kube.write_status(PLURAL, fresh, {"phase": "Waiting", "message": "probing"})
+    assert written is not None
+    await kube.write_status(PLURAL, written, {"phase": "Available", "reason": "Probed"})
+    stored = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "p1"
+    )
+    assert stored["status"] == {"phase": "Available", "message": "probing", "reason": "Probed"}
+    entries = stored["metadata"]["managedFields"]
+    status = [e for e in entries if e.get("subresource") == "status"]
+    assert [(e["manager"], e["fieldsV1"]) for e in status] == [("skaha-operator", {"f:status": {}})]
+    assert {e["manager"] for e in entries} == {"skaha-operator"}
+
+
 async def test_a_status_the_schema_refuses_is_an_error_not_a_conflict(
     kube: Kube, namespace: str
 ) -> None:

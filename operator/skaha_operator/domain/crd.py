@@ -54,7 +54,9 @@ def object_schema(kind: type[KindModel]) -> Schema:
             },
             "metadata": {"type": "object"},
             "spec": props["spec"],
-            "status": props["status"],
+            # Only the operator writes a status, deciding it whole at every step: owned as one
+            # field, not one managedFields path per field (docs/kubernetes-notes.md §12).
+            "status": {**props["status"], "x-kubernetes-map-type": "atomic"},
         },
     }
 

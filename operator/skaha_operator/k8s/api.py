@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 from skaha_operator import GROUP, VERSION
-from skaha_operator.k8s.http import JSON_PATCH, MERGE_PATCH, Http
+from skaha_operator.k8s.http import JSON_PATCH, MERGE_PATCH, USER_AGENT, Http
 
 T = TypeVar("T")
 
@@ -502,4 +502,6 @@ def make_api_client(pool: int = 16) -> client.ApiClient:
         config.load_kube_config()
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = pool
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    api.user_agent = USER_AGENT
+    return api

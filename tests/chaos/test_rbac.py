@@ -89,9 +89,14 @@ def _grants(docs: list[dict[str, Any]]) -> set[Grant]:
     return out
 
 
-def _calls(audit: Path, user: str) -> tuple[set[Grant], int, int]:
-    """(verb, resource) pairs `user` called, how many calls, how many were refused (403)."""
+WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def _calls(audit: Path, user: str) -> tuple[set[Grant], int, int, dict[str, set[str]]]:
+    """(verb, resource) pairs `user` called, how many calls, how many were refused (403), and
+    the user agents (the product, before the version) of its reads and of its writes."""
     used: set[Grant] = set()
+    agents: dict[str, set[str]] = {"reads": set(), "writes": set()}
     total = refused = 0
     for line in audit.read_text().splitlines():
         event = json.loads(line)
@@ -99,10 +104,12 @@ def _calls(audit: Path, user: str) -> tuple[set[Grant], int, int]:
         if event["user"]["username"] != user or ref is None or event["stage"] == "ResponseStarted":
             continue
         total += 1
+        kind = "writes" if event["verb"] in WRITES else "reads"
+        agents[kind].add(str(event.get("userAgent", "")).split("/")[0])
         refused += (event.get("responseStatus") or {}).get("code") == 403
         res = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         used.add((event["verb"], f"{ref.get('apiGroup', '')}/{res}"))
-    return used, total, refused
+    return used, total, refused, agents
 
 
 def _with_data_and_notebook(body: dict[str, Any], url: str) -> dict[str, Any]:
@@ -217,7 +224,9 @@ def test_operator_calls_only_what_the_chart_grants(
         assert "skaha_requests_total" in ops.scrape(op)
         assert op.alive()
         log = ops.logs()
-    used, calls, refused = _calls(controlplane.audit_log, f"system:serviceaccount:{ns}:{SA}")
+    used, calls, refused, agents = _calls(
+        controlplane.audit_log, f"system:serviceaccount:{ns}:{SA}"
+    )
     unused = granted - used
     beyond = used - granted
 
@@ -227,6 +236,8 @@ def test_operator_calls_only_what_the_chart_grants(
     )
     report.check("API calls made by the operator (audit log)", calls)
     report.check("calls refused (403)", refused)
+    report.check("user agents of its writes", sorted(agents["writes"]))
+    report.figures["user agents of its reads"] = sorted(agents["reads"])
     report.check("(verb, resource) used but not granted", sorted(f"{v} {r}" for v, r in beyond))
     report.check("granted and used", len(granted & used))
     report.figures["granted but not called in this run (all explained)"] = (
@@ -236,6 +247,12 @@ def test_operator_calls_only_what_the_chart_grants(
 
     assert calls > 0
     assert refused == 0, "the API server refused some of the operator's calls"
+    # Every write, the official client's included, names the operator: its field manager in
+    # managedFields and its user agent here (docs/kubernetes-notes.md §12). Our watches do too;
+    # kopf's own scans of namespaces and CRDs at start-up carry kopf's name.
+    assert agents["writes"] == {"skaha-operator"}
+    assert "skaha-operator" in agents["reads"]
+    assert agents["reads"] <= {"skaha-operator", "kopf"}
     assert "Forbidden" not in log
     assert beyond == set()
     assert leaked == []

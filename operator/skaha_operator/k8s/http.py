@@ -100,7 +100,9 @@ class Http:
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=ssl_context(self.conf), limit=0)
             self._session = aiohttp.ClientSession(
-                base_url=str(self.conf.host).rstrip("/") + "/", connector=connector
+                base_url=str(self.conf.host).rstrip("/") + "/",
+                connector=connector,
+                headers={"User-Agent": USER_AGENT},  # requests and watches alike
             )
         return self._session
 
@@ -117,7 +119,7 @@ class Http:
         url = path.lstrip("/")
         if query:
             url += "?" + urlencode(query)
-        headers = {"Accept": JSON, "User-Agent": USER_AGENT}
+        headers = {"Accept": JSON}
         data = None
         if body is not None:
             headers["Content-Type"] = content_type

@@ -27,8 +27,8 @@ from typing import Any
 from skaha_operator.controllers.context import Context, OperatorConfig
 from skaha_operator.controllers.registry import CONTROLLERS
 from skaha_operator.k8s.objects import ObjectCache
-from skaha_operator.runtime import driver
 from skaha_operator.runtime.requeue import Key
+from skaha_operator.runtime.startup import runner
 from skaha_operator.runtime.state import OperatorState
 from skaha_operator.runtime.watch import WAKE_DELAY, on_watch_event
 
@@ -95,11 +95,7 @@ async def replay(
     fired: list[Key] = []
     st.requeuer.on_fire = lambda key, late: fired.append(key)
     for controller in CONTROLLERS:
-
-        async def runner(key: Key, controller: Any = controller) -> float | None:
-            return await driver.step_once(controller, st, key)
-
-        st.requeuer.register(controller.plural, runner)
+        st.requeuer.register(controller.plural, runner(controller, st))  # as the operator does
     lines = [line for i in range(sessions) for line in session_events(objects, i)]
     decoding = 0.0
     started = time.process_time()

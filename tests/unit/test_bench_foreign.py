@@ -1,5 +1,5 @@
 """bench/foreign.py replays what it says: 9 watch events per Session into a replica holding no
-shard, and every object new to the watch is stepped once and found not to be its own."""
+shard, every object new to the watch is stepped, and every step finds it is not its own."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     if st.tracer is not None:
         _trace_hooks(st, st.tracer)
     for controller in CONTROLLERS:
-        st.requeuer.register(controller.plural, _runner(controller, st))
+        st.requeuer.register(controller.plural, runner(controller, st))
     kube.on_stored = lambda plural, body: observe_event(plural, "MODIFIED", body, st)
     memo.state = st
     if leases is not None:
@@ -170,7 +170,9 @@ def _take_over(st: OperatorState, shards: frozenset[int]) -> None:
     metrics.TAKEOVER_STEPS.inc(count)
 
 
-def _runner(controller: Controller, st: OperatorState) -> Runner:
+def runner(controller: Controller, st: OperatorState) -> Runner:
+    """How the wake-ups step an object of the controller's kind (runtime/driver.py)."""
+
     async def run(key: Key) -> float | None:
         return await step_once(controller, st, key)
 
